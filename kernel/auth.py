@@ -1,0 +1,125 @@
+"""RS256 access tokens: issuing (users subgraph only), verifying (every subgraph), roles, JWKS."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kernel.errors import Forbidden, Unauthenticated
+from kernel.settings import Settings
+
+ALGORITHM = "RS256"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: int
+    roles: frozenset[str]
+
+    def has_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def require_role(self, *roles: str) -> "Principal":
+        if not self.has_role(*roles):
+            raise Forbidden()
+        return self
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def key_id(public_key: rsa.RSAPublicKey) -> str:
+    """RFC 7638 JWK thumbprint: stable for a key, different for the next one (rotation)."""
+    numbers = public_key.public_numbers()
+    canonical = f'{{"e":"{_b64url_uint(numbers.e)}","kty":"RSA","n":"{_b64url_uint(numbers.n)}"}}'
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def public_jwk(public_key: rsa.RSAPublicKey) -> dict[str, str]:
+    numbers = public_key.public_numbers()
+    return {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": key_id(public_key),
+            "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+
+
+def ensure_keypair(directory: Path) -> tuple[Path, Path]:
+    """Create an RSA key pair under `directory` once (make run / tests); returns (private, public) paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = directory / "jwt-private.pem", directory / "jwt-public.pem"
+    if not private_path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+        private_path.chmod(0o600)
+        public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private_path, public_path
+
+
+class TokenVerifier:
+    def __init__(self, public_keys: list[rsa.RSAPublicKey], *, issuer: str, audience: str) -> None:
+        self._keys = {key_id(k): k for k in public_keys}
+        self._issuer = issuer
+        self._audience = audience
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TokenVerifier":
+        if settings.jwt_public_key_file is None:
+            raise SystemExit("JWT_PUBLIC_KEY_FILE is required to verify access tokens")
+        key = serialization.load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
+        assert isinstance(key, rsa.RSAPublicKey)
+        return cls([key], issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [public_jwk(k) for k in self._keys.values()]}
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._keys.get(header.get("kid", ""))
+            if key is None or header.get("alg") != ALGORITHM:
+                raise Unauthenticated("Invalid access token")
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self._issuer,
+                                audience=self._audience, options={"require": ["exp", "sub", "iat"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("Access token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("Invalid access token") from None
+        try:
+            return Principal(user_id=int(claims["sub"]), roles=frozenset(claims.get("roles", [])))
+        except (TypeError, ValueError):
+            raise Unauthenticated("Invalid access token") from None
+
+
+class TokenIssuer:
+    def __init__(self, private_key: rsa.RSAPrivateKey, *, issuer: str, audience: str, ttl_seconds: int) -> None:
+        self._key = private_key
+        self._kid = key_id(private_key.public_key())
+        self._issuer = issuer
+        self._audience = audience
+        self.ttl_seconds = ttl_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TokenIssuer":
+        if settings.jwt_private_key_file is None:
+            raise SystemExit("JWT_PRIVATE_KEY_FILE is required to issue access tokens")
+        key = serialization.load_pem_private_key(Path(settings.jwt_private_key_file).read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return cls(key, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                   ttl_seconds=settings.access_token_ttl_seconds)
+
+    def issue(self, user_id: int, roles: list[str], *, ttl_seconds: int | None = None) -> str:
+        now = int(time.time())
+        claims = {"sub": str(user_id), "roles": sorted(roles), "iss": self._issuer, "aud": self._audience,
+                  "iat": now, "exp": now + (ttl_seconds if ttl_seconds is not None else self.ttl_seconds),
+                  "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})

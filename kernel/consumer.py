@@ -1,0 +1,85 @@
+"""Idempotent event consumption: inbox dedup, retry with backoff, DLQ for poison messages.
+
+For each message the handler runs in one database transaction together with the inbox insert, so
+"applied" and "recorded as applied" commit together; a redelivered event finds its inbox row and
+changes nothing. Offsets are committed only after the message is applied or parked on the DLQ.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kernel.events import EventEnvelope
+from kernel.kafka import DLQ_TOPIC
+from kernel.logs import correlation_id_var
+
+log = logging.getLogger("nexuscart.consumer")
+
+EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+
+class IdempotentConsumer:
+    def __init__(self, *, name: str, schema: str, consumer: AIOKafkaConsumer, dlq_producer: AIOKafkaProducer,
+                 session_factory: async_sessionmaker[AsyncSession], handler: EventHandler,
+                 max_attempts: int = 5, backoff_base_seconds: float = 0.2) -> None:
+        self.name = name
+        self.schema = schema
+        self.consumer = consumer
+        self.dlq_producer = dlq_producer
+        self.session_factory = session_factory
+        self.handler = handler
+        self.max_attempts = max_attempts
+        self.backoff_base_seconds = backoff_base_seconds
+
+    async def run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+            for tp, records in batches.items():
+                for record in records:
+                    await self.process(record)
+                    await self.consumer.commit({TopicPartition(tp.topic, tp.partition): record.offset + 1})
+
+    async def process(self, record: ConsumerRecord) -> str:
+        """Apply one record. Returns 'applied', 'duplicate' or 'dead-lettered'."""
+        try:
+            envelope = EventEnvelope.from_json(record.value)
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            await self._dead_letter(record, f"undecodable envelope: {exc}")
+            return "dead-lettered"
+        correlation_id_var.set(envelope.correlation_id)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return await self._apply_once(envelope)
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then parked
+                if attempt == self.max_attempts:
+                    log.exception("event failed; parking on DLQ",
+                                  extra={"event_id": envelope.event_id, "consumer": self.name})
+                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
+                    return "dead-lettered"
+                delay = self.backoff_base_seconds * (2 ** (attempt - 1))
+                log.warning("event failed; retrying", extra={"event_id": envelope.event_id,
+                                                             "attempt": attempt, "retry_in": delay})
+                await asyncio.sleep(delay)  # backoff between retries of a failing handler
+        raise AssertionError("unreachable")
+
+    async def _apply_once(self, envelope: EventEnvelope) -> str:
+        async with self.session_factory() as session, session.begin():
+            inserted = await session.execute(
+                text(f"INSERT INTO {self.schema}.inbox (consumer, event_id) VALUES (:c, CAST(:e AS uuid)) "
+                     f"ON CONFLICT DO NOTHING RETURNING event_id"),
+                {"c": self.name, "e": envelope.event_id})
+            if inserted.first() is None:
+                return "duplicate"
+            await self.handler(session, envelope)
+        return "applied"
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        headers = [("source-topic", record.topic.encode()), ("consumer", self.name.encode()),
+                   ("error", reason[:500].encode())]
+        await self.dlq_producer.send_and_wait(DLQ_TOPIC, record.value, key=record.key, headers=headers)

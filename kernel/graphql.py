@@ -1,0 +1,183 @@
+"""Strawberry plumbing shared by every subgraph: per-request context, DataLoader base, extensions, schema."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import orjson
+import strawberry
+from graphql import GraphQLError
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+
+from kernel.auth import Principal, TokenVerifier
+from kernel.errors import Unauthenticated, to_client_error
+from kernel.settings import Settings
+
+K = TypeVar("K")
+V = TypeVar("V")
+L = TypeVar("L", bound="ContextLoader[Any, Any]")
+
+
+@dataclasses.dataclass
+class ServiceResources:
+    """Long-lived, process-wide handles a subgraph's requests share."""
+    settings: Settings
+    session_factory: async_sessionmaker[AsyncSession]
+    redis: Redis
+    verifier: TokenVerifier
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class RequestContext:
+    """Built fresh for every operation: lazy DB session, lazy caller, and a DataLoader registry."""
+
+    def __init__(self, resources: ServiceResources, request: Request | WebSocket | None,
+                 authorization: str | None, client_ip: str | None = None) -> None:
+        self.resources = resources
+        self.request = request
+        self.client_ip = client_ip
+        self._authorization = authorization
+        self._principal: Principal | None = None
+        self._principal_resolved = False
+        self._session: AsyncSession | None = None
+        self._loaders: dict[type, Any] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self.resources.settings
+
+    @property
+    def redis(self) -> Redis:
+        return self.resources.redis
+
+    async def session(self) -> AsyncSession:
+        # Opened on first use, so a request served from Redis never checks out a connection.
+        if self._session is None:
+            self._session = self.resources.session_factory()
+        return self._session
+
+    @property
+    def user(self) -> Principal | None:
+        """The caller, or None without a token. A bad or expired token is UNAUTHENTICATED, not anonymous."""
+        if not self._principal_resolved:
+            self._principal_resolved = True
+            header = self._authorization
+            if header:
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+                self._principal = self.resources.verifier.verify(token.strip())
+        return self._principal
+
+    def require_user(self) -> Principal:
+        user = self.user
+        if user is None:
+            raise Unauthenticated()
+        return user
+
+    def loader(self, loader_class: type[L]) -> L:
+        loader = self._loaders.get(loader_class)
+        if loader is None:
+            loader = self._loaders[loader_class] = loader_class(self)
+        return loader
+
+    async def finish(self, *, commit: bool) -> None:
+        """The edge owns the transaction: commit when the operation succeeded, otherwise roll back."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if commit:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+
+
+class ContextLoader(DataLoader[K, V], Generic[K, V]):
+    """A DataLoader bound to one request's context; subclasses implement `batch_load`."""
+
+    def __init__(self, context: RequestContext) -> None:
+        self.context = context
+        super().__init__(load_fn=self.batch_load)
+
+    async def batch_load(self, keys: list[K]) -> Sequence[V | BaseException]:
+        raise NotImplementedError  # every concrete loader defines its batch query
+
+
+def context_of(info: strawberry.Info) -> RequestContext:
+    return info.context
+
+
+class TransactionExtension(SchemaExtension):
+    """Commits the request's session when the operation produced no errors, else rolls back."""
+
+    async def on_operation(self) -> Any:  # type: ignore[override]
+        yield
+        context = self.execution_context.context
+        if not isinstance(context, RequestContext):
+            return
+        result = self.execution_context.result
+        ok = not (result is not None and getattr(result, "errors", None))
+        try:
+            await context.finish(commit=ok)
+        except Exception as exc:  # a failed commit must surface as an error, never as success
+            if result is not None:
+                result.data = None
+                result.errors = [GraphQLError("commit failed", original_error=exc)]
+
+
+class ClientErrorExtension(SchemaExtension):
+    """Maps every error to its stable `extensions.code` and hides internals (kernel/errors.py)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [to_client_error(e) for e in errors]  # type: ignore[union-attr]
+
+
+class NexusSchema(strawberry.federation.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # ClientErrorExtension logs what is unexpected; expected AppErrors are not log noise.
+        return None
+
+
+def build_schema(*, query: type, mutation: type | None = None, subscription: type | None = None,
+                 types: Sequence[type] = ()) -> NexusSchema:
+    return NexusSchema(
+        query=query, mutation=mutation, subscription=subscription, types=list(types),
+        federation_version="2.9",
+        # Order matters: extensions exit in reverse, so the transaction settles before errors are mapped.
+        extensions=[ClientErrorExtension, TransactionExtension, lambda: ParserCache(maxsize=512),
+                    lambda: ValidationCache(maxsize=512)],
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+class GraphQLEndpoint(GraphQL):
+    """Strawberry's ASGI view with our context and orjson encoding."""
+
+    def __init__(self, schema: NexusSchema, resources: ServiceResources, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.resources = resources
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:  # type: ignore[override]
+        authorization = request.headers.get("authorization")
+        client_ip = request.headers.get("x-forwarded-for", "").split(",")[0].strip() or (
+            request.client.host if request.client else None)
+        return RequestContext(self.resources, request, authorization, client_ip)
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        return orjson.dumps(data)
+

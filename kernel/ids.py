@@ -1,0 +1,72 @@
+"""Snowflake ids: 41 bits of milliseconds since the NexusCart epoch, 10 bits of node id, 12 bits of sequence.
+
+Ids are roughly time-ordered (good for B-tree locality and keyset pagination) and unique across
+processes as long as each process has its own node id (`NODE_ID`; the launcher assigns them).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+_NODE_BITS = 10
+_SEQ_BITS = 12
+_MAX_SEQ = (1 << _SEQ_BITS) - 1
+
+
+class SnowflakeGenerator:
+    def __init__(self, node_id: int) -> None:
+        if not 0 <= node_id < (1 << _NODE_BITS):
+            raise ValueError(f"node_id must be in 0..{(1 << _NODE_BITS) - 1}")
+        self._node_id = node_id
+        self._last_ms = -1
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def next_id(self) -> int:
+        with self._lock:
+            now = int(time.time() * 1000)
+            if now < self._last_ms:
+                now = self._last_ms  # clock went backwards: keep monotonic, borrow from the sequence
+            if now == self._last_ms:
+                self._seq = (self._seq + 1) & _MAX_SEQ
+                if self._seq == 0:
+                    while now <= self._last_ms:  # sequence exhausted in this millisecond
+                        now = int(time.time() * 1000)
+            else:
+                self._seq = 0
+            self._last_ms = now
+            return ((now - EPOCH_MS) << (_NODE_BITS + _SEQ_BITS)) | (self._node_id << _SEQ_BITS) | self._seq
+
+
+def snowflake_timestamp_ms(snowflake: int) -> int:
+    return (snowflake >> (_NODE_BITS + _SEQ_BITS)) + EPOCH_MS
+
+
+_generator: SnowflakeGenerator | None = None
+
+
+def configure(node_id: int) -> None:
+    """Set this process's node id (claimed from Redis at start-up, see kernel.app)."""
+    global _generator
+    _generator = SnowflakeGenerator(node_id)
+
+
+def next_id() -> int:
+    global _generator
+    if _generator is None:
+        from kernel.settings import get_settings
+        _generator = SnowflakeGenerator(get_settings().node_id)
+    return _generator.next_id()
+
+
+def parse_id(value: str | int, *, field: str = "id") -> int:
+    """Parse a client-supplied ID; anything that is not a positive integer is BAD_USER_INPUT."""
+    from kernel.errors import BadUserInput
+    try:
+        parsed = int(value)
+    except (TypeError, ValueError):
+        raise BadUserInput(f"'{field}' is not a valid id", field=field) from None
+    if parsed <= 0 or parsed >= 1 << 63:
+        raise BadUserInput(f"'{field}' is not a valid id", field=field)
+    return parsed

@@ -1,0 +1,57 @@
+"""aiokafka producer/consumer construction and the topic catalogue."""
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger("nexuscart.kafka")
+
+# DESIGN.md's event catalogue; topic name == event type.
+TOPICS = (
+    "user.registered",
+    "product.created", "product.updated", "product.deleted", "product.viewed",
+    "cart.item_added",
+    "order.placed", "order.confirmed", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
+    "inventory.reserved", "inventory.out_of_stock", "inventory.released", "inventory.committed",
+    "inventory.low_stock",
+    "payment.successful", "payment.failed", "payment.refunded",
+    "shipment.created", "shipment.status_updated",
+    "review.created",
+    "flashsale.purchased",
+)
+DLQ_TOPIC = "nexuscart.dlq"
+DEFAULT_PARTITIONS = 3
+
+
+def create_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    # acks=all + idempotence: a relay retry after a lost ack does not duplicate within the session;
+    # consumers deduplicate across sessions with their inbox anyway.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+                            linger_ms=2, request_timeout_ms=15000)
+
+
+def create_consumer(bootstrap_servers: str, group_id: str, topics: list[str], *,
+                    auto_offset_reset: str = "earliest") -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, group_id=group_id,
+                            enable_auto_commit=False, auto_offset_reset=auto_offset_reset,
+                            isolation_level="read_committed")
+
+
+async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS + (DLQ_TOPIC,),
+                        partitions: int = DEFAULT_PARTITIONS) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them between list and create
+            log.info("created topics", extra={"topics": [t.name for t in missing]})
+    finally:
+        await admin.close()

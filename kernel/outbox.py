@@ -1,0 +1,31 @@
+"""Transactional outbox: events are rows written in the same transaction as the state change.
+
+`add_event` only inserts (and queues a NOTIFY that Postgres delivers at commit); nothing reaches Kafka
+before the transaction commits. The relay (workers/outbox_relay.py) publishes and deletes the rows.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.events import EventEnvelope
+from kernel.logs import correlation_id_var
+
+NOTIFY_CHANNEL = "nexuscart_outbox"
+
+
+async def add_event(session: AsyncSession, schema: str, event_type: str, *, key: str | int,
+                    payload: dict[str, Any], event_version: int = 1) -> EventEnvelope:
+    """Queue `event_type` (also its topic) keyed by the aggregate id, so one aggregate stays ordered."""
+    envelope = EventEnvelope.new(event_type, payload, correlation_id=correlation_id_var.get(),
+                                 event_version=event_version)
+    await session.execute(
+        text(f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope) "
+             f"VALUES (CAST(:event_id AS uuid), :topic, :key, :envelope)"),
+        {"event_id": envelope.event_id, "topic": event_type, "key": str(key), "envelope": envelope.to_json()},
+    )
+    await session.execute(text("SELECT pg_notify(:channel, :schema)"),
+                          {"channel": NOTIFY_CHANNEL, "schema": schema})
+    return envelope

@@ -1,0 +1,60 @@
+"""Process settings, read from environment variables when first asked for (never at import time)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    # Peers. The launcher fills these in for the embedded stack; a service started on its own
+    # fails fast (see `require_peers`) rather than guessing an address.
+    database_url: str = ""
+    redis_url: str = ""
+    kafka_bootstrap_servers: str = ""
+
+    service_name: str = "nexuscart"
+    environment: str = "development"
+    log_level: str = "INFO"
+    node_id: int = Field(default=0, ge=0, le=1023, description="Snowflake worker id, unique per process")
+
+    # Auth: RS256 key pair files. Only the users subgraph needs the private key.
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = "nexuscart"
+    jwt_audience: str = "nexuscart-api"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 15 * 60
+
+    # Catalog cache-aside.
+    catalog_cache_ttl_seconds: int = 300
+
+    # Database pool per process.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    # Outbox relay.
+    outbox_batch_size: int = 200
+    outbox_idle_poll_seconds: float = 1.0
+
+    # Consumer retry policy before a message is parked on the DLQ topic.
+    consumer_max_attempts: int = 5
+    consumer_backoff_base_seconds: float = 0.2
+
+    def require_peers(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            env = ", ".join(n.upper() for n in missing)
+            raise SystemExit(f"{self.service_name}: missing required setting(s) {env}; "
+                             f"set them or start everything with `make run`.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,139 @@
+"""`nexuscart` command line: run the platform, serve one subgraph, relay, migrate, seed, export schemas."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from nexuscart.registry import SUBGRAPHS, get_subgraph, migration_plan
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nexuscart.launcher import Platform, PlatformConfig
+
+    data_dir = Path(os.environ.get("NEXUSCART_DATA_DIR", REPO_ROOT / ".data")).resolve()
+    platform = Platform(PlatformConfig(data_dir=data_dir, router_port=int(os.environ.get("ROUTER_PORT", 4000))))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        platform.start()
+        embedded = [n for n, v in (("Postgres", "DATABASE_URL"), ("Redis", "REDIS_URL"),
+                                   ("Kafka", "KAFKA_BOOTSTRAP_SERVERS")) if not os.environ.get(v)]
+        print(f"""
+NexusCart is up.
+  GraphQL endpoint : {platform.router_url.replace('127.0.0.1', 'localhost')}
+  GraphiQL         : open {platform.router_url.replace('127.0.0.1', 'localhost')} in a browser
+  Subgraphs        : {', '.join(f'{s.name} :{platform.config.subgraph_ports[s.name]}' for s in SUBGRAPHS)}
+  Embedded         : {', '.join(embedded) or 'none'} (data in {data_dir})
+  Demo logins      : admin@nexuscart.dev / admin-demo-pass, customer@nexuscart.dev / customer-demo-pass
+Press Ctrl-C to stop.""", flush=True)
+        return platform.wait()
+    except KeyboardInterrupt:
+        print("\nstopping...", file=sys.stderr)
+        return 0
+    finally:
+        platform.stop()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    subgraph = get_subgraph(args.subgraph)
+    workers = int(os.environ.get(f"NEXUSCART_{subgraph.name.upper()}_WORKERS", args.workers))
+    uvicorn.run(subgraph.app_factory, factory=True, host=args.host, port=args.port, workers=workers,
+                loop="uvloop", http="httptools", ws="websockets", log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5)
+    return 0
+
+
+def _run_async(coro_factory) -> int:  # type: ignore[no-untyped-def]
+    import uvloop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await coro_factory(stop)
+
+    uvloop.run(main())
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from kernel.logs import configure_logging
+    from kernel.settings import get_settings
+    from workers.outbox_relay import run_relay
+
+    settings = get_settings()
+    settings.service_name = "outbox-relay"
+    configure_logging("outbox-relay", settings.log_level)
+    return _run_async(lambda stop: run_relay(settings, [s.name for s in SUBGRAPHS], stop=stop))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from kernel.migrate import migrate_all
+    from kernel.settings import get_settings
+
+    settings = get_settings()
+    settings.require_peers("database_url")
+    applied = asyncio.run(migrate_all(settings.database_url, migration_plan()))
+    for schema, names in applied.items():
+        print(f"{schema}: {', '.join(names) if names else 'up to date'}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from kernel.logs import configure_logging
+    from kernel.settings import get_settings
+    from nexuscart.seed import seed_demo_data
+
+    settings = get_settings()
+    configure_logging("seed", settings.log_level)
+    print(asyncio.run(seed_demo_data(settings)), flush=True)
+    return 0
+
+
+async def subgraph_sdl(name: str) -> str:
+    result = await get_subgraph(name).schema().execute("{ _service { sdl } }")
+    if result.errors:
+        raise RuntimeError(f"{name}: {result.errors}")
+    return result.data["_service"]["sdl"].rstrip() + "\n"
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for subgraph in SUBGRAPHS:
+        path = out / f"{subgraph.name}.graphql"
+        path.write_text(asyncio.run(subgraph_sdl(subgraph.name)))
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nexuscart")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="boot the whole platform").set_defaults(func=cmd_run)
+    serve = sub.add_parser("serve", help="serve one subgraph")
+    serve.add_argument("subgraph")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("relay", help="publish outbox events to Kafka").set_defaults(func=cmd_relay)
+    sub.add_parser("migrate", help="apply every domain's migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("seed", help="create the demo data once").set_defaults(func=cmd_seed)
+    export = sub.add_parser("export-schema", help="write each subgraph's SDL to schema/")
+    export.add_argument("--out", default=str(REPO_ROOT / "schema"))
+    export.set_defaults(func=cmd_export_schema)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Boots the whole platform as child processes: subgraphs, the outbox relay and the router.
+
+Used by `make run` (persistent data dir, fixed ports) and by the end-to-end tests (temporary data
+dir, free ports). Ctrl-C or `stop()` ends every child.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from kernel.auth import ensure_keypair
+from kernel.migrate import migrate_all
+from nexuscart.infra import Infrastructure, free_port, node_binary, run_blocking, start_infrastructure
+from nexuscart.registry import SUBGRAPHS, migration_plan
+
+log = logging.getLogger("nexuscart.launcher")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ROUTER_DIR = REPO_ROOT / "router"
+
+
+@dataclasses.dataclass
+class PlatformConfig:
+    data_dir: Path
+    router_port: int = 4000
+    subgraph_ports: dict[str, int] = dataclasses.field(default_factory=lambda: {s.name: s.port for s in SUBGRAPHS})
+    seed: bool = True
+    start_router: bool = True
+    extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    quiet: bool = False
+
+    @classmethod
+    def ephemeral(cls, data_dir: Path, **kwargs: object) -> "PlatformConfig":
+        """Free ports everywhere: for tests, next to a running `make run`."""
+        return cls(data_dir=data_dir, router_port=free_port(),
+                   subgraph_ports={s.name: free_port() for s in SUBGRAPHS}, **kwargs)  # type: ignore[arg-type]
+
+
+class Platform:
+    def __init__(self, config: PlatformConfig) -> None:
+        self.config = config
+        self.infra: Infrastructure | None = None
+        self.children: dict[str, subprocess.Popen] = {}
+        self.env: dict[str, str] = {}
+
+    @property
+    def router_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.router_port}/graphql"
+
+    def subgraph_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.config.subgraph_ports[name]}/graphql"
+
+    def start(self) -> "Platform":
+        cfg = self.config
+        try:
+            self.infra = start_infrastructure(
+                cfg.data_dir, database_url=os.environ.get("DATABASE_URL"), redis_url=os.environ.get("REDIS_URL"),
+                kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+            private_key, public_key = ensure_keypair(cfg.data_dir / "keys")
+            self.env = {**os.environ, "DATABASE_URL": self.infra.database_url, "REDIS_URL": self.infra.redis_url,
+                        "KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap_servers,
+                        "JWT_PRIVATE_KEY_FILE": str(private_key), "JWT_PUBLIC_KEY_FILE": str(public_key),
+                        **cfg.extra_env}
+            run_blocking(migrate_all(self.infra.database_url, migration_plan()))
+            if cfg.seed:
+                self._run_to_completion("seed", [sys.executable, "-m", "nexuscart.cli", "seed"])
+            for subgraph in SUBGRAPHS:
+                self._spawn(subgraph.name, [sys.executable, "-m", "nexuscart.cli", "serve", subgraph.name,
+                                            "--port", str(cfg.subgraph_ports[subgraph.name])])
+            self._spawn("relay", [sys.executable, "-m", "nexuscart.cli", "relay"])
+            for subgraph in SUBGRAPHS:
+                self._wait_healthy(subgraph.name, f"http://127.0.0.1:{cfg.subgraph_ports[subgraph.name]}/health")
+            if cfg.start_router:
+                router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
+                              **{f"NEXUSCART_{name.upper()}_URL": self.subgraph_url(name)
+                                 for name in cfg.subgraph_ports}}
+                self._spawn("router", [node_binary(), str(ROUTER_DIR / "node_modules/.bin/hive-gateway"),
+                                       "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")],
+                            cwd=ROUTER_DIR, extra_env=router_env)
+                self._wait_healthy("router", f"http://127.0.0.1:{cfg.router_port}/healthcheck")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, argv: list[str], *, cwd: Path = REPO_ROOT,
+               extra_env: dict[str, str] | None = None) -> None:
+        output = subprocess.DEVNULL if self.config.quiet else None
+        # Own process group per child: Ctrl-C in the terminal reaches us once, and we stop children in order.
+        self.children[name] = subprocess.Popen(argv, cwd=cwd, env={**self.env, **(extra_env or {})},
+                                               stdout=output, stderr=output, start_new_session=True)
+
+    def _run_to_completion(self, name: str, argv: list[str]) -> None:
+        result = subprocess.run(argv, cwd=REPO_ROOT, env=self.env)
+        if result.returncode != 0:
+            raise RuntimeError(f"{name} failed with exit code {result.returncode}")
+
+    def _wait_healthy(self, name: str, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self.children[name]
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)  # re-check the health endpoint; the loop ends on success or the deadline
+        raise TimeoutError(f"{name} not healthy at {url} after {timeout}s")
+
+    def stop(self) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.children.items():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("child did not stop; killing", extra={"child": name})
+                proc.kill()
+        self.children.clear()
+        if self.infra is not None:
+            self.infra.stop()
+            self.infra = None
+
+    def wait(self) -> int:
+        """Block until a child dies (then report it) or we are interrupted."""
+        while True:
+            for name, proc in self.children.items():
+                if proc.poll() is not None:
+                    print(f"nexuscart: {name} exited with code {proc.returncode}; stopping everything",
+                          file=sys.stderr)
+                    return proc.returncode or 1
+            time.sleep(0.5)  # supervising loop: checks child liveness twice a second

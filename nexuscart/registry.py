@@ -1,0 +1,40 @@
+"""The subgraphs this platform runs: where their app, schema and migrations live, and default ports."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Subgraph:
+    name: str
+    port: int
+
+    @property
+    def app_factory(self) -> str:
+        return f"subgraphs.{self.name}.app:build_app"
+
+    @property
+    def migrations_package(self) -> str:
+        return f"subgraphs.{self.name}.migrations"
+
+    def schema(self) -> Any:
+        return importlib.import_module(f"subgraphs.{self.name}.schema").schema
+
+
+SUBGRAPHS: tuple[Subgraph, ...] = (
+    Subgraph("users", 4001),
+    Subgraph("catalog", 4002),
+)
+
+
+def migration_plan() -> dict[str, str]:
+    return {s.name: s.migrations_package for s in SUBGRAPHS}
+
+
+def get_subgraph(name: str) -> Subgraph:
+    for subgraph in SUBGRAPHS:
+        if subgraph.name == name:
+            return subgraph
+    raise SystemExit(f"unknown subgraph {name!r}; known: {', '.join(s.name for s in SUBGRAPHS)}")

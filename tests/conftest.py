@@ -1,0 +1,173 @@
+"""Shared fixtures: one real stack per test session (embedded Postgres, Redis and Tansu broker unless
+DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS are set), clean tables and Redis per test,
+in-process subgraph clients, user/token factories, and the full platform behind the router for e2e."""
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from kernel.auth import TokenIssuer, ensure_keypair
+from kernel.db import asyncpg_dsn
+from kernel.migrate import migrate_all
+from kernel.settings import Settings, get_settings
+from nexuscart.infra import Infrastructure, run_blocking, start_infrastructure
+from nexuscart.registry import SUBGRAPHS, migration_plan
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    data_dir = tmp_path_factory.mktemp("nexuscart-data")
+    stack = start_infrastructure(data_dir, database_url=os.environ.get("DATABASE_URL"),
+                                 redis_url=os.environ.get("REDIS_URL"),
+                                 kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    private_key, public_key = ensure_keypair(data_dir / "keys")
+    # Settings are read from the environment; every process the tests start inherits these.
+    os.environ.update({"DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
+                       "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+                       "JWT_PRIVATE_KEY_FILE": str(private_key), "JWT_PUBLIC_KEY_FILE": str(public_key),
+                       "NEXUSCART_TEST_DATA_DIR": str(data_dir)})
+    get_settings.cache_clear()
+    run_blocking(migrate_all(stack.database_url, migration_plan()))
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infrastructure) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+async def db_admin(infra: Infrastructure) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(asyncpg_dsn(infra.database_url), min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def redis(infra: Infrastructure) -> AsyncIterator[Redis]:
+    client = Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def _reset(stack: Infrastructure) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(stack.database_url))
+    try:
+        tables = await conn.fetch(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[]) "
+            "AND tablename <> 'schema_migrations'", [s.name for s in SUBGRAPHS])
+        if tables:
+            await conn.execute("TRUNCATE " + ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables)
+                               + " CASCADE")
+    finally:
+        await conn.close()
+    client = Redis.from_url(stack.redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> None:
+    """Every test that touches the stack starts from empty domain tables and an empty Redis."""
+    if "infra" in request.fixturenames:
+        run_blocking(_reset(request.getfixturevalue("infra")))
+
+
+@pytest.fixture(scope="session")
+def token_issuer(settings: Settings) -> TokenIssuer:
+    return TokenIssuer.from_settings(settings)
+
+
+class GraphQLClient:
+    """Posts GraphQL to one endpoint; `token` sends `Authorization: Bearer`."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    async def raw(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+                  headers: dict[str, str] | None = None) -> dict[str, Any]:
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        if token:
+            all_headers["authorization"] = f"Bearer {token}"
+        response = await self.http.post(self.url, json={"query": query, "variables": variables or {}},
+                                        headers=all_headers)
+        assert response.status_code < 500, response.text
+        return response.json()
+
+    async def ok(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        body = await self.raw(query, variables, **kwargs)
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    async def error_code(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> str:
+        body = await self.raw(query, variables, **kwargs)
+        assert body.get("errors"), f"expected an error, got {body}"
+        return body["errors"][0]["extensions"]["code"]
+
+
+def _in_process_client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://subgraph")
+
+
+@pytest.fixture(scope="session")
+async def users_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
+    from subgraphs.users.app import build_app
+    async with _in_process_client(build_app(settings)) as http:
+        yield GraphQLClient(http, "/graphql")
+
+
+@pytest.fixture(scope="session")
+async def catalog_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
+    from subgraphs.catalog.app import build_app
+    async with _in_process_client(build_app(settings)) as http:
+        yield GraphQLClient(http, "/graphql")
+
+
+@pytest.fixture
+def make_user(infra: Infrastructure, settings: Settings, token_issuer: TokenIssuer):  # type: ignore[no-untyped-def]
+    """Create a user straight through the users service; returns (user_id, access_token)."""
+    from kernel.db import create_engine, create_session_factory
+    from subgraphs.users import service
+
+    async def factory(*roles: str, email: str | None = None, password: str = "correct-horse-battery") -> tuple[int, str]:
+        engine = create_engine(settings)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                user = await service.register(session, email=email or f"user-{uuid.uuid4().hex[:10]}@example.com",
+                                              password=password, first_name="Test", last_name="User",
+                                              roles=tuple(roles) or ("CUSTOMER",))
+        finally:
+            await engine.dispose()
+        return user.id, token_issuer.issue(user.id, user.roles)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Every subgraph, the outbox relay and the router as real processes, on free ports."""
+    from nexuscart.launcher import Platform, PlatformConfig
+    config = PlatformConfig.ephemeral(Path(os.environ["NEXUSCART_TEST_DATA_DIR"]), seed=False,
+                                      quiet=not os.environ.get("NEXUSCART_TEST_VERBOSE"))
+    running = Platform(config).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+async def router(platform: Any) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield GraphQLClient(http, platform.router_url)

@@ -1,0 +1,158 @@
+"""The users subgraph through its GraphQL API (in-process ASGI, real Postgres and Redis)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+REGISTER = """mutation($input: RegisterInput!) { register(input: $input) {
+  accessToken refreshToken expiresIn user { id email firstName lastName roles } } }"""
+LOGIN = """mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken user { id } } }"""
+REFRESH = """mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }"""
+ME = "{ me { id email roles addresses { id isDefaultShipping } } }"
+ADD_ADDRESS = """mutation($input: AddressInput!) { addAddress(input: $input) {
+  id isDefaultShipping isDefaultBilling country } }"""
+
+
+def registration(email: str = "ada@example.com", password: str = "analytical-engine-1843") -> dict:
+    return {"input": {"email": email, "password": password, "firstName": "Ada", "lastName": "Lovelace"}}
+
+
+async def count_users(db_admin) -> int:  # noqa: ANN001
+    return await db_admin.fetchval("SELECT count(*) FROM users.users")
+
+
+async def test_register_then_login_then_me(users_api, db_admin) -> None:  # noqa: ANN001
+    registered = (await users_api.ok(REGISTER, registration()))["register"]
+    assert registered["user"]["email"] == "ada@example.com"
+    assert registered["user"]["roles"] == ["CUSTOMER"]
+    assert registered["expiresIn"] == 900
+
+    login = (await users_api.ok(LOGIN, {"e": "ADA@example.com", "p": "analytical-engine-1843"}))["login"]
+    me = (await users_api.ok(ME, token=login["accessToken"]))["me"]
+    assert me["id"] == registered["user"]["id"]
+    # user.registered was written to the outbox in the same transaction as the user
+    topics = [r["topic"] for r in await db_admin.fetch("SELECT topic FROM users.outbox")]
+    assert topics == ["user.registered"]
+
+
+async def test_me_is_null_without_token_and_unauthenticated_with_a_forged_one(users_api, make_user) -> None:  # noqa: ANN001
+    assert (await users_api.ok(ME))["me"] is None
+    _, token = await make_user()
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload}.{signature[::-1]}"
+    assert await users_api.error_code(ME, token=forged) == "UNAUTHENTICATED"
+    assert await users_api.error_code(ME, token="not-a-jwt") == "UNAUTHENTICATED"
+
+
+async def test_expired_token_is_unauthenticated(users_api, make_user, token_issuer) -> None:  # noqa: ANN001
+    user_id, _ = await make_user()
+    expired = token_issuer.issue(user_id, ["CUSTOMER"], ttl_seconds=-10)
+    body = await users_api.raw(ME, token=expired)
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert body["errors"][0]["message"] == "Access token expired"
+
+
+@pytest.mark.parametrize("email,password,code", [
+    ("ada@example.com", "short1", "BAD_USER_INPUT"),
+    ("ada@example.com", "onlylowercaseletters", "BAD_USER_INPUT"),
+    ("not-an-email", "analytical-engine-1843", "BAD_USER_INPUT"),
+    ("ada@@example..com", "analytical-engine-1843", "BAD_USER_INPUT"),
+])
+async def test_bad_registrations_are_refused_and_write_nothing(users_api, db_admin, email, password, code) -> None:  # noqa: ANN001
+    body = await users_api.raw(REGISTER, registration(email, password))
+    assert body["errors"][0]["extensions"]["code"] == code
+    assert "Traceback" not in str(body) and "SELECT" not in str(body)
+    assert await count_users(db_admin) == 0
+
+
+async def test_duplicate_email_is_conflict_even_when_concurrent(users_api, db_admin) -> None:  # noqa: ANN001
+    results = await asyncio.gather(*(users_api.raw(REGISTER, registration("same@example.com")) for _ in range(4)))
+    codes = sorted(r["errors"][0]["extensions"]["code"] if r.get("errors") else "OK" for r in results)
+    assert codes == ["CONFLICT", "CONFLICT", "CONFLICT", "OK"]
+    assert await count_users(db_admin) == 1
+    assert await db_admin.fetchval("SELECT count(*) FROM users.outbox") == 1
+
+
+async def test_refresh_token_rotation_and_replay_revokes_the_family(users_api) -> None:  # noqa: ANN001
+    first = (await users_api.ok(REGISTER, registration()))["register"]
+    second = (await users_api.ok(REFRESH, {"t": first["refreshToken"]}))["refreshToken"]
+    assert second["refreshToken"] != first["refreshToken"]
+    # replaying the used token is theft: refused, and the rotated successor dies with it
+    assert await users_api.error_code(REFRESH, {"t": first["refreshToken"]}) == "UNAUTHENTICATED"
+    assert await users_api.error_code(REFRESH, {"t": second["refreshToken"]}) == "UNAUTHENTICATED"
+    # a fresh login starts a new, working family
+    login = (await users_api.ok(LOGIN, {"e": "ada@example.com", "p": "analytical-engine-1843"}))["login"]
+    assert (await users_api.ok(REFRESH, {"t": login["refreshToken"]}))["refreshToken"]["accessToken"]
+
+
+async def test_logout_revokes_refresh_token(users_api) -> None:  # noqa: ANN001
+    first = (await users_api.ok(REGISTER, registration()))["register"]
+    logout = "mutation($t: String!) { logout(refreshToken: $t) }"
+    assert (await users_api.ok(logout, {"t": first["refreshToken"]}))["logout"] is True
+    assert (await users_api.ok(logout, {"t": first["refreshToken"]}))["logout"] is False
+    assert await users_api.error_code(REFRESH, {"t": first["refreshToken"]}) == "UNAUTHENTICATED"
+
+
+async def test_lockout_after_five_failures_even_for_the_right_password(users_api) -> None:  # noqa: ANN001
+    await users_api.ok(REGISTER, registration())
+    for _ in range(5):
+        assert await users_api.error_code(LOGIN, {"e": "ada@example.com", "p": "wrong-password-1"}) == "UNAUTHENTICATED"
+    body = await users_api.raw(LOGIN, {"e": "ada@example.com", "p": "analytical-engine-1843"})
+    assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert "15 minute" in body["errors"][0]["message"]
+
+
+async def test_address_book_defaults(users_api, make_user) -> None:  # noqa: ANN001
+    _, token = await make_user()
+    home = {"line1": "1 Main St", "city": "Springfield", "postalCode": "12345", "country": "us"}
+    first = (await users_api.ok(ADD_ADDRESS, {"input": home}, token=token))["addAddress"]
+    assert first["isDefaultShipping"] and first["isDefaultBilling"] and first["country"] == "US"
+    second = (await users_api.ok(ADD_ADDRESS, {"input": {**home, "line1": "2 Side St", "isDefaultShipping": True}},
+                                 token=token))["addAddress"]
+    assert second["isDefaultShipping"] and not second["isDefaultBilling"]
+    me = (await users_api.ok(ME, token=token))["me"]
+    assert [a["isDefaultShipping"] for a in me["addresses"]] == [False, True]
+    # deleting the default hands it to the remaining address
+    await users_api.ok("mutation($id: ID!) { deleteAddress(id: $id) }", {"id": second["id"]}, token=token)
+    me = (await users_api.ok(ME, token=token))["me"]
+    assert [a["isDefaultShipping"] for a in me["addresses"]] == [True]
+    assert await users_api.error_code(ADD_ADDRESS, {"input": {**home, "country": "USA"}}, token=token) == "BAD_USER_INPUT"
+
+
+async def test_another_users_address_is_forbidden(users_api, make_user) -> None:  # noqa: ANN001
+    _, owner = await make_user()
+    _, other = await make_user()
+    home = {"line1": "1 Main St", "city": "Springfield", "postalCode": "12345", "country": "US"}
+    address = (await users_api.ok(ADD_ADDRESS, {"input": home}, token=owner))["addAddress"]
+    delete = "mutation($id: ID!) { deleteAddress(id: $id) }"
+    assert await users_api.error_code(delete, {"id": address["id"]}, token=other) == "FORBIDDEN"
+    assert await users_api.error_code(delete, {"id": "999"}, token=other) == "NOT_FOUND"
+    assert await users_api.error_code(delete, {"id": "abc"}, token=other) == "BAD_USER_INPUT"
+
+
+async def test_grant_role_is_admin_only(users_api, make_user) -> None:  # noqa: ANN001
+    grant = "mutation($u: ID!, $r: Role!) { grantRole(userId: $u, role: $r) { roles } }"
+    target, customer_token = await make_user()
+    _, admin_token = await make_user("ADMIN")
+    assert await users_api.error_code(grant, {"u": str(target), "r": "SELLER"}, token=customer_token) == "FORBIDDEN"
+    assert await users_api.error_code(grant, {"u": str(target), "r": "SELLER"}) == "UNAUTHENTICATED"
+    roles = (await users_api.ok(grant, {"u": str(target), "r": "SELLER"}, token=admin_token))["grantRole"]["roles"]
+    assert roles == ["CUSTOMER", "SELLER"]
+
+
+async def test_user_entity_resolves_by_key(users_api, make_user) -> None:  # noqa: ANN001
+    user_id, _ = await make_user(email="seller@example.com")
+    query = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id email } } }'
+    data = await users_api.ok(query, {"r": [{"__typename": "User", "id": str(user_id)},
+                                            {"__typename": "User", "id": "12345"}]})
+    assert data["_entities"] == [{"id": str(user_id), "email": "seller@example.com"}, None]
+
+
+async def test_jwks_publishes_the_signing_key(users_api, make_user) -> None:  # noqa: ANN001
+    _, token = await make_user()
+    import jwt
+    jwks = (await users_api.http.get("/.well-known/jwks.json")).json()
+    kid = jwt.get_unverified_header(token)["kid"]
+    assert [k["kid"] for k in jwks["keys"]] == [kid]
+    assert jwks["keys"][0]["alg"] == "RS256"
