@@ -27,17 +27,16 @@ DEFAULT_PARTITIONS = 3
 
 
 def create_producer(bootstrap_servers: str) -> AIOKafkaProducer:
-    # acks=all + idempotence: a relay retry after a lost ack does not duplicate within the session;
-    # consumers deduplicate across sessions with their inbox anyway.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                            linger_ms=2, request_timeout_ms=15000)
+    # No enable_idempotence: the embedded Tansu broker does not implement InitProducerId. Duplicates
+    # from a retried send are harmless because every consumer deduplicates through its inbox.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=2,
+                            request_timeout_ms=15000)
 
 
 def create_consumer(bootstrap_servers: str, group_id: str, topics: list[str], *,
                     auto_offset_reset: str = "earliest") -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, group_id=group_id,
-                            enable_auto_commit=False, auto_offset_reset=auto_offset_reset,
-                            isolation_level="read_committed")
+                            enable_auto_commit=False, auto_offset_reset=auto_offset_reset)
 
 
 async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS + (DLQ_TOPIC,),

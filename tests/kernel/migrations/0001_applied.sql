@@ -1,0 +1,1 @@
+CREATE TABLE {schema}.applied (event_id uuid PRIMARY KEY, amount int NOT NULL);
