@@ -13,12 +13,19 @@ from nexuscart.registry import SUBGRAPHS, get_subgraph, migration_plan
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from nexuscart.launcher import Platform, PlatformConfig
 
     data_dir = Path(os.environ.get("NEXUSCART_DATA_DIR", REPO_ROOT / ".data")).resolve()
     platform = Platform(PlatformConfig(data_dir=data_dir, router_port=int(os.environ.get("ROUTER_PORT", 4000))))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Explicit handlers: a launcher started in the background (or by a supervisor) may inherit an ignored
+    # SIGINT, and SIGTERM should stop the platform as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         platform.start()
         embedded = [n for n, v in (("Postgres", "DATABASE_URL"), ("Redis", "REDIS_URL"),

@@ -25,6 +25,7 @@ from nexuscart.registry import SUBGRAPHS, migration_plan
 log = logging.getLogger("nexuscart.launcher")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_GATEWAY_CLI_ENV = ("PORT", "HOST", "CONFIG_PATH", "POLLING", "FORK")
 ROUTER_DIR = REPO_ROOT / "router"
 
 
@@ -83,21 +84,24 @@ class Platform:
                 router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
                               **{f"NEXUSCART_{name.upper()}_URL": self.subgraph_url(name)
                                  for name in cfg.subgraph_ports}}
-                self._spawn("router", [node_binary(), str(ROUTER_DIR / "node_modules/.bin/hive-gateway"),
+                # Spawned directly (not via npx, which would not pass SIGTERM on), with the gateway CLI's own
+                # PORT/HOST/... variables removed so they cannot override the config.
+                self._spawn("router", [node_binary(), str(ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"),
                                        "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")],
-                            cwd=ROUTER_DIR, extra_env=router_env)
-                self._wait_healthy("router", f"http://127.0.0.1:{cfg.router_port}/healthcheck")
+                            cwd=ROUTER_DIR, extra_env=router_env, drop_env=_GATEWAY_CLI_ENV)
+                self._wait_healthy("router", f"http://127.0.0.1:{cfg.router_port}/readiness")
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _spawn(self, name: str, argv: list[str], *, cwd: Path = REPO_ROOT,
-               extra_env: dict[str, str] | None = None) -> None:
+    def _spawn(self, name: str, argv: list[str], *, cwd: Path = REPO_ROOT, extra_env: dict[str, str] | None = None,
+               drop_env: tuple[str, ...] = ()) -> None:
         output = subprocess.DEVNULL if self.config.quiet else None
+        env = {k: v for k, v in {**self.env, **(extra_env or {})}.items() if k not in drop_env}
         # Own process group per child: Ctrl-C in the terminal reaches us once, and we stop children in order.
-        self.children[name] = subprocess.Popen(argv, cwd=cwd, env={**self.env, **(extra_env or {})},
-                                               stdout=output, stderr=output, start_new_session=True)
+        self.children[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=output,
+                                               start_new_session=True)
 
     def _run_to_completion(self, name: str, argv: list[str]) -> None:
         result = subprocess.run(argv, cwd=REPO_ROOT, env=self.env)

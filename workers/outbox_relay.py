@@ -7,6 +7,7 @@ inboxes drop the duplicates. Run one relay per deployment so each aggregate's ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import asyncpg
@@ -57,7 +58,8 @@ async def run_relay(settings: Settings, schemas: list[str], *, stop: asyncio.Eve
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("relay round failed; backing off", extra={"error": repr(exc), "retry_in": delay})
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)  # back off, but stop at once if asked
                 continue
             if published:
                 continue  # more may be waiting; drain before sleeping

@@ -1,0 +1,162 @@
+"""Redis cache-aside for catalog reads.
+
+Keys
+  catalog:gen                       catalog generation; bumped (INCR) after every committed catalog write
+  catalog:product:{id}              one orjson document per product: its row, its variants, its category id
+  catalog:page:{gen}:{digest}       one browse page: product ids, cursors, totalCount, hasNextPage
+  catalog:categories:{gen}          every category, one blob
+  catalog:response:{gen}:{digest}   a whole GraphQL query result (response_cache.py)
+  catalog:variant:{id} / catalog:slug:{slug}   -> product id (immutable mappings: a variant never changes
+                                    product, a slug is never changed or reused)
+
+Consistency (why a reader never keeps a value older than a committed write):
+  Writers commit, THEN run `invalidate` = one MULTI of INCR catalog:gen + DEL catalog:product:{ids}.
+  Pages and the category blob are keyed by generation, so once the INCR lands nobody reads the old ones.
+  Product documents are keyed by id; the hazard is a reader that loaded the OLD row from Postgres before
+  the commit and writes it to Redis after the DEL. Readers therefore remember the generation they saw
+  (read in the same MGET as the documents) and store misses with a Lua script that writes only if
+  catalog:gen is still that value. A reader's store lands either before the writer's MULTI (and is
+  deleted by it) or after (and is refused, the generation moved). No stale window beyond the instant
+  between COMMIT and the MULTI; the TTL only bounds memory.
+  Writers also invalidate right after their flush (service.py): useless for correctness, but it empties the
+  keys early, and a process that dies between commit and the post-commit call then leaves at most
+  the TTL of staleness, never a stale page (those are generation-keyed and the generation moved).
+
+The generation never restarts from a small number: when the key is missing (Redis flushed or evicted)
+it is re-seeded with a random 48-bit value, so an in-process copy keyed by an old generation can never be
+mistaken for the current one.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+GEN_KEY = "catalog:gen"
+
+_INCR_GEN_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCR', KEYS[1])
+"""
+
+_SET_IF_GEN_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = ARGV[2]
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
+return 1
+"""
+
+# Reads the generation and the response stored under it in one round trip. It builds a key from a value it
+# read, which Redis Cluster would refuse; the catalog uses one Redis (or a hash-tagged key space) for this.
+_RESPONSE_LOOKUP_LUA = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {false, false} end
+return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
+"""
+
+_scripts: dict[str, Any] = {}
+
+
+def _script(name: str, source: str, redis: Redis) -> Any:
+    script = _scripts.get(name)
+    if script is None:
+        script = _scripts[name] = redis.register_script(source)
+    return script
+
+
+def _seed() -> int:
+    return secrets.randbits(48)
+
+
+def product_key(product_id: int) -> str:
+    return f"catalog:product:{product_id}"
+
+
+def variant_key(variant_id: int) -> str:
+    return f"catalog:variant:{variant_id}"
+
+
+def slug_key(slug: str) -> str:
+    return f"catalog:slug:{slug}"
+
+
+def page_key(generation: int, digest: str) -> str:
+    return f"catalog:page:{generation}:{digest}"
+
+
+def categories_key(generation: int) -> str:
+    return f"catalog:categories:{generation}"
+
+
+_RESPONSE_PREFIX = "catalog:response:"
+
+
+def response_key(generation: int, digest: str) -> str:
+    return f"{_RESPONSE_PREFIX}{generation}:{digest}"
+
+
+async def response_lookup(redis: Redis, digest: str) -> tuple[int | None, bytes | None]:
+    """(current generation, the response cached for `digest` at that generation) in one round trip."""
+    script = _script("response_lookup", _RESPONSE_LOOKUP_LUA, redis)
+    raw_gen, blob = await script(keys=[GEN_KEY], args=[_RESPONSE_PREFIX, digest], client=redis)
+    return (int(raw_gen) if raw_gen is not None else None), blob
+
+
+async def generation(redis: Redis) -> int:
+    raw = await redis.get(GEN_KEY)
+    if raw is None:
+        await redis.set(GEN_KEY, _seed(), nx=True)
+        raw = await redis.get(GEN_KEY)
+    return int(raw)
+
+
+async def invalidate(redis: Redis, product_ids: Iterable[int] = ()) -> int:
+    """Bump the generation and drop the given product documents (one MULTI). Returns the new generation."""
+    keys = [product_key(p) for p in product_ids]
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.eval(_INCR_GEN_LUA, 1, GEN_KEY, _seed())
+        if keys:
+            pipe.delete(*keys)
+        result = await pipe.execute()
+    return int(result[0])
+
+
+async def mget_with_generation(redis: Redis, keys: Sequence[str]) -> tuple[int | None, list[bytes | None]]:
+    """The generation and the values in ONE round trip; the generation guards the later store of misses."""
+    values = await redis.mget([GEN_KEY, *keys])
+    raw_gen = values[0]
+    return (int(raw_gen) if raw_gen is not None else None), values[1:]
+
+
+async def store_if_generation(redis: Redis, generation: int | None, items: dict[str, bytes], ttl: int) -> bool:
+    """Store `items` only if catalog:gen is still `generation` (see the module docstring)."""
+    if not items or generation is None:
+        return False
+    keys = list(items)
+    script = _script("set_if_gen", _SET_IF_GEN_LUA, redis)
+    stored = await script(keys=[GEN_KEY, *keys], args=[generation, ttl, *items.values()], client=redis)
+    return bool(stored)
+
+
+async def get_json(redis: Redis, key: str) -> Any:
+    raw = await redis.get(key)
+    return orjson.loads(raw) if raw is not None else None
+
+
+async def set_json(redis: Redis, key: str, value: Any, ttl: int) -> None:
+    await redis.set(key, orjson.dumps(value), ex=ttl)
+
+
+async def mget_ints(redis: Redis, keys: Sequence[str]) -> list[int | None]:
+    return [int(v) if v is not None else None for v in await redis.mget(keys)]
+
+
+async def set_ints(redis: Redis, items: dict[str, int], ttl: int) -> None:
+    if items:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(key, value, ex=ttl)
+            await pipe.execute()

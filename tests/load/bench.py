@@ -1,0 +1,64 @@
+"""`make bench`: boots the platform with demo data on free ports and measures the hot paths.
+
+Prints requests/s, p50 and p99 per scenario, and writes them to bench-results.json. Timings are
+reported, never asserted. Env: BENCH_DURATION (seconds per scenario, default 15), BENCH_CONCURRENCY
+(default 16), BENCH_ROUTER_URL / BENCH_CATALOG_URL to measure an already running platform instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from tests.load.httpload import LoadResult, graphql_body, run_load
+
+BROWSE_WITH_SELLER = """query Browse { products(first: 20) { edges { node { name brand category { name }
+  seller { email } variants { sku price { amount currency } } } } } }"""
+BROWSE_WITHOUT_SELLER = """query BrowseDirect { products(first: 20) { edges { node { name brand category { name }
+  variants { sku price { amount currency } } } } } }"""
+
+
+async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, duration: float) -> list[LoadResult]:
+    with_seller, without_seller = graphql_body(BROWSE_WITH_SELLER), graphql_body(BROWSE_WITHOUT_SELLER)
+    return [
+        await run_load("browse products(first:20) via router", router_url, lambda _: (with_seller, {}),
+                       concurrency=concurrency, duration=duration),
+        await run_load("browse products(first:20) via router, no seller", router_url,
+                       lambda _: (without_seller, {}), concurrency=concurrency, duration=duration),
+        await run_load("browse products(first:20) direct to catalog", catalog_url,
+                       lambda _: (without_seller, {}), concurrency=concurrency, duration=duration),
+    ]
+
+
+def main() -> int:
+    duration = float(os.environ.get("BENCH_DURATION", 15))
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", 16))
+    router_url, catalog_url = os.environ.get("BENCH_ROUTER_URL"), os.environ.get("BENCH_CATALOG_URL")
+    platform = None
+    if not (router_url and catalog_url):
+        from nexuscart.launcher import Platform, PlatformConfig
+        data_dir = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+        print(f"booting the platform with demo data in {data_dir} ...", flush=True)
+        platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True)).start()
+        router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
+    try:
+        import uvloop
+        results = uvloop.run(browse_scenarios(router_url, catalog_url, concurrency, duration))
+    finally:
+        if platform is not None:
+            platform.stop()
+    print(f"\nNexusCart benchmark ({duration:.0f}s per scenario, {os.cpu_count()} CPUs)")
+    for result in results:
+        print(result.row())
+        if result.sample_error:
+            print(f"    first error: {result.sample_error}")
+    Path("bench-results.json").write_bytes(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""A small closed-loop HTTP/1.1 load generator: N keep-alive connections, each sending the next request
+as soon as the previous answer arrives. Exact per-request latencies (no histogram buckets), and cheap
+enough on the CPU to share a 2-core machine with the system under test."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import orjson
+
+
+@dataclasses.dataclass
+class LoadResult:
+    name: str
+    concurrency: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+    sample_error: str | None = None
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def row(self) -> str:
+        return (f"{self.name:<44} c={self.concurrency:<4} {self.rps:>9.1f} req/s  p50 {self.percentile(50):>7.2f} ms"
+                f"  p99 {self.percentile(99):>7.2f} ms  errors {self.errors}")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "concurrency": self.concurrency, "requests": self.requests,
+                "rps": round(self.rps, 1), "p50_ms": round(self.percentile(50), 2),
+                "p99_ms": round(self.percentile(99), 2), "mean_ms": round(statistics.fmean(self.latencies_ms), 2)
+                if self.latencies_ms else None, "errors": self.errors}
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    status = int(status_line.split(b" ", 2)[1])
+    length, chunked = None, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value.strip())
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        body = bytearray()
+        while True:
+            size = int((await reader.readline()).strip().split(b";")[0], 16)
+            if size == 0:
+                await reader.readline()
+                break
+            body += await reader.readexactly(size)
+            await reader.readline()
+        return status, bytes(body)
+    return status, await reader.readexactly(length or 0)
+
+
+RequestFactory = Callable[[int], tuple[bytes, dict[str, str]]]  # worker-local counter -> (json body, headers)
+ResponseCheck = Callable[[dict], str | None]  # parsed body -> error text or None
+
+
+def graphql_ok(body: dict) -> str | None:
+    return orjson.dumps(body["errors"][0]).decode()[:300] if body.get("errors") else None
+
+
+async def run_load(name: str, url: str, make_request: RequestFactory, *, concurrency: int, duration: float,
+                   check: ResponseCheck = graphql_ok, warmup: float = 1.0) -> LoadResult:
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    latencies: list[float] = []
+    errors = 0
+    sample_error: str | None = None
+    start_measuring = time.perf_counter() + warmup
+    stop_at = start_measuring + duration
+
+    async def worker(worker_id: int) -> None:
+        nonlocal errors, sample_error
+        reader, writer = await asyncio.open_connection(host, port)
+        counter = 0
+        try:
+            while True:
+                now = time.perf_counter()
+                if now >= stop_at:
+                    return
+                body, headers = make_request(worker_id * 1_000_000 + counter)
+                counter += 1
+                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/json\r\n"
+                           f"accept: application/json\r\ncontent-length: {len(body)}\r\n{head}\r\n").encode() + body
+                sent = time.perf_counter()
+                writer.write(request)
+                status, payload = await _read_response(reader)
+                elapsed_ms = (time.perf_counter() - sent) * 1000
+                if sent < start_measuring:
+                    continue
+                problem = f"HTTP {status}" if status >= 400 else check(orjson.loads(payload))
+                if problem:
+                    errors += 1
+                    sample_error = sample_error or problem
+                latencies.append(elapsed_ms)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return LoadResult(name, concurrency, duration, latencies, errors, sample_error)
+
+
+def graphql_body(query: str, variables: dict | None = None) -> bytes:
+    return orjson.dumps({"query": query, "variables": variables or {}})
