@@ -49,6 +49,7 @@ class RequestContext:
         self._principal_resolved = False
         self._session: AsyncSession | None = None
         self._loaders: dict[type, Any] = {}
+        self.cacheable = True
 
     @property
     def settings(self) -> Settings:
@@ -82,6 +83,10 @@ class RequestContext:
         if user is None:
             raise Unauthenticated()
         return user
+
+    def mark_uncacheable(self) -> None:
+        """This response depends on the caller: response caches must not store or share it."""
+        self.cacheable = False
 
     def loader(self, loader_class: type[L]) -> L:
         loader = self._loaders.get(loader_class)
@@ -154,13 +159,14 @@ class NexusSchema(strawberry.federation.Schema):
 
 
 def build_schema(*, query: type, mutation: type | None = None, subscription: type | None = None,
-                 types: Sequence[type] = ()) -> NexusSchema:
+                 types: Sequence[type] = (), extensions: Sequence[Any] = ()) -> NexusSchema:
+    """`extensions` run inside the kernel's error mapping and transaction handling."""
     return NexusSchema(
         query=query, mutation=mutation, subscription=subscription, types=list(types),
         federation_version="2.9",
         # Order matters: extensions exit in reverse, so the transaction settles before errors are mapped.
         extensions=[ClientErrorExtension, TransactionExtension, lambda: ParserCache(maxsize=512),
-                    lambda: ValidationCache(maxsize=512)],
+                    lambda: ValidationCache(maxsize=512), *extensions],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

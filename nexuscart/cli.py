@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     subgraph = get_subgraph(args.subgraph)
-    workers = int(os.environ.get(f"NEXUSCART_{subgraph.name.upper()}_WORKERS", args.workers))
+    workers = int(os.environ.get(f"NEXUSCART_{subgraph.name.upper()}_WORKERS", args.workers or subgraph.workers))
     uvicorn.run(subgraph.app_factory, factory=True, host=args.host, port=args.port, workers=workers,
                 loop="uvloop", http="httptools", ws="websockets", log_level="warning", access_log=False,
                 lifespan="on", timeout_graceful_shutdown=5)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("subgraph")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, default=0, help="default: the subgraph's registry setting")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("relay", help="publish outbox events to Kafka").set_defaults(func=cmd_relay)
     sub.add_parser("migrate", help="apply every domain's migrations").set_defaults(func=cmd_migrate)

@@ -97,7 +97,7 @@ class GraphQLClient:
         self.http = http
         self.url = url
 
-    async def raw(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+    async def raw(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None, *,
                   headers: dict[str, str] | None = None) -> dict[str, Any]:
         all_headers = {"content-type": "application/json", **(headers or {})}
         if token:
@@ -107,13 +107,15 @@ class GraphQLClient:
         assert response.status_code < 500, response.text
         return response.json()
 
-    async def ok(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-        body = await self.raw(query, variables, **kwargs)
+    async def ok(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+        body = await self.raw(query, variables, token, **kwargs)
         assert not body.get("errors"), body["errors"]
         return body["data"]
 
-    async def error_code(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> str:
-        body = await self.raw(query, variables, **kwargs)
+    async def error_code(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None,
+                         **kwargs: Any) -> str:
+        body = await self.raw(query, variables, token, **kwargs)
         assert body.get("errors"), f"expected an error, got {body}"
         return body["errors"][0]["extensions"]["code"]
 
@@ -171,3 +173,9 @@ def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
 async def router(platform: Any) -> AsyncIterator[GraphQLClient]:
     async with httpx.AsyncClient(timeout=30) as http:
         yield GraphQLClient(http, platform.router_url)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests run last: once the platform (and its outbox relay) is up, it drains outboxes
+    that in-process tests inspect; fast tests also give feedback first."""
+    items.sort(key=lambda item: "/e2e/" in str(item.path))

@@ -80,6 +80,8 @@ class VariantByIdLoader(ContextLoader[int, tuple[dict[str, Any], Doc] | None]):
 
 
 class CategoryByIdLoader(ContextLoader[int, CategoryRecord | None]):
+    """For callers holding only a category id; products get theirs from the tree while being built."""
+
     async def batch_load(self, keys: list[int]) -> list[CategoryRecord | None]:
         tree = await self.context.loader(CatalogReads).tree()
         return [tree.by_id.get(k) for k in keys]

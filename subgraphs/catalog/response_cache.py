@@ -7,7 +7,7 @@ same answer, because catalog reads do not depend on the caller and every catalog
 generation after it commits (cache.py). A hit costs one Redis round trip and no execution.
 
 Rules: only `query` operations; only results without errors; results above 512 KiB are not stored.
-A resolver that one day returns caller-specific data must set `context.catalog_uncacheable = True`.
+A resolver that one day returns caller-specific data must call `context.mark_uncacheable()`.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class ResponseCacheExtension(SchemaExtension):
         yield
         result = execution.result
         if (generation is None or not isinstance(result, GraphQLExecutionResult) or result.errors
-                or result.data is None or getattr(ctx, "catalog_uncacheable", False)):
+                or result.data is None or not ctx.cacheable):
             return
         payload = orjson.dumps(result.data)
         if len(payload) <= _MAX_BYTES:

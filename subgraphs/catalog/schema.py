@@ -18,8 +18,8 @@ from kernel.errors import BadUserInput
 from kernel.graphql import RequestContext, build_schema
 from kernel.ids import parse_id
 from subgraphs.catalog import cache, service
-from subgraphs.catalog.dataloaders import (CatalogReads, CategoryByIdLoader, ProductByIdLoader,
-                                           ProductCountByCategoryIdLoader, VariantByIdLoader)
+from subgraphs.catalog.dataloaders import (CatalogReads, ProductByIdLoader, ProductCountByCategoryIdLoader,
+                                           VariantByIdLoader)
 from subgraphs.catalog.response_cache import ResponseCacheExtension
 from subgraphs.catalog.service import CategoryRecord, CategoryTree, Doc
 
@@ -363,7 +363,6 @@ class Mutation:
         return deleted
 
 
-schema = build_schema(query=Query, mutation=Mutation, types=[Product, ProductVariant, User])
-# kernel.graphql.build_schema takes no extra extensions yet; appended here, it runs inside the kernel's
-# transaction and error extensions (see response_cache.py for what it caches and why).
-schema.extensions = (*schema.extensions, ResponseCacheExtension)
+# The response cache runs inside the kernel's transaction and error extensions (response_cache.py says why).
+schema = build_schema(query=Query, mutation=Mutation, types=[Product, ProductVariant, User],
+                      extensions=[ResponseCacheExtension])

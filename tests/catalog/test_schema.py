@@ -9,6 +9,8 @@ import orjson
 import pytest
 from sqlalchemy import event
 
+from tests.catalog.helpers import drop_catalog_keys
+
 CREATE_CATEGORY = """mutation($input: CreateCategoryInput!) { createCategory(input: $input) {
   id slug name path parent { slug } } }"""
 CREATE_PRODUCT = """mutation($input: CreateProductInput!) { createProduct(input: $input) {
@@ -26,8 +28,8 @@ PRODUCTS = """query($first: Int, $after: String, $filter: ProductFilter, $sort: 
     edges { cursor node { id name minPrice { amount } variants { price { amount } } } } } }"""
 
 
-async def make_category(gql, token: str, name: str, parent_id: str | None = None, slug: str | None = None) -> dict:
-    data = await gql.ok(CREATE_CATEGORY, {"input": {"name": name, "parentId": parent_id, "slug": slug}}, token)
+async def make_category(catalog_api, token: str, name: str, parent_id: str | None = None, slug: str | None = None) -> dict:
+    data = await catalog_api.ok(CREATE_CATEGORY, {"input": {"name": name, "parentId": parent_id, "slug": slug}}, token)
     return data["createCategory"]
 
 
@@ -38,8 +40,8 @@ def product_input(category_id: str, name: str = "Trail Shoe", *, skus: tuple[str
     return {"input": {"name": name, "categoryId": category_id, "variants": variants, **extra}}
 
 
-async def make_product(gql, token: str, category_id: str, name: str = "Trail Shoe", **kwargs: Any) -> dict:
-    return (await gql.ok(CREATE_PRODUCT, product_input(category_id, name, **kwargs), token))["createProduct"]
+async def make_product(catalog_api, token: str, category_id: str, name: str = "Trail Shoe", **kwargs: Any) -> dict:
+    return (await catalog_api.ok(CREATE_PRODUCT, product_input(category_id, name, **kwargs), token))["createProduct"]
 
 
 async def count(db, table: str) -> int:  # noqa: ANN001
@@ -52,15 +54,15 @@ async def admin(token_for) -> str:  # noqa: ANN001
 
 
 @pytest.fixture
-async def shoes(gql, admin) -> dict:  # noqa: ANN001
-    return await make_category(gql, admin, "Shoes")
+async def shoes(catalog_api, admin) -> dict:  # noqa: ANN001
+    return await make_category(catalog_api, admin, "Shoes")
 
 
 # ---- creating -----------------------------------------------------------------------------------------------
 
-async def test_admin_creates_a_product_and_the_event_is_in_the_outbox(gql, admin, shoes, catalog_db) -> None:  # noqa: ANN001
+async def test_admin_creates_a_product_and_the_event_is_in_the_outbox(catalog_api, admin, shoes, db_admin) -> None:  # noqa: ANN001
     product = await make_product(
-        gql, admin, shoes["id"], "Trail Shoe", skus=("TS-41", "TS-42"), prices=("89.90", "79.5"),
+        catalog_api, admin, shoes["id"], "Trail Shoe", skus=("TS-41", "TS-42"), prices=("89.90", "79.5"),
         brand="Acme", description="Grippy.", tags=["running", "trail"],
         specifications={"weight_g": 280, "drop": {"mm": 6}}, images=[{"url": "https://img/1.jpg", "alt": "side"}])
     assert product["slug"] == "trail-shoe"
@@ -72,33 +74,33 @@ async def test_admin_creates_a_product_and_the_event_is_in_the_outbox(gql, admin
         ("TS-41", "89.90", 0), ("TS-42", "79.50", 1)]
     assert product["variants"][0]["product"]["id"] == product["id"]
 
-    rows = await catalog_db.fetch("SELECT topic, key, envelope FROM catalog.outbox")
+    rows = await db_admin.fetch("SELECT topic, key, envelope FROM catalog.outbox")
     assert [(r["topic"], r["key"]) for r in rows] == [("product.created", product["id"])]
     payload = orjson.loads(rows[0]["envelope"])["payload"]
     assert payload["product_id"] == product["id"] and payload["category_id"] == shoes["id"]
     assert [(v["sku"], v["price"], v["currency"]) for v in payload["variants"]] == [
         ("TS-41", "89.90", "USD"), ("TS-42", "79.50", "USD")]
-    assert await catalog_db.fetchval("SELECT min_price FROM catalog.products") == Decimal("79.50")
+    assert await db_admin.fetchval("SELECT min_price FROM catalog.products") == Decimal("79.50")
 
 
-async def test_seller_creates_a_product_and_becomes_its_seller(gql, admin, shoes, token_for) -> None:  # noqa: ANN001
-    product = await make_product(gql, token_for("SELLER", user_id=4242), shoes["id"])
+async def test_seller_creates_a_product_and_becomes_its_seller(catalog_api, admin, shoes, token_for) -> None:  # noqa: ANN001
+    product = await make_product(catalog_api, token_for("SELLER", user_id=4242), shoes["id"])
     assert product["seller"] == {"id": "4242"}
 
 
-async def test_taken_slug_gets_a_suffix(gql, admin, shoes) -> None:  # noqa: ANN001
-    first = await make_product(gql, admin, shoes["id"], "Trail Shoe", skus=("A-1",))
-    second = await make_product(gql, admin, shoes["id"], "Trail  Shoe!", skus=("A-2",))
+async def test_taken_slug_gets_a_suffix(catalog_api, admin, shoes) -> None:  # noqa: ANN001
+    first = await make_product(catalog_api, admin, shoes["id"], "Trail Shoe", skus=("A-1",))
+    second = await make_product(catalog_api, admin, shoes["id"], "Trail  Shoe!", skus=("A-2",))
     assert first["slug"] == "trail-shoe"
     assert second["slug"].startswith("trail-shoe-") and second["slug"] != first["slug"]
 
 
-async def test_customer_is_forbidden_and_anonymous_is_unauthenticated(gql, shoes, token_for, catalog_db) -> None:  # noqa: ANN001
+async def test_customer_is_forbidden_and_anonymous_is_unauthenticated(catalog_api, shoes, token_for, db_admin) -> None:  # noqa: ANN001
     variables = product_input(shoes["id"])
-    assert await gql.error_code(CREATE_PRODUCT, variables, token_for("CUSTOMER")) == "FORBIDDEN"
-    assert await gql.error_code(CREATE_PRODUCT, variables) == "UNAUTHENTICATED"
-    assert await gql.error_code(CREATE_PRODUCT, variables, "garbage") == "UNAUTHENTICATED"
-    assert await count(catalog_db, "products") == 0
+    assert await catalog_api.error_code(CREATE_PRODUCT, variables, token_for("CUSTOMER")) == "FORBIDDEN"
+    assert await catalog_api.error_code(CREATE_PRODUCT, variables) == "UNAUTHENTICATED"
+    assert await catalog_api.error_code(CREATE_PRODUCT, variables, "garbage") == "UNAUTHENTICATED"
+    assert await count(db_admin, "products") == 0
 
 
 @pytest.mark.parametrize("change,code", [
@@ -119,133 +121,133 @@ async def test_customer_is_forbidden_and_anonymous_is_unauthenticated(gql, shoes
     ({"category_id": "not-a-number"}, "BAD_USER_INPUT"),
     ({"category_id": "-5"}, "BAD_USER_INPUT"),
 ])
-async def test_bad_product_input_is_rejected_and_nothing_is_written(gql, admin, shoes, catalog_db, change,  # noqa: ANN001
+async def test_bad_product_input_is_rejected_and_nothing_is_written(catalog_api, admin, shoes, db_admin, change,  # noqa: ANN001
                                                                     code) -> None:
     change = dict(change)
     kwargs = {k: change.pop(k) for k in ("skus", "prices") if k in change}
     variables = product_input(change.pop("category_id", shoes["id"]), change.pop("name", "Shoe"), **kwargs, **change)
-    assert await gql.error_code(CREATE_PRODUCT, variables, admin) == code
-    assert await count(catalog_db, "products") == 0
-    assert await count(catalog_db, "product_variants") == 0
-    assert await count(catalog_db, "outbox") == 0
+    assert await catalog_api.error_code(CREATE_PRODUCT, variables, admin) == code
+    assert await count(db_admin, "products") == 0
+    assert await count(db_admin, "product_variants") == 0
+    assert await count(db_admin, "outbox") == 0
 
 
 @pytest.mark.parametrize("currency", ["usd", "US", "USDX", "U$D", ""])
-async def test_bad_currency_is_rejected(gql, admin, shoes, catalog_db, currency) -> None:  # noqa: ANN001
+async def test_bad_currency_is_rejected(catalog_api, admin, shoes, db_admin, currency) -> None:  # noqa: ANN001
     variables = product_input(shoes["id"])
     variables["input"]["variants"][0]["currency"] = currency
-    assert await gql.error_code(CREATE_PRODUCT, variables, admin) == "BAD_USER_INPUT"
-    assert await count(catalog_db, "products") == 0
+    assert await catalog_api.error_code(CREATE_PRODUCT, variables, admin) == "BAD_USER_INPUT"
+    assert await count(db_admin, "products") == 0
 
 
-async def test_sku_already_in_the_catalog_is_a_conflict_and_writes_nothing(gql, admin, shoes, catalog_db) -> None:  # noqa: ANN001
-    await make_product(gql, admin, shoes["id"], "First", skus=("DUP-1",))
+async def test_sku_already_in_the_catalog_is_a_conflict_and_writes_nothing(catalog_api, admin, shoes, db_admin) -> None:  # noqa: ANN001
+    await make_product(catalog_api, admin, shoes["id"], "First", skus=("DUP-1",))
     variables = product_input(shoes["id"], "Second", skus=("NEW-1", "DUP-1"), prices=("1.00", "2.00"))
-    assert await gql.error_code(CREATE_PRODUCT, variables, admin) == "CONFLICT"
-    assert await count(catalog_db, "products") == 1
-    assert await count(catalog_db, "product_variants") == 1
-    assert await count(catalog_db, "outbox") == 1
+    assert await catalog_api.error_code(CREATE_PRODUCT, variables, admin) == "CONFLICT"
+    assert await count(db_admin, "products") == 1
+    assert await count(db_admin, "product_variants") == 1
+    assert await count(db_admin, "outbox") == 1
     # the request's session was not poisoned: the next write on the same app works
-    await make_product(gql, admin, shoes["id"], "Third", skus=("NEW-1",))
+    await make_product(catalog_api, admin, shoes["id"], "Third", skus=("NEW-1",))
 
 
 # ---- categories ---------------------------------------------------------------------------------------------
 
-async def test_category_tree(gql, admin, token_for) -> None:  # noqa: ANN001
-    clothing = await make_category(gql, admin, "Clothing")
-    men = await make_category(gql, admin, "Men's Shirts", clothing["id"])
+async def test_category_tree(catalog_api, admin, token_for) -> None:  # noqa: ANN001
+    clothing = await make_category(catalog_api, admin, "Clothing")
+    men = await make_category(catalog_api, admin, "Men's Shirts", clothing["id"])
     assert men["slug"] == "men-s-shirts" and men["path"] == "clothing/men-s-shirts"
     assert men["parent"] == {"slug": "clothing"}
-    await make_category(gql, admin, "Accessories", slug="acc")
-    data = await gql.ok("{ categories { slug children { slug } } category(slug: \"clothing\") { name } }")
+    await make_category(catalog_api, admin, "Accessories", slug="acc")
+    data = await catalog_api.ok("{ categories { slug children { slug } } category(slug: \"clothing\") { name } }")
     assert [c["slug"] for c in data["categories"]] == ["acc", "clothing", "men-s-shirts"]
     assert data["categories"][1]["children"] == [{"slug": "men-s-shirts"}]
     assert data["category"] == {"name": "Clothing"}
-    assert (await gql.ok('{ category(slug: "nope") { id } }'))["category"] is None
+    assert (await catalog_api.ok('{ category(slug: "nope") { id } }'))["category"] is None
 
-    assert await gql.error_code(CREATE_CATEGORY, {"input": {"name": "Clothing"}}, admin) == "CONFLICT"
-    assert await gql.error_code(CREATE_CATEGORY, {"input": {"name": "X", "slug": "Bad Slug"}}, admin) == "BAD_USER_INPUT"
-    assert await gql.error_code(CREATE_CATEGORY, {"input": {"name": "X", "parentId": "12345"}}, admin) == "NOT_FOUND"
-    assert await gql.error_code(CREATE_CATEGORY, {"input": {"name": "X"}}, token_for("SELLER")) == "FORBIDDEN"
-    assert await gql.error_code(CREATE_CATEGORY, {"input": {"name": "X"}}) == "UNAUTHENTICATED"
+    assert await catalog_api.error_code(CREATE_CATEGORY, {"input": {"name": "Clothing"}}, admin) == "CONFLICT"
+    assert await catalog_api.error_code(CREATE_CATEGORY, {"input": {"name": "X", "slug": "Bad Slug"}}, admin) == "BAD_USER_INPUT"
+    assert await catalog_api.error_code(CREATE_CATEGORY, {"input": {"name": "X", "parentId": "12345"}}, admin) == "NOT_FOUND"
+    assert await catalog_api.error_code(CREATE_CATEGORY, {"input": {"name": "X"}}, token_for("SELLER")) == "FORBIDDEN"
+    assert await catalog_api.error_code(CREATE_CATEGORY, {"input": {"name": "X"}}) == "UNAUTHENTICATED"
 
 
-async def test_product_count_includes_descendants(gql, admin) -> None:  # noqa: ANN001
-    root = await make_category(gql, admin, "Root")
-    child = await make_category(gql, admin, "Child", root["id"])
-    await make_product(gql, admin, root["id"], "A", skus=("C-1",))
-    await make_product(gql, admin, child["id"], "B", skus=("C-2",))
-    data = await gql.ok('{ categories { slug productCount } }')
+async def test_product_count_includes_descendants(catalog_api, admin) -> None:  # noqa: ANN001
+    root = await make_category(catalog_api, admin, "Root")
+    child = await make_category(catalog_api, admin, "Child", root["id"])
+    await make_product(catalog_api, admin, root["id"], "A", skus=("C-1",))
+    await make_product(catalog_api, admin, child["id"], "B", skus=("C-2",))
+    data = await catalog_api.ok('{ categories { slug productCount } }')
     assert {c["slug"]: c["productCount"] for c in data["categories"]} == {"root": 2, "child": 1}
 
 
 # ---- reading ------------------------------------------------------------------------------------------------
 
-async def test_product_by_id_and_by_slug(gql, admin, shoes) -> None:  # noqa: ANN001
-    created = await make_product(gql, admin, shoes["id"], "Road Shoe", skus=("RS-1",))
-    by_id = (await gql.ok(PRODUCT, {"id": created["id"]}))["product"]
-    by_slug = (await gql.ok(PRODUCT, {"slug": "road-shoe"}))["product"]
+async def test_product_by_id_and_by_slug(catalog_api, admin, shoes) -> None:  # noqa: ANN001
+    created = await make_product(catalog_api, admin, shoes["id"], "Road Shoe", skus=("RS-1",))
+    by_id = (await catalog_api.ok(PRODUCT, {"id": created["id"]}))["product"]
+    by_slug = (await catalog_api.ok(PRODUCT, {"slug": "road-shoe"}))["product"]
     assert by_id == by_slug and by_id["name"] == "Road Shoe"
-    assert (await gql.ok(PRODUCT, {"slug": "no-such-shoe"}))["product"] is None
-    assert (await gql.ok(PRODUCT, {"id": "123456789"}))["product"] is None
-    assert await gql.error_code(PRODUCT, {}) == "BAD_USER_INPUT"
-    assert await gql.error_code(PRODUCT, {"id": created["id"], "slug": "road-shoe"}) == "BAD_USER_INPUT"
-    assert await gql.error_code(PRODUCT, {"id": "abc"}) == "BAD_USER_INPUT"
+    assert (await catalog_api.ok(PRODUCT, {"slug": "no-such-shoe"}))["product"] is None
+    assert (await catalog_api.ok(PRODUCT, {"id": "123456789"}))["product"] is None
+    assert await catalog_api.error_code(PRODUCT, {}) == "BAD_USER_INPUT"
+    assert await catalog_api.error_code(PRODUCT, {"id": created["id"], "slug": "road-shoe"}) == "BAD_USER_INPUT"
+    assert await catalog_api.error_code(PRODUCT, {"id": "abc"}) == "BAD_USER_INPUT"
 
 
-async def test_soft_delete(gql, admin, shoes, catalog_db, token_for) -> None:  # noqa: ANN001
-    created = await make_product(gql, admin, shoes["id"], "Gone Shoe", skus=("G-1", "G-2"), prices=("1.00", "2.00"))
-    await gql.ok(PRODUCT, {"id": created["id"]})  # warm the cache
-    assert await gql.error_code(DELETE_PRODUCT, {"id": created["id"]}, token_for("CUSTOMER")) == "FORBIDDEN"
-    assert (await gql.ok(DELETE_PRODUCT, {"id": created["id"]}, admin))["deleteProduct"] is True
-    assert (await gql.ok(PRODUCT, {"id": created["id"]}))["product"] is None
-    assert (await gql.ok(PRODUCT, {"slug": "gone-shoe"}))["product"] is None
-    page = (await gql.ok(PRODUCTS, {}))["products"]
+async def test_soft_delete(catalog_api, admin, shoes, db_admin, token_for) -> None:  # noqa: ANN001
+    created = await make_product(catalog_api, admin, shoes["id"], "Gone Shoe", skus=("G-1", "G-2"), prices=("1.00", "2.00"))
+    await catalog_api.ok(PRODUCT, {"id": created["id"]})  # warm the cache
+    assert await catalog_api.error_code(DELETE_PRODUCT, {"id": created["id"]}, token_for("CUSTOMER")) == "FORBIDDEN"
+    assert (await catalog_api.ok(DELETE_PRODUCT, {"id": created["id"]}, admin))["deleteProduct"] is True
+    assert (await catalog_api.ok(PRODUCT, {"id": created["id"]}))["product"] is None
+    assert (await catalog_api.ok(PRODUCT, {"slug": "gone-shoe"}))["product"] is None
+    page = (await catalog_api.ok(PRODUCTS, {}))["products"]
     assert page["totalCount"] == 0 and page["edges"] == []
-    assert await count(catalog_db, "products") == 1  # the row stays, marked deleted
-    row = await catalog_db.fetchrow("SELECT envelope FROM catalog.outbox WHERE topic = 'product.deleted'")
+    assert await count(db_admin, "products") == 1  # the row stays, marked deleted
+    row = await db_admin.fetchrow("SELECT envelope FROM catalog.outbox WHERE topic = 'product.deleted'")
     payload = orjson.loads(row["envelope"])["payload"]
     assert payload == {"product_id": created["id"], "variant_ids": [v["id"] for v in created["variants"]]}
-    assert await gql.error_code(DELETE_PRODUCT, {"id": created["id"]}, admin) == "NOT_FOUND"
-    assert await gql.error_code(UPDATE_PRODUCT, {"id": created["id"], "input": {"name": "x"}}, admin) == "NOT_FOUND"
+    assert await catalog_api.error_code(DELETE_PRODUCT, {"id": created["id"]}, admin) == "NOT_FOUND"
+    assert await catalog_api.error_code(UPDATE_PRODUCT, {"id": created["id"], "input": {"name": "x"}}, admin) == "NOT_FOUND"
 
 
 # ---- updating -----------------------------------------------------------------------------------------------
 
-async def test_owner_updates_and_other_seller_is_forbidden(gql, shoes, token_for, catalog_db) -> None:  # noqa: ANN001
+async def test_owner_updates_and_other_seller_is_forbidden(catalog_api, shoes, token_for, db_admin) -> None:  # noqa: ANN001
     owner = token_for("SELLER", user_id=501)
-    created = await make_product(gql, owner, shoes["id"], "Owned", skus=("O-1",))
+    created = await make_product(catalog_api, owner, shoes["id"], "Owned", skus=("O-1",))
     variables = {"id": created["id"], "input": {"name": "Stolen"}}
-    assert await gql.error_code(UPDATE_PRODUCT, variables, token_for("SELLER", user_id=502)) == "FORBIDDEN"
-    assert await gql.error_code(DELETE_PRODUCT, {"id": created["id"]}, token_for("SELLER", user_id=502)) == "FORBIDDEN"
-    assert await gql.error_code(UPDATE_PRODUCT, variables, token_for("CUSTOMER", user_id=501)) == "FORBIDDEN"
-    assert await gql.error_code(UPDATE_PRODUCT, variables) == "UNAUTHENTICATED"
-    assert await catalog_db.fetchval("SELECT name FROM catalog.products") == "Owned"
+    assert await catalog_api.error_code(UPDATE_PRODUCT, variables, token_for("SELLER", user_id=502)) == "FORBIDDEN"
+    assert await catalog_api.error_code(DELETE_PRODUCT, {"id": created["id"]}, token_for("SELLER", user_id=502)) == "FORBIDDEN"
+    assert await catalog_api.error_code(UPDATE_PRODUCT, variables, token_for("CUSTOMER", user_id=501)) == "FORBIDDEN"
+    assert await catalog_api.error_code(UPDATE_PRODUCT, variables) == "UNAUTHENTICATED"
+    assert await db_admin.fetchval("SELECT name FROM catalog.products") == "Owned"
 
-    updated = (await gql.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {"name": "Renamed", "brand": "B"}},
+    updated = (await catalog_api.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {"name": "Renamed", "brand": "B"}},
                             owner))["updateProduct"]
     assert (updated["name"], updated["brand"]) == ("Renamed", "B")
-    admin_update = await gql.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {"brand": None}}, token_for("ADMIN"))
+    admin_update = await catalog_api.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {"brand": None}}, token_for("ADMIN"))
     assert admin_update["updateProduct"]["brand"] is None
-    topics = [r["topic"] for r in await catalog_db.fetch("SELECT topic FROM catalog.outbox ORDER BY id")]
+    topics = [r["topic"] for r in await db_admin.fetch("SELECT topic FROM catalog.outbox ORDER BY id")]
     assert topics == ["product.created", "product.updated", "product.updated"]
 
 
-async def test_update_variants_replaces_the_list_matching_by_sku(gql, admin, shoes, catalog_db) -> None:  # noqa: ANN001
-    created = await make_product(gql, admin, shoes["id"], "Var", skus=("V-1", "V-2"), prices=("10.00", "20.00"))
+async def test_update_variants_replaces_the_list_matching_by_sku(catalog_api, admin, shoes, db_admin) -> None:  # noqa: ANN001
+    created = await make_product(catalog_api, admin, shoes["id"], "Var", skus=("V-1", "V-2"), prices=("10.00", "20.00"))
     ids = {v["sku"]: v["id"] for v in created["variants"]}
     variants = [{"sku": "V-2", "price": "5.55"}, {"sku": "V-3", "price": "30.00"}]
-    updated = (await gql.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {"variants": variants}},
+    updated = (await catalog_api.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {"variants": variants}},
                             admin))["updateProduct"]
     assert [(v["sku"], v["price"]["amount"]) for v in updated["variants"]] == [("V-2", "5.55"), ("V-3", "30.00")]
     assert updated["variants"][0]["id"] == ids["V-2"]  # a kept SKU keeps its variant id
-    assert await catalog_db.fetchval("SELECT min_price FROM catalog.products") == Decimal("5.55")
-    assert await count(catalog_db, "product_variants") == 2
+    assert await db_admin.fetchval("SELECT min_price FROM catalog.products") == Decimal("5.55")
+    assert await count(db_admin, "product_variants") == 2
 
 
-async def test_bad_update_changes_nothing(gql, admin, shoes, catalog_db) -> None:  # noqa: ANN001
-    other = await make_product(gql, admin, shoes["id"], "Other", skus=("TAKEN-1",))
-    created = await make_product(gql, admin, shoes["id"], "Mine", skus=("M-1",))
+async def test_bad_update_changes_nothing(catalog_api, admin, shoes, db_admin) -> None:  # noqa: ANN001
+    other = await make_product(catalog_api, admin, shoes["id"], "Other", skus=("TAKEN-1",))
+    created = await make_product(catalog_api, admin, shoes["id"], "Mine", skus=("M-1",))
     for variables, code in [
         ({"variants": [{"sku": "TAKEN-1", "price": "1.00"}]}, "CONFLICT"),
         ({"variants": []}, "BAD_USER_INPUT"),
@@ -254,43 +256,43 @@ async def test_bad_update_changes_nothing(gql, admin, shoes, catalog_db) -> None
         ({"name": None}, "BAD_USER_INPUT"),
         ({"categoryId": "777"}, "NOT_FOUND"),
     ]:
-        assert await gql.error_code(UPDATE_PRODUCT, {"id": created["id"], "input": variables}, admin) == code, variables
-    row = await catalog_db.fetchrow("SELECT name, min_price FROM catalog.products WHERE id = $1", int(created["id"]))
+        assert await catalog_api.error_code(UPDATE_PRODUCT, {"id": created["id"], "input": variables}, admin) == code, variables
+    row = await db_admin.fetchrow("SELECT name, min_price FROM catalog.products WHERE id = $1", int(created["id"]))
     assert (row["name"], row["min_price"]) == ("Mine", Decimal("19.99"))
-    assert await count(catalog_db, "outbox") == 2
+    assert await count(db_admin, "outbox") == 2
     assert other["id"] != created["id"]
 
 
 # ---- cache --------------------------------------------------------------------------------------------------
 
-async def test_cached_product_and_page_are_invalidated_by_update(gql, admin, shoes, catalog_redis) -> None:  # noqa: ANN001
-    created = await make_product(gql, admin, shoes["id"], "Cached", skus=("K-1",), prices=("10.00",))
-    assert (await gql.ok(PRODUCT, {"id": created["id"]}))["product"]["name"] == "Cached"
-    page = (await gql.ok(PRODUCTS, {}))["products"]
+async def test_cached_product_and_page_are_invalidated_by_update(catalog_api, admin, shoes, redis) -> None:  # noqa: ANN001
+    created = await make_product(catalog_api, admin, shoes["id"], "Cached", skus=("K-1",), prices=("10.00",))
+    assert (await catalog_api.ok(PRODUCT, {"id": created["id"]}))["product"]["name"] == "Cached"
+    page = (await catalog_api.ok(PRODUCTS, {}))["products"]
     assert page["edges"][0]["node"]["name"] == "Cached"
-    assert await catalog_redis.exists(f"catalog:product:{created['id']}")
-    assert await catalog_redis.keys("catalog:page:*")
+    assert await redis.exists(f"catalog:product:{created['id']}")
+    assert await redis.keys("catalog:page:*")
 
-    await gql.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {
+    await catalog_api.ok(UPDATE_PRODUCT, {"id": created["id"], "input": {
         "name": "Fresh", "variants": [{"sku": "K-1", "price": "12.50"}]}}, admin)
-    product = (await gql.ok(PRODUCT, {"id": created["id"]}))["product"]
+    product = (await catalog_api.ok(PRODUCT, {"id": created["id"]}))["product"]
     assert product["name"] == "Fresh" and product["variants"][0]["price"]["amount"] == "12.50"
-    node = (await gql.ok(PRODUCTS, {}))["products"]["edges"][0]["node"]
+    node = (await catalog_api.ok(PRODUCTS, {}))["products"]["edges"][0]["node"]
     assert node["name"] == "Fresh" and node["minPrice"]["amount"] == "12.50"
 
 
-async def test_new_category_is_visible_right_away(gql, admin) -> None:  # noqa: ANN001
-    assert (await gql.ok("{ categories { slug } }"))["categories"] == []
-    await make_category(gql, admin, "Books")
-    assert (await gql.ok("{ categories { slug } }"))["categories"] == [{"slug": "books"}]
+async def test_new_category_is_visible_right_away(catalog_api, admin) -> None:  # noqa: ANN001
+    assert (await catalog_api.ok("{ categories { slug } }"))["categories"] == []
+    await make_category(catalog_api, admin, "Books")
+    assert (await catalog_api.ok("{ categories { slug } }"))["categories"] == [{"slug": "books"}]
 
 
 # ---- browsing -----------------------------------------------------------------------------------------------
 
-async def _walk(gql, sort: str, first: int, filter_: dict | None = None) -> list[dict]:  # noqa: ANN001
+async def _walk(catalog_api, sort: str, first: int, filter_: dict | None = None) -> list[dict]:  # noqa: ANN001
     nodes, after, total = [], None, None
     for _ in range(100):
-        page = (await gql.ok(PRODUCTS, {"first": first, "after": after, "sort": sort, "filter": filter_}))["products"]
+        page = (await catalog_api.ok(PRODUCTS, {"first": first, "after": after, "sort": sort, "filter": filter_}))["products"]
         total = page["totalCount"] if total is None else total
         assert page["totalCount"] == total
         nodes.extend(e["node"] for e in page["edges"])
@@ -304,7 +306,7 @@ async def _walk(gql, sort: str, first: int, filter_: dict | None = None) -> list
 
 
 @pytest.fixture
-async def assortment(gql, admin, shoes) -> list[dict]:  # noqa: ANN001
+async def assortment(catalog_api, admin, shoes) -> list[dict]:  # noqa: ANN001
     # Repeated prices and names, so ties must be broken by id without dupes or gaps.
     prices = ["5.00", "12.50", "5.00", "99.99", "12.50", "1.00", "5.00", "42.00", "12.50", "7.25", "5.00", "60.00",
               "3.10"]
@@ -312,14 +314,14 @@ async def assortment(gql, admin, shoes) -> list[dict]:  # noqa: ANN001
              "Derby", "Slipper"]
     products = []
     for i, (price, name) in enumerate(zip(prices, names)):
-        products.append(await make_product(gql, admin, shoes["id"], name, skus=(f"P-{i}",), prices=(price,)))
+        products.append(await make_product(catalog_api, admin, shoes["id"], name, skus=(f"P-{i}",), prices=(price,)))
     return products
 
 
 @pytest.mark.parametrize("sort", ["NEWEST", "PRICE_ASC", "PRICE_DESC", "NAME"])
 @pytest.mark.parametrize("first", [1, 4, 13, 100])
-async def test_pagination_walks_every_product_once_in_order(gql, assortment, sort, first) -> None:  # noqa: ANN001
-    nodes = await _walk(gql, sort, first)
+async def test_pagination_walks_every_product_once_in_order(catalog_api, assortment, sort, first) -> None:  # noqa: ANN001
+    nodes = await _walk(catalog_api, sort, first)
     ids = [n["id"] for n in nodes]
     assert len(ids) == len(set(ids)) == len(assortment)
 
@@ -335,28 +337,28 @@ async def test_pagination_walks_every_product_once_in_order(gql, assortment, sor
     assert ids == [p["id"] for p in expected]
 
 
-async def test_page_size_and_cursor_validation(gql, assortment) -> None:  # noqa: ANN001
+async def test_page_size_and_cursor_validation(catalog_api, assortment) -> None:  # noqa: ANN001
     for first in (0, -1, 101):
-        assert await gql.error_code(PRODUCTS, {"first": first}) == "BAD_USER_INPUT"
-    assert (await gql.ok(PRODUCTS, {"first": None}))["products"]["totalCount"] == 13
+        assert await catalog_api.error_code(PRODUCTS, {"first": first}) == "BAD_USER_INPUT"
+    assert (await catalog_api.ok(PRODUCTS, {"first": None}))["products"]["totalCount"] == 13
     for after in ("garbage", "!!!", base64.urlsafe_b64encode(b'["NEWEST", 1]').decode(),
                   base64.urlsafe_b64encode(b'["NEWEST", "not-a-date", 5]').decode()):
-        assert await gql.error_code(PRODUCTS, {"after": after}) == "BAD_USER_INPUT", after
-    price_cursor = (await gql.ok(PRODUCTS, {"first": 2, "sort": "PRICE_ASC"}))["products"]["pageInfo"]["endCursor"]
-    assert await gql.error_code(PRODUCTS, {"after": price_cursor, "sort": "NAME"}) == "BAD_USER_INPUT"
+        assert await catalog_api.error_code(PRODUCTS, {"after": after}) == "BAD_USER_INPUT", after
+    price_cursor = (await catalog_api.ok(PRODUCTS, {"first": 2, "sort": "PRICE_ASC"}))["products"]["pageInfo"]["endCursor"]
+    assert await catalog_api.error_code(PRODUCTS, {"after": price_cursor, "sort": "NAME"}) == "BAD_USER_INPUT"
 
 
-async def test_filters(gql, admin, token_for) -> None:  # noqa: ANN001
-    clothing = await make_category(gql, admin, "Clothing")
-    shirts = await make_category(gql, admin, "Shirts", clothing["id"])
-    toys = await make_category(gql, admin, "Toys")
-    await make_product(gql, admin, clothing["id"], "Coat", skus=("F-1", "F-2"), prices=("150.00", "90.00"),
+async def test_filters(catalog_api, admin, token_for) -> None:  # noqa: ANN001
+    clothing = await make_category(catalog_api, admin, "Clothing")
+    shirts = await make_category(catalog_api, admin, "Shirts", clothing["id"])
+    toys = await make_category(catalog_api, admin, "Toys")
+    await make_product(catalog_api, admin, clothing["id"], "Coat", skus=("F-1", "F-2"), prices=("150.00", "90.00"),
                        brand="Northwind")
-    await make_product(gql, admin, shirts["id"], "Tee", skus=("F-3",), prices=("15.00",), brand="northwind")
-    await make_product(gql, admin, toys["id"], "Kite", skus=("F-4",), prices=("25.00",), brand="Skyline")
+    await make_product(catalog_api, admin, shirts["id"], "Tee", skus=("F-3",), prices=("15.00",), brand="northwind")
+    await make_product(catalog_api, admin, toys["id"], "Kite", skus=("F-4",), prices=("25.00",), brand="Skyline")
 
     async def names(filter_: dict) -> list[str]:
-        return sorted(n["name"] for n in await _walk(gql, "NAME", 2, filter_))
+        return sorted(n["name"] for n in await _walk(catalog_api, "NAME", 2, filter_))
 
     assert await names({"categorySlug": "clothing"}) == ["Coat", "Tee"]  # includes the descendant category
     assert await names({"categorySlug": "shirts"}) == ["Tee"]
@@ -366,9 +368,9 @@ async def test_filters(gql, admin, token_for) -> None:  # noqa: ANN001
     assert await names({"priceMax": "15.00"}) == ["Tee"]
     assert await names({"categorySlug": "clothing", "priceMax": "50"}) == ["Tee"]
     assert await names({"brand": "nobody"}) == []
-    assert await gql.error_code(PRODUCTS, {"filter": {"categorySlug": "nope"}}) == "NOT_FOUND"
-    assert await gql.error_code(PRODUCTS, {"filter": {"priceMin": "cheap"}}) == "BAD_USER_INPUT"
-    assert await gql.error_code(PRODUCTS, {"filter": {"priceMin": "10", "priceMax": "5"}}) == "BAD_USER_INPUT"
+    assert await catalog_api.error_code(PRODUCTS, {"filter": {"categorySlug": "nope"}}) == "NOT_FOUND"
+    assert await catalog_api.error_code(PRODUCTS, {"filter": {"priceMin": "cheap"}}) == "BAD_USER_INPUT"
+    assert await catalog_api.error_code(PRODUCTS, {"filter": {"priceMin": "10", "priceMax": "5"}}) == "BAD_USER_INPUT"
 
 
 # ---- federation ---------------------------------------------------------------------------------------------
@@ -378,13 +380,13 @@ ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
   ... on ProductVariant { id sku price { amount currency } product { id name } } } }"""
 
 
-async def test_entities_resolve_products_and_variants_by_key(gql, admin, shoes) -> None:  # noqa: ANN001
-    a = await make_product(gql, admin, shoes["id"], "Alpha", skus=("E-1", "E-2"), prices=("1.00", "2.00"))
-    b = await make_product(gql, admin, shoes["id"], "Beta", skus=("E-3",), prices=("3.00",))
+async def test_entities_resolve_products_and_variants_by_key(catalog_api, admin, shoes) -> None:  # noqa: ANN001
+    a = await make_product(catalog_api, admin, shoes["id"], "Alpha", skus=("E-1", "E-2"), prices=("1.00", "2.00"))
+    b = await make_product(catalog_api, admin, shoes["id"], "Beta", skus=("E-3",), prices=("3.00",))
     reps = [{"__typename": "Product", "id": a["id"]}, {"__typename": "ProductVariant", "id": a["variants"][1]["id"]},
             {"__typename": "Product", "id": b["id"]}, {"__typename": "Product", "id": "999"},
             {"__typename": "ProductVariant", "id": "nonsense"}]
-    entities = (await gql.ok(ENTITIES, {"r": reps}))["_entities"]
+    entities = (await catalog_api.ok(ENTITIES, {"r": reps}))["_entities"]
     assert entities[0] == {"id": a["id"], "name": "Alpha", "category": {"slug": "shoes"},
                            "variants": [{"sku": "E-1"}, {"sku": "E-2"}]}
     assert entities[1] == {"id": a["variants"][1]["id"], "sku": "E-2", "price": {"amount": "2.00", "currency": "USD"},
@@ -392,11 +394,11 @@ async def test_entities_resolve_products_and_variants_by_key(gql, admin, shoes) 
     assert entities[2]["name"] == "Beta"
     assert entities[3] is None and entities[4] is None
     # warm cache gives the same answer
-    assert (await gql.ok(ENTITIES, {"r": reps}))["_entities"] == entities
+    assert (await catalog_api.ok(ENTITIES, {"r": reps}))["_entities"] == entities
 
 
-async def test_sdl_exposes_the_federation_contract(gql) -> None:  # noqa: ANN001
-    sdl = (await gql.ok("{ _service { sdl } }"))["_service"]["sdl"]
+async def test_sdl_exposes_the_federation_contract(catalog_api) -> None:  # noqa: ANN001
+    sdl = (await catalog_api.ok("{ _service { sdl } }"))["_service"]["sdl"]
     for fragment in ('type Product @key(fields: "id")', 'type ProductVariant @key(fields: "id")',
                      "type Money @shareable", 'type User @key(fields: "id", resolvable: false)'):
         assert fragment in sdl
@@ -408,11 +410,11 @@ BROWSE = """query($first: Int!) { products(first: $first) { totalCount edges { n
   name variants { sku } category { name } seller { id } } } } }"""
 
 
-async def test_browse_costs_a_bounded_number_of_queries(gql, admin, shoes, catalog_engine, catalog_redis,  # noqa: ANN001
-                                                        catalog_db) -> None:
-    boots = await make_category(gql, admin, "Boots", shoes["id"])
+async def test_browse_costs_a_bounded_number_of_queries(catalog_api, admin, shoes, catalog_engine, redis,  # noqa: ANN001
+                                                        db_admin) -> None:
+    boots = await make_category(catalog_api, admin, "Boots", shoes["id"])
     for i in range(55):
-        await make_product(gql, admin, (shoes if i % 2 else boots)["id"], f"Product {i}",
+        await make_product(catalog_api, admin, (shoes if i % 2 else boots)["id"], f"Product {i}",
                            skus=(f"Q-{i}-a", f"Q-{i}-b"), prices=("10.00", f"{i + 1}.00"))
     statements: list[str] = []
 
@@ -420,9 +422,9 @@ async def test_browse_costs_a_bounded_number_of_queries(gql, admin, shoes, catal
         statements.append(statement)
 
     async def run(first: int) -> int:
-        await catalog_redis.flushdb()  # cold cache: every layer goes to Postgres
+        await drop_catalog_keys(redis)  # cold cache: every layer goes to Postgres
         statements.clear()
-        data = await gql.ok(BROWSE, {"first": first})
+        data = await catalog_api.ok(BROWSE, {"first": first})
         assert len(data["products"]["edges"]) == first
         assert all(len(e["node"]["variants"]) == 2 for e in data["products"]["edges"])
         return len(statements)
@@ -431,10 +433,10 @@ async def test_browse_costs_a_bounded_number_of_queries(gql, admin, shoes, catal
     try:
         cold_5, cold_50 = await run(5), await run(50)
         statements.clear()
-        await gql.ok(BROWSE, {"first": 50})  # warm: the same page again, a whole-response cache hit
+        await catalog_api.ok(BROWSE, {"first": 50})  # warm: the same page again, a whole-response cache hit
         warm_50 = len(statements)
-        await catalog_redis.delete(*await catalog_redis.keys("catalog:response:*"))
-        await gql.ok(BROWSE, {"first": 50})  # executed again, but the page and documents come from Redis
+        await redis.delete(*await redis.keys("catalog:response:*"))
+        await catalog_api.ok(BROWSE, {"first": 50})  # executed again, but the page and documents come from Redis
         executed_warm_50 = len(statements)
     finally:
         event.remove(catalog_engine.sync_engine, "before_cursor_execute", record)
@@ -443,13 +445,13 @@ async def test_browse_costs_a_bounded_number_of_queries(gql, admin, shoes, catal
     assert warm_50 == executed_warm_50 == 0
 
 
-async def test_only_successful_queries_are_cached_whole(gql, admin, shoes, catalog_redis) -> None:  # noqa: ANN001
-    await catalog_redis.delete(*await catalog_redis.keys("catalog:response:*") or ["-"])
-    assert await gql.error_code(PRODUCTS, {"filter": {"categorySlug": "nope"}}) == "NOT_FOUND"
-    await make_product(gql, admin, shoes["id"], "Only", skus=("W-1",))
-    assert await catalog_redis.keys("catalog:response:*") == []  # neither the error nor the mutation
-    first = await gql.ok(PRODUCTS, {"first": 3})
-    assert len(await catalog_redis.keys("catalog:response:*")) == 1
-    assert await gql.ok(PRODUCTS, {"first": 3}) == first
-    await gql.ok(PRODUCTS, {"first": 4})  # other variables, other entry
-    assert len(await catalog_redis.keys("catalog:response:*")) == 2
+async def test_only_successful_queries_are_cached_whole(catalog_api, admin, shoes, redis) -> None:  # noqa: ANN001
+    await redis.delete(*await redis.keys("catalog:response:*") or ["-"])
+    assert await catalog_api.error_code(PRODUCTS, {"filter": {"categorySlug": "nope"}}) == "NOT_FOUND"
+    await make_product(catalog_api, admin, shoes["id"], "Only", skus=("W-1",))
+    assert await redis.keys("catalog:response:*") == []  # neither the error nor the mutation
+    first = await catalog_api.ok(PRODUCTS, {"first": 3})
+    assert len(await redis.keys("catalog:response:*")) == 1
+    assert await catalog_api.ok(PRODUCTS, {"first": 3}) == first
+    await catalog_api.ok(PRODUCTS, {"first": 4})  # other variables, other entry
+    assert len(await redis.keys("catalog:response:*")) == 2

@@ -13,6 +13,7 @@ from kernel.auth import Principal
 from kernel.db import create_session_factory
 from kernel.errors import BadUserInput, Forbidden
 from subgraphs.catalog import cache, service
+from tests.catalog.helpers import drop_catalog_keys
 from subgraphs.catalog.errors import (CategoryNotFound, DuplicateSku, InvalidCurrency, InvalidCursor, InvalidPrice,
                                       SkuTaken)
 
@@ -28,8 +29,8 @@ def product_in(category_id: int, name: str = "Desk Lamp", *skus: str, price: str
                                        for s in (skus or ("LAMP-1",))])
 
 
-async def new_category(session, catalog_redis, name: str = "Lighting", parent_id: int | None = None):  # noqa: ANN001, ANN201
-    record = await service.create_category(session, catalog_redis, caller=ADMIN,
+async def new_category(session, redis, name: str = "Lighting", parent_id: int | None = None):  # noqa: ANN001, ANN201
+    record = await service.create_category(session, redis, caller=ADMIN,
                                            category_in=service.CategoryIn(name=name, parent_id=parent_id))
     await session.commit()
     return record
@@ -80,14 +81,14 @@ def test_category_tree_subtree() -> None:
 
 # ---- writes -------------------------------------------------------------------------------------------------
 
-async def test_create_product_writes_rows_and_the_created_event(session, catalog_redis, catalog_db) -> None:  # noqa: ANN001
-    category = await new_category(session, catalog_redis)
-    doc = await service.create_product(session, catalog_redis, caller=SELLER,
+async def test_create_product_writes_rows_and_the_created_event(session, redis, db_admin) -> None:  # noqa: ANN001
+    category = await new_category(session, redis)
+    doc = await service.create_product(session, redis, caller=SELLER,
                                        product_in=product_in(category.id, "Desk Lamp", "L-1", "L-2"))
     await session.commit()
     assert doc["seller_id"] == SELLER.user_id and doc["slug"] == "desk-lamp"
     assert [v["sku"] for v in doc["variants"]] == ["L-1", "L-2"]
-    envelope = orjson.loads(await catalog_db.fetchval("SELECT envelope FROM catalog.outbox"))
+    envelope = orjson.loads(await db_admin.fetchval("SELECT envelope FROM catalog.outbox"))
     assert envelope["event_type"] == "product.created"
     assert envelope["payload"]["product_id"] == str(doc["id"])
     assert envelope["payload"]["seller_id"] == str(SELLER.user_id)
@@ -112,73 +113,73 @@ async def test_create_product_writes_rows_and_the_created_event(session, catalog
     (ADMIN, lambda c: service.ProductIn(name="Lamp", category_id=c, specifications="nope",
                                         variants=[service.VariantIn(sku="A", price="1.00")]), BadUserInput),
 ])
-async def test_create_product_rejections(session, catalog_redis, catalog_db, caller, make_input, error) -> None:  # noqa: ANN001
-    category = await new_category(session, catalog_redis)
+async def test_create_product_rejections(session, redis, db_admin, caller, make_input, error) -> None:  # noqa: ANN001
+    category = await new_category(session, redis)
     with pytest.raises(error):
-        await service.create_product(session, catalog_redis, caller=caller, product_in=make_input(category.id))
+        await service.create_product(session, redis, caller=caller, product_in=make_input(category.id))
     await session.rollback()
-    assert await catalog_db.fetchval("SELECT count(*) FROM catalog.products") == 0
+    assert await db_admin.fetchval("SELECT count(*) FROM catalog.products") == 0
 
 
-async def test_concurrent_creates_of_one_sku_leave_one_winner(service_engine: AsyncEngine, catalog_redis,  # noqa: ANN001
-                                                               catalog_db) -> None:
+async def test_concurrent_creates_of_one_sku_leave_one_winner(service_engine: AsyncEngine, redis,  # noqa: ANN001
+                                                               db_admin) -> None:
     factory = create_session_factory(service_engine)
     async with factory() as setup:
-        category = await new_category(setup, catalog_redis)
+        category = await new_category(setup, redis)
     async with factory() as first, factory() as second:
-        await service.create_product(first, catalog_redis, caller=ADMIN, product_in=product_in(category.id, "A", "RACE"))
+        await service.create_product(first, redis, caller=ADMIN, product_in=product_in(category.id, "A", "RACE"))
         # `second` passes the pre-check (the first insert is uncommitted) and then waits on the unique index
-        racing = asyncio.create_task(service.create_product(second, catalog_redis, caller=ADMIN,
+        racing = asyncio.create_task(service.create_product(second, redis, caller=ADMIN,
                                                             product_in=product_in(category.id, "B", "RACE")))
         await asyncio.sleep(0.2)
         await first.commit()
         with pytest.raises(SkuTaken):
             await racing
         await second.rollback()
-    assert await catalog_db.fetchval("SELECT count(*) FROM catalog.product_variants WHERE sku = 'RACE'") == 1
+    assert await db_admin.fetchval("SELECT count(*) FROM catalog.product_variants WHERE sku = 'RACE'") == 1
 
 
-async def test_update_merges_variants_by_sku_and_emits_the_snapshot(session, catalog_redis, catalog_db) -> None:  # noqa: ANN001
-    category = await new_category(session, catalog_redis)
-    doc = await service.create_product(session, catalog_redis, caller=SELLER,
+async def test_update_merges_variants_by_sku_and_emits_the_snapshot(session, redis, db_admin) -> None:  # noqa: ANN001
+    category = await new_category(session, redis)
+    doc = await service.create_product(session, redis, caller=SELLER,
                                        product_in=product_in(category.id, "Lamp", "U-1", "U-2"))
     await session.commit()
     kept_id = doc["variants"][1]["id"]
     changes = service.ProductChanges(description="Warm light", variants=[
         service.VariantIn(sku="U-2", price="9.99"), service.VariantIn(sku="U-3", price="15.00")])
     with pytest.raises(Forbidden):
-        await service.update_product(session, catalog_redis, caller=OTHER_SELLER, product_id=doc["id"], changes=changes)
+        await service.update_product(session, redis, caller=OTHER_SELLER, product_id=doc["id"], changes=changes)
     await session.rollback()
-    updated = await service.update_product(session, catalog_redis, caller=SELLER, product_id=doc["id"], changes=changes)
+    updated = await service.update_product(session, redis, caller=SELLER, product_id=doc["id"], changes=changes)
     await session.commit()
     assert [(v["sku"], v["price"], v["position"]) for v in updated["variants"]] == [("U-2", "9.99", 0),
                                                                                    ("U-3", "15.00", 1)]
     assert updated["variants"][0]["id"] == kept_id
     assert updated["min_price"] == "9.99" and updated["description"] == "Warm light"
     assert updated["name"] == "Lamp" and updated["brand"] == "Lumen"  # untouched fields kept
-    payload = orjson.loads(await catalog_db.fetchval(
+    payload = orjson.loads(await db_admin.fetchval(
         "SELECT envelope FROM catalog.outbox WHERE topic = 'product.updated'"))["payload"]
     assert [v["sku"] for v in payload["variants"]] == ["U-2", "U-3"]
 
 
-async def test_delete_emits_variant_ids(session, catalog_redis, catalog_db) -> None:  # noqa: ANN001
-    category = await new_category(session, catalog_redis)
-    doc = await service.create_product(session, catalog_redis, caller=ADMIN,
+async def test_delete_emits_variant_ids(session, redis, db_admin) -> None:  # noqa: ANN001
+    category = await new_category(session, redis)
+    doc = await service.create_product(session, redis, caller=ADMIN,
                                        product_in=product_in(category.id, "Lamp", "D-1", "D-2"))
     await session.commit()
-    assert await service.delete_product(session, catalog_redis, caller=ADMIN, product_id=doc["id"]) is True
+    assert await service.delete_product(session, redis, caller=ADMIN, product_id=doc["id"]) is True
     await session.commit()
-    payload = orjson.loads(await catalog_db.fetchval(
+    payload = orjson.loads(await db_admin.fetchval(
         "SELECT envelope FROM catalog.outbox WHERE topic = 'product.deleted'"))["payload"]
     assert payload == {"product_id": str(doc["id"]), "variant_ids": [str(v["id"]) for v in doc["variants"]]}
 
 
 # ---- cache-aside --------------------------------------------------------------------------------------------
 
-async def test_documents_are_read_through_redis(session, service_engine, catalog_settings, catalog_redis) -> None:  # noqa: ANN001
-    category = await new_category(session, catalog_redis)
-    a = await service.create_product(session, catalog_redis, caller=ADMIN, product_in=product_in(category.id, "A", "R-1"))
-    b = await service.create_product(session, catalog_redis, caller=ADMIN, product_in=product_in(category.id, "B", "R-2"))
+async def test_documents_are_read_through_redis(session, service_engine, settings, redis) -> None:  # noqa: ANN001
+    category = await new_category(session, redis)
+    a = await service.create_product(session, redis, caller=ADMIN, product_in=product_in(category.id, "A", "R-1"))
+    b = await service.create_product(session, redis, caller=ADMIN, product_in=product_in(category.id, "B", "R-2"))
     await session.commit()
     statements: list[str] = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731
@@ -188,37 +189,37 @@ async def test_documents_are_read_through_redis(session, service_engine, catalog
         return session
 
     try:
-        first = await service.product_documents(sessions, catalog_redis, catalog_settings, [a["id"], b["id"], 999])
+        first = await service.product_documents(sessions, redis, settings, [a["id"], b["id"], 999])
         assert len(statements) == 1  # one query for both misses
-        again = await service.product_documents(sessions, catalog_redis, catalog_settings, [b["id"], a["id"]])
+        again = await service.product_documents(sessions, redis, settings, [b["id"], a["id"]])
         assert len(statements) == 1  # all hits
     finally:
         event.remove(service_engine.sync_engine, "before_cursor_execute", listener)
     assert [d["name"] for d in first[:2]] == ["A", "B"] and first[2] is None
     assert [d["name"] for d in again] == ["B", "A"]
 
-    await service.delete_product(session, catalog_redis, caller=ADMIN, product_id=a["id"])
+    await service.delete_product(session, redis, caller=ADMIN, product_id=a["id"])
     await session.commit()
-    await cache.invalidate(catalog_redis, [a["id"]])
-    assert await service.product_documents(sessions, catalog_redis, catalog_settings, [a["id"]]) == [None]
+    await cache.invalidate(redis, [a["id"]])
+    assert await service.product_documents(sessions, redis, settings, [a["id"]]) == [None]
 
 
-async def test_a_reader_cannot_store_a_document_after_a_newer_write(catalog_redis) -> None:  # noqa: ANN001
+async def test_a_reader_cannot_store_a_document_after_a_newer_write(redis) -> None:  # noqa: ANN001
     """The race cache.py describes: read the generation, (writer commits and invalidates), store the old row."""
-    generation, _ = await cache.mget_with_generation(catalog_redis, [cache.product_key(1)])
-    generation = generation if generation is not None else await cache.generation(catalog_redis)
-    await cache.invalidate(catalog_redis, [1])  # the writer, after its commit
-    stored = await cache.store_if_generation(catalog_redis, generation, {cache.product_key(1): b"old"}, 60)
-    assert stored is False and not await catalog_redis.exists(cache.product_key(1))
+    generation, _ = await cache.mget_with_generation(redis, [cache.product_key(1)])
+    generation = generation if generation is not None else await cache.generation(redis)
+    await cache.invalidate(redis, [1])  # the writer, after its commit
+    stored = await cache.store_if_generation(redis, generation, {cache.product_key(1): b"old"}, 60)
+    assert stored is False and not await redis.exists(cache.product_key(1))
 
-    current = await cache.generation(catalog_redis)
-    assert await cache.store_if_generation(catalog_redis, current, {cache.product_key(1): b"new"}, 60) is True
-    assert await catalog_redis.get(cache.product_key(1)) == b"new"
-    assert 0 < await catalog_redis.ttl(cache.product_key(1)) <= 60
+    current = await cache.generation(redis)
+    assert await cache.store_if_generation(redis, current, {cache.product_key(1): b"new"}, 60) is True
+    assert await redis.get(cache.product_key(1)) == b"new"
+    assert 0 < await redis.ttl(cache.product_key(1)) <= 60
 
 
-async def test_generation_is_reseeded_randomly_after_a_flush(catalog_redis) -> None:  # noqa: ANN001
-    before = await cache.invalidate(catalog_redis)
-    await catalog_redis.flushdb()
-    after = await cache.invalidate(catalog_redis)
+async def test_generation_is_reseeded_randomly_after_a_flush(redis) -> None:  # noqa: ANN001
+    before = await cache.invalidate(redis)
+    await drop_catalog_keys(redis)  # as after a flush or an eviction
+    after = await cache.invalidate(redis)
     assert after > 1 and after != before + 1  # never restarts at 1, so in-process copies cannot collide

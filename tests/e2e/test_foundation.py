@@ -126,7 +126,8 @@ async def test_bad_input_gets_stable_codes_and_writes_nothing(router, make_user,
 async def test_graphiql_persisted_queries_and_correlation_id(router, platform) -> None:  # noqa: ANN001
     async with httpx.AsyncClient() as http:
         page = await http.get(platform.router_url, headers={"accept": "text/html"})
-        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<html" in page.text and "NexusCart GraphQL" in page.text
 
         manifest = json.loads((platform_router_dir() / "persisted-documents.json").read_text())
         doc_hash, document = next(iter(manifest.items()))
@@ -140,7 +141,7 @@ async def test_graphiql_persisted_queries_and_correlation_id(router, platform) -
 
         traced = await http.post(platform.router_url, json={"query": "{ me { id } }"},
                                  headers={"x-request-id": "trace-me-123"})
-        assert traced.status_code == 200
+        assert traced.status_code == 200 and traced.headers["x-request-id"] == "trace-me-123"
 
 
 def platform_router_dir():  # noqa: ANN201

@@ -34,6 +34,12 @@ async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, 
     ]
 
 
+def _tuning_env() -> dict[str, str]:
+    """Pass-through of process tuning knobs (e.g. NEXUSCART_USERS_WORKERS, ROUTER_JIT) for experiments."""
+    import os
+    return {k: v for k, v in os.environ.items() if k.startswith(("NEXUSCART_", "ROUTER_")) and k != "NEXUSCART_DATA_DIR"}
+
+
 def main() -> int:
     duration = float(os.environ.get("BENCH_DURATION", 15))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", 16))
@@ -43,7 +49,9 @@ def main() -> int:
         from nexuscart.launcher import Platform, PlatformConfig
         data_dir = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
         print(f"booting the platform with demo data in {data_dir} ...", flush=True)
-        platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True)).start()
+        # One load generator is one client IP: the per-IP router limit would measure itself, not the platform.
+        platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True,
+                                                     extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0", **_tuning_env()})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
     try:
         import uvloop
