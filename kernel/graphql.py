@@ -50,6 +50,9 @@ class RequestContext:
         self._session: AsyncSession | None = None
         self._loaders: dict[type, Any] = {}
         self.cacheable = True
+        # Set by Strawberry from graphql-transport-ws `connection_init`; the router sends the client's
+        # Authorization there too, since a WebSocket upgrade carries no per-operation headers.
+        self.connection_params: dict[str, Any] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -71,6 +74,8 @@ class RequestContext:
         if not self._principal_resolved:
             self._principal_resolved = True
             header = self._authorization
+            if not header and isinstance(self.connection_params, dict):
+                header = self.connection_params.get("authorization") or self.connection_params.get("Authorization")
             if header:
                 scheme, _, token = header.partition(" ")
                 if scheme.lower() != "bearer" or not token.strip():
@@ -93,6 +98,10 @@ class RequestContext:
         if loader is None:
             loader = self._loaders[loader_class] = loader_class(self)
         return loader
+
+    async def release_session(self) -> None:
+        """For long-lived operations (subscriptions): give the connection back between events."""
+        await self.finish(commit=False)
 
     async def finish(self, *, commit: bool) -> None:
         """The edge owns the transaction: commit when the operation succeeded, otherwise roll back."""
@@ -154,8 +163,10 @@ class ClientErrorExtension(SchemaExtension):
 
 class NexusSchema(strawberry.federation.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # ClientErrorExtension logs what is unexpected; expected AppErrors are not log noise.
-        return None
+        # Strawberry calls this with the result's own error list on every path, including each event of a
+        # subscription, which no operation-level extension sees; mapping in place (idempotent, so the
+        # ClientErrorExtension pass does no harm) gives subscriptions the same codes and masking.
+        errors[:] = [to_client_error(e) for e in errors]
 
 
 def build_schema(*, query: type, mutation: type | None = None, subscription: type | None = None,
@@ -184,6 +195,8 @@ class GraphQLEndpoint(GraphQL):
             request.client.host if request.client else None)
         return RequestContext(self.resources, request, authorization, client_ip)
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: Strawberry sends bytes as binary WebSocket frames, which graphql-transport-ws
+        # clients (the router among them) reject.
+        return orjson.dumps(data).decode()
 

@@ -113,13 +113,20 @@ async def generation(redis: Redis) -> int:
     return int(raw)
 
 
+def product_changed_channel(product_id: int) -> str:
+    return f"catalog:product-changed:{product_id}"
+
+
 async def invalidate(redis: Redis, product_ids: Iterable[int] = ()) -> int:
-    """Bump the generation and drop the given product documents (one MULTI). Returns the new generation."""
-    keys = [product_key(p) for p in product_ids]
+    """Bump the generation, drop the given product documents and tell `productUpdated` subscribers
+    (one MULTI, after the commit). Returns the new generation."""
+    ids = list(product_ids)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.eval(_INCR_GEN_LUA, 1, GEN_KEY, _seed())
-        if keys:
-            pipe.delete(*keys)
+        if ids:
+            pipe.delete(*(product_key(p) for p in ids))
+        for product_id in ids:
+            pipe.publish(product_changed_channel(product_id), b"changed")
         result = await pipe.execute()
     return int(result[0])
 

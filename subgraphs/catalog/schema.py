@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from collections.abc import AsyncGenerator
 from typing import Any, Optional
 
 import strawberry
@@ -15,6 +16,7 @@ from strawberry.federation.schema_directives import Key
 from strawberry.scalars import JSON
 
 from kernel.errors import BadUserInput
+from subgraphs.catalog.errors import ProductNotFound
 from kernel.graphql import RequestContext, build_schema
 from kernel.ids import parse_id
 from subgraphs.catalog import cache, service
@@ -363,6 +365,34 @@ class Mutation:
         return deleted
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="The product again after every committed change (price, variants, "
+                                         "details); the stream ends when the product is deleted.")
+    async def product_updated(self, info: strawberry.Info, product_id: strawberry.ID) -> AsyncGenerator[Product, None]:
+        ctx: RequestContext = info.context
+        pid = parse_id(product_id, field="productId")
+        if not (await service.product_documents(ctx.session, ctx.redis, ctx.settings, [pid]))[0]:
+            raise ProductNotFound()
+        await ctx.release_session()
+        pubsub = ctx.redis.pubsub()
+        await pubsub.subscribe(cache.product_changed_channel(pid))
+        try:
+            async for message in pubsub.listen():
+                if message["type"] != "message":
+                    continue
+                doc = (await service.product_documents(ctx.session, ctx.redis, ctx.settings, [pid]))[0]
+                tree = await service.category_tree(ctx.session, ctx.redis, ctx.settings,
+                                                   generation=await cache.generation(ctx.redis))
+                await ctx.release_session()  # hold no database connection while waiting for the next change
+                if doc is None:
+                    return
+                yield Product.from_doc(doc, tree)
+        finally:
+            await pubsub.aclose()
+
+
 # The response cache runs inside the kernel's transaction and error extensions (response_cache.py says why).
-schema = build_schema(query=Query, mutation=Mutation, types=[Product, ProductVariant, User],
+schema = build_schema(query=Query, mutation=Mutation, subscription=Subscription,
+                      types=[Product, ProductVariant, User],
                       extensions=[ResponseCacheExtension])
