@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -20,6 +21,8 @@ from strawberry.schema.config import StrawberryConfig
 from kernel.auth import Principal, TokenVerifier
 from kernel.errors import Unauthenticated, to_client_error
 from kernel.settings import Settings
+
+log = logging.getLogger("nexuscart.graphql")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -50,6 +53,7 @@ class RequestContext:
         self._session: AsyncSession | None = None
         self._loaders: dict[type, Any] = {}
         self.cacheable = True
+        self._after_commit: list[Callable[[], Awaitable[Any]]] = []
         # Set by Strawberry from graphql-transport-ws `connection_init`; the router sends the client's
         # Authorization there too, since a WebSocket upgrade carries no per-operation headers.
         self.connection_params: dict[str, Any] | None = None
@@ -99,6 +103,11 @@ class RequestContext:
             loader = self._loaders[loader_class] = loader_class(self)
         return loader
 
+    def on_commit(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        """Run `callback` once this operation's transaction has committed (e.g. cache invalidation,
+        which must not happen before the new state is visible)."""
+        self._after_commit.append(callback)
+
     async def release_session(self) -> None:
         """For long-lived operations (subscriptions): give the connection back between events."""
         await self.finish(commit=False)
@@ -106,6 +115,7 @@ class RequestContext:
     async def finish(self, *, commit: bool) -> None:
         """The edge owns the transaction: commit when the operation succeeded, otherwise roll back."""
         session, self._session = self._session, None
+        callbacks, self._after_commit = self._after_commit, []
         if session is None:
             return
         try:
@@ -115,6 +125,12 @@ class RequestContext:
                 await session.rollback()
         finally:
             await session.close()
+        if commit:
+            for callback in callbacks:
+                try:
+                    await callback()
+                except Exception:  # committed already: report, but do not turn success into an error
+                    log.exception("after-commit callback failed")
 
 
 class ContextLoader(DataLoader[K, V], Generic[K, V]):

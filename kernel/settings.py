@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lockout_seconds: int = 15 * 60
 
-    # Catalog cache-aside.
+    # Catalog cache-aside, and whole-response caches (kernel/response_cache.py).
     catalog_cache_ttl_seconds: int = 300
+    response_cache_ttl_seconds: int = 300
 
     # Database pool per process.
     db_pool_size: int = 10

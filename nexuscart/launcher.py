@@ -82,13 +82,15 @@ class Platform:
                 self._wait_healthy(subgraph.name, f"http://127.0.0.1:{cfg.subgraph_ports[subgraph.name]}/health")
             if cfg.start_router:
                 router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
+                              **({"FORK": os.environ["ROUTER_FORK"]} if os.environ.get("ROUTER_FORK") else {}),
                               **{f"NEXUSCART_{name.upper()}_URL": self.subgraph_url(name)
                                  for name in cfg.subgraph_ports}}
                 # Spawned directly (not via npx, which would not pass SIGTERM on), with the gateway CLI's own
                 # PORT/HOST/... variables removed so they cannot override the config.
                 self._spawn("router", [node_binary(), str(ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"),
                                        "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")],
-                            cwd=ROUTER_DIR, extra_env=router_env, drop_env=_GATEWAY_CLI_ENV)
+                            cwd=ROUTER_DIR, extra_env=router_env,
+                            drop_env=tuple(k for k in _GATEWAY_CLI_ENV if k not in router_env))
                 self._wait_healthy("router", f"http://127.0.0.1:{cfg.router_port}/readiness")
         except BaseException:
             self.stop()

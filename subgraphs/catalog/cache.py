@@ -5,7 +5,7 @@ Keys
   catalog:product:{id}              one orjson document per product: its row, its variants, its category id
   catalog:page:{gen}:{digest}       one browse page: product ids, cursors, totalCount, hasNextPage
   catalog:categories:{gen}          every category, one blob
-  catalog:response:{gen}:{digest}   a whole GraphQL query result (response_cache.py)
+  catalog:response:{gen}:{digest}   a whole GraphQL query result (kernel/response_cache.py)
   catalog:variant:{id} / catalog:slug:{slug}   -> product id (immutable mappings: a variant never changes
                                     product, a slug is never changed or reused)
 
@@ -22,39 +22,26 @@ Consistency (why a reader never keeps a value older than a committed write):
   keys early, and a process that dies between commit and the post-commit call then leaves at most
   the TTL of staleness, never a stale page (those are generation-keyed and the generation moved).
 
-The generation never restarts from a small number: when the key is missing (Redis flushed or evicted)
-it is re-seeded with a random 48-bit value, so an in-process copy keyed by an old generation can never be
-mistaken for the current one.
+The generation is a kernel `Generation`: re-seeded randomly when missing, never restarting small.
 """
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-GEN_KEY = "catalog:gen"
+from kernel.response_cache import Generation
 
-_INCR_GEN_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('INCR', KEYS[1])
-"""
+GENERATION = Generation("catalog")
+GEN_KEY = GENERATION.key
 
 _SET_IF_GEN_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local ttl = ARGV[2]
 for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
 return 1
-"""
-
-# Reads the generation and the response stored under it in one round trip. It builds a key from a value it
-# read, which Redis Cluster would refuse; the catalog uses one Redis (or a hash-tagged key space) for this.
-_RESPONSE_LOOKUP_LUA = """
-local g = redis.call('GET', KEYS[1])
-if not g then return {false, false} end
-return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
 """
 
 _scripts: dict[str, Any] = {}
@@ -65,10 +52,6 @@ def _script(name: str, source: str, redis: Redis) -> Any:
     if script is None:
         script = _scripts[name] = redis.register_script(source)
     return script
-
-
-def _seed() -> int:
-    return secrets.randbits(48)
 
 
 def product_key(product_id: int) -> str:
@@ -91,26 +74,8 @@ def categories_key(generation: int) -> str:
     return f"catalog:categories:{generation}"
 
 
-_RESPONSE_PREFIX = "catalog:response:"
-
-
-def response_key(generation: int, digest: str) -> str:
-    return f"{_RESPONSE_PREFIX}{generation}:{digest}"
-
-
-async def response_lookup(redis: Redis, digest: str) -> tuple[int | None, bytes | None]:
-    """(current generation, the response cached for `digest` at that generation) in one round trip."""
-    script = _script("response_lookup", _RESPONSE_LOOKUP_LUA, redis)
-    raw_gen, blob = await script(keys=[GEN_KEY], args=[_RESPONSE_PREFIX, digest], client=redis)
-    return (int(raw_gen) if raw_gen is not None else None), blob
-
-
 async def generation(redis: Redis) -> int:
-    raw = await redis.get(GEN_KEY)
-    if raw is None:
-        await redis.set(GEN_KEY, _seed(), nx=True)
-        raw = await redis.get(GEN_KEY)
-    return int(raw)
+    return await GENERATION.current(redis)
 
 
 def product_changed_channel(product_id: int) -> str:
@@ -122,7 +87,7 @@ async def invalidate(redis: Redis, product_ids: Iterable[int] = ()) -> int:
     (one MULTI, after the commit). Returns the new generation."""
     ids = list(product_ids)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.eval(_INCR_GEN_LUA, 1, GEN_KEY, _seed())
+        GENERATION.bump_in(pipe)
         if ids:
             pipe.delete(*(product_key(p) for p in ids))
         for product_id in ids:

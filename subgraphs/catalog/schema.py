@@ -19,10 +19,10 @@ from kernel.errors import BadUserInput
 from subgraphs.catalog.errors import ProductNotFound
 from kernel.graphql import RequestContext, build_schema
 from kernel.ids import parse_id
+from kernel.response_cache import response_cache_extension
 from subgraphs.catalog import cache, service
 from subgraphs.catalog.dataloaders import (CatalogReads, ProductByIdLoader, ProductCountByCategoryIdLoader,
                                            VariantByIdLoader)
-from subgraphs.catalog.response_cache import ResponseCacheExtension
 from subgraphs.catalog.service import CategoryRecord, CategoryTree, Doc
 
 
@@ -392,7 +392,10 @@ class Subscription:
             await pubsub.aclose()
 
 
-# The response cache runs inside the kernel's transaction and error extensions (response_cache.py says why).
+# Every catalog query is public (no field depends on the caller), so any query result may be cached;
+# the kernel's response cache explains why it pays off.
+ResponseCache = response_cache_extension(
+    generation=cache.GENERATION, ttl_seconds=lambda settings: settings.response_cache_ttl_seconds,
+    on_generation=lambda ctx, generation: ctx.loader(CatalogReads).observe_generation(generation))
 schema = build_schema(query=Query, mutation=Mutation, subscription=Subscription,
-                      types=[Product, ProductVariant, User],
-                      extensions=[ResponseCacheExtension])
+                      types=[Product, ProductVariant, User], extensions=[ResponseCache])

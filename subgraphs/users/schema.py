@@ -10,6 +10,7 @@ from kernel.auth import TokenIssuer
 from kernel.errors import Forbidden
 from kernel.graphql import RequestContext, build_schema
 from kernel.ids import parse_id
+from kernel.response_cache import Generation, response_cache_extension
 from subgraphs.users import service
 from subgraphs.users.dataloaders import AddressesByUserIdLoader, UserByIdLoader
 from subgraphs.users.errors import RefreshTokenReused
@@ -63,6 +64,7 @@ class User:
     @strawberry.field(description="The address book; visible to the user and to admins only.")
     async def addresses(self, info: strawberry.Info) -> list[Address]:
         ctx: RequestContext = info.context
+        ctx.mark_uncacheable()  # private, per caller
         caller = ctx.require_user()
         if caller.user_id != int(self.id) and not caller.has_role("ADMIN"):
             raise Forbidden("Only the user or an admin can see this address book")
@@ -118,6 +120,11 @@ def _issuer(ctx: RequestContext) -> TokenIssuer:
     return ctx.resources.extras["issuer"]
 
 
+def _refresh_cached_users(ctx: RequestContext) -> None:
+    """Cached `_entities` answers must not outlive a committed change to a user."""
+    ctx.on_commit(lambda: USERS_GENERATION.bump(ctx.redis))
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The caller; null without a token, UNAUTHENTICATED with a bad one.")
@@ -147,6 +154,7 @@ class Mutation:
         session = await ctx.session()
         user = await service.register(session, email=input.email, password=input.password,
                                       first_name=input.first_name, last_name=input.last_name)
+        _refresh_cached_users(ctx)
         return AuthPayload.from_session(await service.start_session(session, _issuer(ctx), ctx.settings, user))
 
     @strawberry.mutation
@@ -178,6 +186,7 @@ class Mutation:
         caller = ctx.require_user()
         row = await service.update_profile(await ctx.session(), caller.user_id, first_name=input.first_name,
                                            last_name=input.last_name)
+        _refresh_cached_users(ctx)
         return User.from_row(row)
 
     @strawberry.mutation
@@ -203,8 +212,14 @@ class Mutation:
     async def grant_role(self, info: strawberry.Info, user_id: strawberry.ID, role: Role) -> User:
         ctx: RequestContext = info.context
         ctx.require_user().require_role("ADMIN")
-        return User.from_row(await service.grant_role(await ctx.session(), parse_id(user_id, field="userId"),
-                                                      role.value))
+        row = await service.grant_role(await ctx.session(), parse_id(user_id, field="userId"), role.value)
+        _refresh_cached_users(ctx)
+        return User.from_row(row)
 
 
-schema = build_schema(query=Query, mutation=Mutation, types=[User])
+# Only the router's entity fetches (`_entities`: public User fields, e.g. Product.seller) are cached;
+# `me`, `user` and `addresses` depend on the caller and always execute.
+USERS_GENERATION = Generation("users")
+ResponseCache = response_cache_extension(generation=USERS_GENERATION, root_fields=frozenset({"_entities"}),
+                                         ttl_seconds=lambda settings: settings.response_cache_ttl_seconds)
+schema = build_schema(query=Query, mutation=Mutation, types=[User], extensions=[ResponseCache])

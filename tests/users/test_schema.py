@@ -156,3 +156,32 @@ async def test_jwks_publishes_the_signing_key(users_api, make_user) -> None:  # 
     kid = jwt.get_unverified_header(token)["kid"]
     assert [k["kid"] for k in jwks["keys"]] == [kid]
     assert jwks["keys"][0]["alg"] == "RS256"
+
+
+ENTITIES = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id firstName roles } } }'
+
+
+async def test_cached_entities_follow_committed_profile_and_role_changes(users_api, make_user, redis) -> None:  # noqa: ANN001
+    user_id, token = await make_user()
+    _, admin = await make_user("ADMIN")
+    reps = {"r": [{"__typename": "User", "id": str(user_id)}]}
+    assert (await users_api.ok(ENTITIES, reps))["_entities"][0]["firstName"] == "Test"
+    assert await redis.keys("users:response:*"), "the entity fetch should have been cached"
+    await users_api.ok('mutation { updateProfile(input: {firstName: "Renamed"}) { id } }', token=token)
+    assert (await users_api.ok(ENTITIES, reps))["_entities"][0]["firstName"] == "Renamed"
+    await users_api.ok('mutation($u: ID!) { grantRole(userId: $u, role: SELLER) { id } }', {"u": str(user_id)},
+                       token=admin)
+    assert (await users_api.ok(ENTITIES, reps))["_entities"][0]["roles"] == ["CUSTOMER", "SELLER"]
+
+
+async def test_private_fields_are_never_served_from_cache(users_api, make_user, redis) -> None:  # noqa: ANN001
+    owner_id, owner = await make_user()
+    _, stranger = await make_user()
+    home = {"line1": "1 Main St", "city": "Springfield", "postalCode": "12345", "country": "US"}
+    await users_api.ok(ADD_ADDRESS, {"input": home}, token=owner)
+    query = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on User { addresses { city } } } }'
+    reps = {"r": [{"__typename": "User", "id": str(owner_id)}]}
+    assert (await users_api.ok(query, reps, token=owner))["_entities"][0]["addresses"] == [{"city": "Springfield"}]
+    assert await users_api.error_code(query, reps, token=stranger) == "FORBIDDEN"
+    assert await users_api.error_code("{ me { id } }", token="garbage") == "UNAUTHENTICATED"
+    assert await redis.keys("users:response:*") == []

@@ -1,0 +1,142 @@
+"""Generation-versioned caching: a domain's cached reads live under a counter bumped after every committed
+write, so one INCR invalidates them all and no reader keeps a value older than a committed write.
+
+`response_cache_extension` caches whole query results. Why: graphql-core spends ~10 us per resolved field
+however cheap the resolver, so a 350-field browse page costs ~4 ms of CPU even with every row in Redis; a
+hit costs one Redis round trip. A hit skips the resolvers, and with them any authorisation inside them,
+so only operations whose root fields are on the subgraph's allowlist are cached, and a resolver whose
+answer depends on the caller calls `context.mark_uncacheable()`.
+
+The generation never restarts from a small number: a missing key (Redis flushed or evicted) is re-seeded
+with a random 48-bit value, so a copy keyed by an old generation can never pass for the current one.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import FieldNode, OperationDefinitionNode
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from kernel.graphql import RequestContext
+from kernel.settings import Settings
+
+_MAX_RESPONSE_BYTES = 512 * 1024
+
+_BUMP_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCR', KEYS[1])
+"""
+# The generation and the response stored under it in one round trip. It builds a key from a value it read,
+# which Redis Cluster would refuse; one Redis (or a hash-tagged key space) is assumed.
+_LOOKUP_LUA = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {false, false} end
+return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
+"""
+
+
+class Generation:
+    """The version counter of one domain's cached reads: `<namespace>:gen`, responses `<namespace>:response:*`."""
+
+    def __init__(self, namespace: str) -> None:
+        self.key = f"{namespace}:gen"
+        self._response_prefix = f"{namespace}:response:"
+        self._scripts: dict[int, Any] = {}
+
+    def _lookup_script(self, redis: Redis) -> Any:
+        script = self._scripts.get(id(redis))
+        if script is None:
+            script = self._scripts[id(redis)] = redis.register_script(_LOOKUP_LUA)
+        return script
+
+    async def current(self, redis: Redis) -> int:
+        raw = await redis.get(self.key)
+        if raw is None:
+            await redis.set(self.key, secrets.randbits(48), nx=True)
+            raw = await redis.get(self.key)
+        return int(raw)
+
+    def bump_in(self, pipe: Pipeline) -> None:
+        pipe.eval(_BUMP_LUA, 1, self.key, secrets.randbits(48))
+
+    async def bump(self, redis: Redis) -> int:
+        return int(await redis.eval(_BUMP_LUA, 1, self.key, secrets.randbits(48)))
+
+    def response_key(self, generation: int, digest: str) -> str:
+        return f"{self._response_prefix}{generation}:{digest}"
+
+    async def lookup_response(self, redis: Redis, digest: str) -> tuple[int | None, bytes | None]:
+        raw_gen, blob = await self._lookup_script(redis)(keys=[self.key], args=[self._response_prefix, digest],
+                                                         client=redis)
+        return (int(raw_gen) if raw_gen is not None else None), blob
+
+
+def _root_fields(execution: Any) -> set[str] | None:
+    """Names of the operation's root fields; None when fragments at the root make that unclear."""
+    document = execution.graphql_document
+    if document is None:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if execution.operation_name:
+        operations = [o for o in operations if o.name and o.name.value == execution.operation_name]
+    if len(operations) != 1:
+        return None
+    selections = operations[0].selection_set.selections
+    if not all(isinstance(s, FieldNode) for s in selections):
+        return None
+    return {s.name.value for s in selections}  # type: ignore[union-attr]
+
+
+def response_cache_extension(*, generation: Generation, ttl_seconds: Callable[[Settings], int],
+                             root_fields: frozenset[str] | None = None,
+                             on_generation: Callable[[RequestContext, int], None] | None = None,
+                             ) -> type[SchemaExtension]:
+    """A schema extension caching `query` results under `generation`.
+
+    root_fields: the only root fields a cached operation may select (None: any; use it only when every
+    query of the subgraph is public). on_generation: told the generation read on a miss (saves a round trip).
+    """
+
+    class ResponseCacheExtension(SchemaExtension):
+        async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+            execution = self.execution_context
+            ctx = execution.context
+            if not isinstance(ctx, RequestContext) or execution.operation_type != OperationType.QUERY:
+                yield
+                return
+            if root_fields is not None:
+                names = _root_fields(execution)
+                if names is None or not names <= root_fields:
+                    yield
+                    return
+            identity = orjson.dumps([execution.query, execution.operation_name, execution.variables],
+                                    option=orjson.OPT_SORT_KEYS)
+            digest = hashlib.blake2b(identity, digest_size=16).hexdigest()
+            current, blob = await generation.lookup_response(ctx.redis, digest)
+            if blob is not None:
+                execution.result = GraphQLExecutionResult(data=orjson.loads(blob), errors=None)
+                yield
+                return
+            if current is None:  # first use, or Redis was flushed: seed the counter
+                current = await generation.current(ctx.redis)
+            if on_generation is not None:
+                on_generation(ctx, current)
+            yield
+            result = execution.result
+            if (not isinstance(result, GraphQLExecutionResult) or result.errors
+                    or result.data is None or not ctx.cacheable):
+                return
+            payload = orjson.dumps(result.data)
+            if len(payload) <= _MAX_RESPONSE_BYTES:
+                await ctx.redis.set(generation.response_key(current, digest), payload,
+                                    ex=ttl_seconds(ctx.settings))
+
+    return ResponseCacheExtension
