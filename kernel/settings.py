@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     # Outbox relay.
     outbox_batch_size: int = 200
     outbox_idle_poll_seconds: float = 1.0
+    relay_health_port: int = 0  # 0: no /health and /metrics server
 
     # Consumer retry policy before a message is parked on the DLQ topic.
     consumer_max_attempts: int = 5

@@ -74,12 +74,26 @@ def _run_async(coro_factory) -> int:  # type: ignore[no-untyped-def]
 def cmd_relay(args: argparse.Namespace) -> int:
     from kernel.logs import configure_logging
     from kernel.settings import get_settings
-    from workers.outbox_relay import run_relay
+    from workers.outbox_relay import run_relay, serve_health
 
     settings = get_settings()
     settings.service_name = "outbox-relay"
     configure_logging("outbox-relay", settings.log_level)
-    return _run_async(lambda stop: run_relay(settings, [s.name for s in SUBGRAPHS], stop=stop))
+
+    async def relay_with_health(stop: asyncio.Event) -> None:
+        relay = asyncio.ensure_future(run_relay(settings, [s.name for s in SUBGRAPHS], stop=stop))
+        if not settings.relay_health_port:
+            await relay
+            return
+        # Stalled = no successful round for three idle polls plus the longest backoff.
+        health = asyncio.ensure_future(serve_health(settings.relay_health_port,
+                                                    3 * settings.outbox_idle_poll_seconds + 30))
+        try:
+            await relay
+        finally:
+            health.cancel()
+
+    return _run_async(relay_with_health)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

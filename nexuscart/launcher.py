@@ -52,6 +52,7 @@ class Platform:
         self.infra: Infrastructure | None = None
         self.children: dict[str, subprocess.Popen] = {}
         self.env: dict[str, str] = {}
+        self.relay_health_url: str | None = None
 
     @property
     def router_url(self) -> str:
@@ -77,9 +78,13 @@ class Platform:
             for subgraph in SUBGRAPHS:
                 self._spawn(subgraph.name, [sys.executable, "-m", "nexuscart.cli", "serve", subgraph.name,
                                             "--port", str(cfg.subgraph_ports[subgraph.name])])
-            self._spawn("relay", [sys.executable, "-m", "nexuscart.cli", "relay"])
+            relay_port = free_port()
+            self._spawn("relay", [sys.executable, "-m", "nexuscart.cli", "relay"],
+                        extra_env={"RELAY_HEALTH_PORT": str(relay_port)})
             for subgraph in SUBGRAPHS:
                 self._wait_healthy(subgraph.name, f"http://127.0.0.1:{cfg.subgraph_ports[subgraph.name]}/health")
+            self.relay_health_url = f"http://127.0.0.1:{relay_port}/health"
+            self._wait_healthy("relay", self.relay_health_url)
             if cfg.start_router:
                 router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
                               **({"FORK": os.environ["ROUTER_FORK"]} if os.environ.get("ROUTER_FORK") else {}),

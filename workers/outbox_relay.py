@@ -9,9 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
+import uvicorn
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from kernel.db import asyncpg_dsn
 from kernel.kafka import create_producer, ensure_topics
@@ -19,6 +26,31 @@ from kernel.outbox import NOTIFY_CHANNEL
 from kernel.settings import Settings
 
 log = logging.getLogger("nexuscart.relay")
+
+PUBLISHED = Counter("nexuscart_outbox_published_total", "Outbox events published to Kafka", ["schema"])
+FAILED_ROUNDS = Counter("nexuscart_outbox_failed_rounds_total", "Relay rounds that failed and backed off")
+LAST_SUCCESS = Gauge("nexuscart_outbox_last_success_timestamp", "Unix time of the last successful relay round")
+
+
+def health_app(max_silence_seconds: float) -> Starlette:
+    """/health is 200 while relay rounds keep succeeding; /metrics for Prometheus."""
+
+    async def health(_: Request) -> JSONResponse:
+        silence = time.time() - LAST_SUCCESS._value.get()  # noqa: SLF001 - our own gauge
+        healthy = silence <= max_silence_seconds
+        return JSONResponse({"status": "ok" if healthy else "stalled", "service": "outbox-relay",
+                             "seconds_since_last_round": round(silence, 1)}, status_code=200 if healthy else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/health", health), Route("/metrics", metrics)])
+
+
+async def serve_health(port: int, max_silence_seconds: float) -> None:
+    config = uvicorn.Config(health_app(max_silence_seconds), host="0.0.0.0", port=port, log_level="warning",
+                            access_log=False, lifespan="off")
+    await uvicorn.Server(config).serve()
 
 
 async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, limit: int) -> int:
@@ -31,6 +63,7 @@ async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, sche
         futures = [await producer.send(r["topic"], bytes(r["envelope"]), key=r["key"].encode()) for r in rows]
         await asyncio.gather(*futures)
         await conn.execute(f"DELETE FROM {schema}.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+    PUBLISHED.labels(schema).inc(len(rows))
     return len(rows)
 
 
@@ -54,8 +87,10 @@ async def run_relay(settings: Settings, schemas: list[str], *, stop: asyncio.Eve
                 for schema in schemas:
                     published += await relay_batch(conn, producer, schema, settings.outbox_batch_size)
                 failures = 0
+                LAST_SUCCESS.set_to_current_time()
             except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not stop the relay
                 failures += 1
+                FAILED_ROUNDS.inc()
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("relay round failed; backing off", extra={"error": repr(exc), "retry_in": delay})
                 with contextlib.suppress(TimeoutError):

@@ -155,3 +155,5 @@ async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> 
         for name in platform.config.subgraph_ports:
             response = await http.get(platform.subgraph_url(name).replace("/graphql", path))
             assert response.status_code == 200, (name, response.text)
+        relay = await http.get(platform.relay_health_url.replace("/health", path))
+        assert relay.status_code == 200, relay.text
