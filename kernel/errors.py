@@ -85,9 +85,9 @@ def to_client_error(error: GraphQLError) -> GraphQLError:
             extensions["field"] = original.field
         return GraphQLError(original.message, nodes=error.nodes, path=error.path,
                             extensions=extensions)
-    if original is None:
-        # Raised by graphql-core itself: syntax, validation or variable coercion. The message
-        # describes the client's document, not our internals, so it is safe to keep.
+    if original is None or isinstance(original, GraphQLError):
+        # Raised by graphql-core itself: syntax, validation or variable coercion (which wraps the
+        # scalar's own GraphQLError). The message describes the client's document, not our internals.
         code = (error.extensions or {}).get("code")
         if code is None:
             message = error.message

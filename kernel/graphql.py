@@ -19,7 +19,7 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from kernel.auth import Principal, TokenVerifier
-from kernel.errors import Unauthenticated, to_client_error
+from kernel.errors import BadUserInput, Unauthenticated, to_client_error
 from kernel.settings import Settings
 
 log = logging.getLogger("nexuscart.graphql")
@@ -177,6 +177,28 @@ class ClientErrorExtension(SchemaExtension):
             result.errors = [to_client_error(e) for e in errors]  # type: ignore[union-attr]
 
 
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+class RejectNulCharacters(SchemaExtension):
+    """PostgreSQL text cannot hold U+0000, so such input would fail deep in SQL as an internal error. It is
+    refused up front, for every field of every subgraph, as BAD_USER_INPUT."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        query = execution.query or ""
+        if _contains_nul(execution.variables) or "\x00" in query or "\\u0000" in query.lower():
+            raise BadUserInput("Text input must not contain the NUL character (U+0000)")
+        yield
+
+
 class NexusSchema(strawberry.federation.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Strawberry calls this with the result's own error list on every path, including each event of a
@@ -193,7 +215,7 @@ def build_schema(*, query: type, mutation: type | None = None, subscription: typ
         federation_version="2.9",
         # Order matters: extensions exit in reverse, so the transaction settles before errors are mapped.
         extensions=[ClientErrorExtension, TransactionExtension, lambda: ParserCache(maxsize=512),
-                    lambda: ValidationCache(maxsize=512), *extensions],
+                    lambda: ValidationCache(maxsize=512), RejectNulCharacters, *extensions],
         config=StrawberryConfig(auto_camel_case=True),
     )
 
