@@ -240,7 +240,7 @@ export const gatewayConfig = defineConfig({
   host: env.ROUTER_HOST || '0.0.0.0',
   port: envInt('ROUTER_PORT', 4000),
   graphqlEndpoint,
-  healthCheckEndpoint: '/healthcheck',
+  healthCheckEndpoint: '/health',  // same path as every other NexusCart process
   readinessCheckEndpoint: '/readiness',
   logging: env.ROUTER_LOG_LEVEL || 'info',
   // A local supergraph file is watched by the CLI: re-running compose.mjs

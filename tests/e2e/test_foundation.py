@@ -157,3 +157,5 @@ async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> 
             assert response.status_code == 200, (name, response.text)
         relay = await http.get(platform.relay_health_url.replace("/health", path))
         assert relay.status_code == 200, relay.text
+        router = await http.get(platform.router_url.replace("/graphql", path))
+        assert router.status_code == 200, router.text

@@ -185,3 +185,13 @@ async def test_private_fields_are_never_served_from_cache(users_api, make_user, 
     assert await users_api.error_code(query, reps, token=stranger) == "FORBIDDEN"
     assert await users_api.error_code("{ me { id } }", token="garbage") == "UNAUTHENTICATED"
     assert await redis.keys("users:response:*") == []
+
+
+async def test_concurrent_use_of_one_refresh_token_has_one_winner_and_revokes_the_family(users_api) -> None:  # noqa: ANN001
+    first = (await users_api.ok(REGISTER, registration()))["register"]
+    results = await asyncio.gather(*(users_api.raw(REFRESH, {"t": first["refreshToken"]}) for _ in range(5)))
+    winners = [r["data"]["refreshToken"] for r in results if not r.get("errors")]
+    assert len(winners) == 1
+    assert all(r["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" for r in results if r.get("errors"))
+    # the losers were replays: the winner's new token died with its family
+    assert await users_api.error_code(REFRESH, {"t": winners[0]["refreshToken"]}) == "UNAUTHENTICATED"
