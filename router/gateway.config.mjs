@@ -235,6 +235,13 @@ if (!exposeSubgraphErrors) plugins.push(useMaskUncodedSubgraphErrors());
 
 const metricsEnabled = envBool('ROUTER_METRICS', true);
 
+// Anonymous query responses are cached for a short TTL, the way an edge cache serves public listing pages:
+// on a hit the router plans nothing and calls no subgraph, and planning + fan-out are its main cost. Any
+// request with an Authorization header bypasses it (its answer may depend on the caller); mutations and
+// subscriptions are never cached, and a mutation through the router evicts the entities it returns.
+// Staleness is bounded by the TTL. ROUTER_RESPONSE_CACHE_TTL_MS=0 turns it off.
+const responseCacheTtlMs = envInt('ROUTER_RESPONSE_CACHE_TTL_MS', 1000);
+
 export const gatewayConfig = defineConfig({
   supergraph: supergraphPath,
   host: env.ROUTER_HOST || '0.0.0.0',
@@ -278,6 +285,16 @@ export const gatewayConfig = defineConfig({
     },
   },
 
+  ...(responseCacheTtlMs > 0
+    ? {
+        responseCaching: {
+          session: () => null,
+          enabled: (request) => !request.headers.get('authorization'),
+          ttl: responseCacheTtlMs,
+          includeExtensionMetadata: false,
+        },
+      }
+    : {}),
   ...(metricsEnabled
     ? {
         prometheus: {

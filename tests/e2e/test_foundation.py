@@ -159,3 +159,31 @@ async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> 
         assert relay.status_code == 200, relay.text
         router = await http.get(platform.router_url.replace("/graphql", path))
         assert router.status_code == 200, router.text
+
+
+async def test_router_response_cache_is_anonymous_only_and_bounded_by_its_ttl(router, make_user) -> None:  # noqa: ANN001
+    import time
+    alice_id, alice = await make_user()
+    bob_id, bob = await make_user()
+    # authenticated answers are never shared: each caller gets their own `me`, repeatedly
+    for _ in range(3):
+        assert (await router.ok("{ me { id } }", token=alice))["me"]["id"] == str(alice_id)
+        assert (await router.ok("{ me { id } }", token=bob))["me"]["id"] == str(bob_id)
+
+    _, admin = await make_user("ADMIN")
+    category = (await router.ok(CREATE_CATEGORY, {"input": {"name": "Cache TTL"}}, token=admin))["createCategory"]
+    sku = f"TTL-{uuid.uuid4().hex[:8]}"
+    product = (await router.ok(CREATE_PRODUCT, product_input(category["id"], sku), token=admin))["createProduct"]
+    query = 'query($slug: String!) { products(filter: {categorySlug: $slug}) { edges { node { variants { price { amount } } } } } }'
+    price = lambda data: data["products"]["edges"][0]["node"]["variants"][0]["price"]["amount"]  # noqa: E731
+    assert price(await router.ok(query, {"slug": category["slug"]})) == "19.99"  # anonymous: now cached
+
+    update = 'mutation($id: ID!, $sku: String!) { updateProduct(id: $id, input: {variants: [{sku: $sku, price: "7.50"}]}) { id } }'
+    await router.ok(update, {"id": product["id"], "sku": sku}, token=admin)
+    updated_at = time.monotonic()
+    # a caller with a token bypasses the cache and sees the committed change at once
+    assert price(await router.ok(query, {"slug": category["slug"]}, token=alice)) == "7.50"
+    # anonymous readers see it once the entry expires (TTL 1 s by default); poll with a bound, no fixed sleep
+    while price(await router.ok(query, {"slug": category["slug"]})) != "7.50":
+        assert time.monotonic() - updated_at < 5, "anonymous cache kept a stale answer beyond its TTL"
+        await asyncio.sleep(0.05)  # re-poll interval; the assertion above bounds the wait

@@ -37,7 +37,7 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
     def row(self) -> str:
-        return (f"{self.name:<44} c={self.concurrency:<4} {self.rps:>9.1f} req/s  p50 {self.percentile(50):>7.2f} ms"
+        return (f"{self.name:<50} c={self.concurrency:<4} {self.rps:>9.1f} req/s  p50 {self.percentile(50):>7.2f} ms"
                 f"  p99 {self.percentile(99):>7.2f} ms  errors {self.errors}")
 
     def as_dict(self) -> dict:
