@@ -145,7 +145,10 @@ function useNexusCartContext() {
 // subscriptions) and every operation sent over a WebSocket. Not shared
 // between router replicas/forks.
 // ROUTER_RATE_LIMIT_PER_MINUTE=0 disables it.
-const rateLimitPerMinute = envInt('ROUTER_RATE_LIMIT_PER_MINUTE', 6000);
+// With FORK=n the gateway runs n worker processes, each with its own in-memory counters: each enforces its
+// share, so forking never loosens the per-IP limit (a client on one connection gets limit/n at worst).
+const routerWorkers = Math.max(1, envInt('FORK', 1));
+const rateLimitPerMinute = Math.ceil(envInt('ROUTER_RATE_LIMIT_PER_MINUTE', 6000) / routerWorkers);
 const graphqlEndpoint = '/graphql';
 
 function useIpRateLimit(limit) {
