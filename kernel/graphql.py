@@ -1,6 +1,7 @@
 """Strawberry plumbing shared by every subgraph: per-request context, DataLoader base, extensions, schema."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -40,7 +41,8 @@ class ServiceResources:
 
 
 class RequestContext:
-    """Built fresh for every operation: lazy DB session, lazy caller, and a DataLoader registry."""
+    """Built fresh for every HTTP request (for a WebSocket, once per connection; long-lived operations
+    call `release_session`): lazy DB session, lazy caller, and a DataLoader registry."""
 
     def __init__(self, resources: ServiceResources, request: Request | WebSocket | None,
                  authorization: str | None, client_ip: str | None = None) -> None:
@@ -133,15 +135,16 @@ class RequestContext:
                     log.exception("after-commit callback failed")
 
 
-class ContextLoader(DataLoader[K, V], Generic[K, V]):
+class ContextLoader(DataLoader[K, V], Generic[K, V], metaclass=abc.ABCMeta):
     """A DataLoader bound to one request's context; subclasses implement `batch_load`."""
 
     def __init__(self, context: RequestContext) -> None:
         self.context = context
         super().__init__(load_fn=self.batch_load)
 
+    @abc.abstractmethod
     async def batch_load(self, keys: list[K]) -> Sequence[V | BaseException]:
-        raise NotImplementedError  # every concrete loader defines its batch query
+        """One query for all `keys`; results in the same order, None (or an exception) where missing."""
 
 
 def context_of(info: strawberry.Info) -> RequestContext:

