@@ -26,6 +26,17 @@ log = logging.getLogger("nexuscart.launcher")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _GATEWAY_CLI_ENV = ("PORT", "HOST", "CONFIG_PATH", "POLLING", "FORK")
+_GRACE_SECONDS = 10.0
+_ROUTER_GRACE_SECONDS = 3.0
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    """Each child leads its own session (start_new_session), so its pid is its process group id."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
 ROUTER_DIR = REPO_ROOT / "router"
 
 
@@ -106,11 +117,19 @@ class Platform:
 
     def _spawn(self, name: str, argv: list[str], *, cwd: Path = REPO_ROOT, extra_env: dict[str, str] | None = None,
                drop_env: tuple[str, ...] = ()) -> None:
-        output = subprocess.DEVNULL if self.config.quiet else None
+        output = None
+        if self.config.quiet:
+            # A log file per child, not /dev/null: the forked gateway hangs on SIGTERM when its output is
+            # /dev/null, and a file is what one reads when a child misbehaves anyway.
+            log_dir = self.config.data_dir / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            output = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it until it exits
         env = {k: v for k, v in {**self.env, **(extra_env or {})}.items() if k not in drop_env}
         # Own process group per child: Ctrl-C in the terminal reaches us once, and we stop children in order.
-        self.children[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=output,
-                                               start_new_session=True)
+        self.children[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
+                                               if output else None, start_new_session=True)
+        if output is not None:
+            output.close()  # the child has its own descriptor now
 
     def _run_to_completion(self, name: str, argv: list[str]) -> None:
         result = subprocess.run(argv, cwd=REPO_ROOT, env=self.env)
@@ -132,15 +151,23 @@ class Platform:
         raise TimeoutError(f"{name} not healthy at {url} after {timeout}s")
 
     def stop(self) -> None:
+        """SIGTERM every child's process group, then SIGKILL what is still there after its grace period.
+
+        Groups, not pids: the router forks gateway workers, and those must not outlive it. The router gets
+        a short grace: it is stateless, and Hive Gateway in fork mode ignores SIGTERM once it has served a
+        request (seen with 2.15.1), so waiting longer would only delay every Ctrl-C.
+        """
         for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
+        started = time.monotonic()
         for name, proc in self.children.items():
+            grace = _ROUTER_GRACE_SECONDS if name == "router" else _GRACE_SECONDS
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.1, grace - (time.monotonic() - started)))
             except subprocess.TimeoutExpired:
                 log.warning("child did not stop; killing", extra={"child": name})
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=5)
         self.children.clear()
         if self.infra is not None:
             self.infra.stop()
