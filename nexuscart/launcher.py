@@ -119,8 +119,7 @@ class Platform:
                drop_env: tuple[str, ...] = ()) -> None:
         output = None
         if self.config.quiet:
-            # A log file per child, not /dev/null: the forked gateway hangs on SIGTERM when its output is
-            # /dev/null, and a file is what one reads when a child misbehaves anyway.
+            # A log file per child rather than /dev/null: it is what one reads when a child misbehaves.
             log_dir = self.config.data_dir / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
             output = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it until it exits
