@@ -74,6 +74,8 @@ class RateLimited(AppError):
 
 
 _INTERNAL_MESSAGE = "Internal server error"
+# graphql-core's wording when input coercion fails; any other ValueError/TypeError is our bug.
+_COERCION_PREFIXES = ("Variable '$", "Argument '", "Expected value of type", "Expected type")
 
 
 def to_client_error(error: GraphQLError) -> GraphQLError:
@@ -99,8 +101,9 @@ def to_client_error(error: GraphQLError) -> GraphQLError:
                 code = ErrorCode.GRAPHQL_VALIDATION_FAILED.value
         return GraphQLError(error.message, nodes=error.nodes, path=error.path,
                             extensions={**(error.extensions or {}), "code": code})
-    if isinstance(original, (ValueError, TypeError)) and error.path is None:
-        # Scalar parsing of literal/variable input (e.g. a malformed Decimal) surfaces here.
+    if (isinstance(original, (ValueError, TypeError)) and not error.path
+            and error.message.startswith(_COERCION_PREFIXES)):
+        # A custom scalar refusing a literal or variable (e.g. malformed JSON input): the client's input.
         return GraphQLError(error.message, nodes=error.nodes,
                             extensions={"code": ErrorCode.BAD_USER_INPUT.value})
     log.error("unhandled error in resolver", exc_info=original,

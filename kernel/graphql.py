@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, StringValueNode, Visitor, visit
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -180,25 +180,56 @@ class ClientErrorExtension(SchemaExtension):
             result.errors = [to_client_error(e) for e in errors]  # type: ignore[union-attr]
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_contains_nul(v) for v in value)
+def _unstorable_text(text: str) -> bool:
+    """PostgreSQL text holds neither U+0000 nor lone surrogates (which are not valid UTF-8)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False
 
 
-class RejectNulCharacters(SchemaExtension):
-    """PostgreSQL text cannot hold U+0000, so such input would fail deep in SQL as an internal error. It is
-    refused up front, for every field of every subgraph, as BAD_USER_INPUT."""
+def _has_unstorable_text(value: Any) -> bool:
+    stack = [value]  # iterative: client-controlled nesting must not exhaust the interpreter stack
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _unstorable_text(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+class _StringLiterals(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[str] = []
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        self.values.append(node.value)
+
+
+class RejectUnstorableText(SchemaExtension):
+    """Text PostgreSQL cannot store (U+0000, lone surrogates) would fail deep in SQL as an internal error;
+    it is refused up front, for every field of every subgraph, as BAD_USER_INPUT."""
 
     def on_execute(self) -> Iterator[None]:
         execution = self.execution_context
         query = execution.query or ""
-        if _contains_nul(execution.variables) or "\x00" in query or "\\u0000" in query.lower():
-            raise BadUserInput("Text input must not contain the NUL character (U+0000)")
+        bad = _has_unstorable_text(execution.variables) or _unstorable_text(query)
+        if not bad and "\\u" in query and execution.graphql_document is not None:
+            # Only escapes (\u0000, \u{0}) put such characters into literals: walk the parsed strings then.
+            literals = _StringLiterals()
+            visit(execution.graphql_document, literals)
+            bad = any(_unstorable_text(v) for v in literals.values)
+        if bad:
+            raise BadUserInput("Text input must not contain U+0000 or unpaired surrogates")
         yield
 
 
@@ -218,7 +249,7 @@ def build_schema(*, query: type, mutation: type | None = None, subscription: typ
         federation_version="2.9",
         # Order matters: extensions exit in reverse, so the transaction settles before errors are mapped.
         extensions=[ClientErrorExtension, TransactionExtension, lambda: ParserCache(maxsize=512),
-                    lambda: ValidationCache(maxsize=512), RejectNulCharacters, *extensions],
+                    lambda: ValidationCache(maxsize=512), RejectUnstorableText, *extensions],
         config=StrawberryConfig(auto_camel_case=True),
     )
 
@@ -235,6 +266,11 @@ class GraphQLEndpoint(GraphQL):
         client_ip = request.headers.get("x-forwarded-for", "").split(",")[0].strip() or (
             request.client.host if request.client else None)
         return RequestContext(self.resources, request, authorization, client_ip)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson bounds nesting depth (a JSONDecodeError, answered 400) where json.loads would raise
+        # RecursionError out of the app as a bare 500.
+        return orjson.loads(data)
 
     def encode_json(self, data: object) -> str:
         # Text, not bytes: Strawberry sends bytes as binary WebSocket frames, which graphql-transport-ws

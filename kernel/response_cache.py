@@ -117,8 +117,12 @@ def response_cache_extension(*, generation: Generation, ttl_seconds: Callable[[S
                 if names is None or not names <= root_fields:
                     yield
                     return
-            identity = orjson.dumps([execution.query, execution.operation_name, execution.variables],
-                                    option=orjson.OPT_SORT_KEYS)
+            try:
+                identity = orjson.dumps([execution.query, execution.operation_name, execution.variables],
+                                        option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONEncodeError:  # variables orjson cannot key (huge ints, deep nesting): no caching
+                yield
+                return
             digest = hashlib.blake2b(identity, digest_size=16).hexdigest()
             current, blob = await generation.lookup_response(ctx.redis, digest)
             if blob is not None:

@@ -96,7 +96,7 @@ class ProductVariant:
                    position=variant["position"], product=product)
 
     @classmethod
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Optional["ProductVariant"]:
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["ProductVariant"]:
         ctx: RequestContext = info.context
         variant_id = _entity_id(id)
         found = await ctx.loader(VariantByIdLoader).load(variant_id) if variant_id else None
@@ -138,7 +138,7 @@ class Product:
         return product
 
     @classmethod
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Optional["Product"]:
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["Product"]:
         ctx: RequestContext = info.context
         product_id = _entity_id(id)
         doc = await ctx.loader(ProductByIdLoader).load(product_id) if product_id else None

@@ -1,7 +1,7 @@
 """Business rules of the catalog domain: categories, products, variants, browsing with cache-aside.
 
 Write functions take the session first and only flush; the caller (GraphQL edge or a worker) owns the
-transaction and must call `cache.invalidate(redis, ids)` AFTER committing (see cache.py for why).
+transaction and must call `cache.invalidate(redis, ids)` once, AFTER committing (see cache.py for why).
 Read functions take a session *source* (an async callable returning the session) so that a request fully
 served from Redis never opens one.
 """
@@ -15,7 +15,7 @@ import secrets
 import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -39,8 +39,8 @@ Doc = dict[str, Any]
 SORTS = tuple(repository.SORT_KEYS)
 MAX_PAGE_SIZE = 100
 MAX_VARIANTS = 100
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+_CURRENCY = re.compile(r"[A-Z]{3}")  # used with fullmatch: `$` would accept a trailing newline
+_DECIMAL = re.compile(r"-?[0-9]{1,13}(\.[0-9]{1,12})?")  # ASCII digits; bounded so Decimal never overflows
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _CENT = Decimal("0.01")
 _MAX_PRICE = Decimal("9999999999.99")  # numeric(12,2)
@@ -206,7 +206,6 @@ async def create_category(session: AsyncSession, redis: Redis, *, caller: Princi
     if row is None:
         raise CategorySlugTaken(slug)
     await session.flush()
-    await cache.invalidate(redis)
     return CategoryRecord(id=row.id, parent_id=row.parent_id, slug=row.slug, name=row.name, path=row.path)
 
 
@@ -219,7 +218,7 @@ async def product_counts(sessions: SessionSource) -> dict[int, int]:
 def parse_price(value: str, *, field: str = "price", allow_zero: bool = False) -> Decimal:
     """A decimal string with at most 2 decimal places, > 0 (or >= 0 for filters). Never a float."""
     text_value = value.strip() if isinstance(value, str) else ""
-    if not _DECIMAL.match(text_value):
+    if not _DECIMAL.fullmatch(text_value):
         raise InvalidPrice(str(value), "expected a decimal string such as '19.99'", field=field)
     try:
         price = Decimal(text_value)
@@ -227,10 +226,10 @@ def parse_price(value: str, *, field: str = "price", allow_zero: bool = False) -
         raise InvalidPrice(value, "expected a decimal string such as '19.99'", field=field) from None
     if price < 0 or (price == 0 and not allow_zero):
         raise InvalidPrice(value, "must be greater than zero", field=field)
+    if price > _MAX_PRICE:  # before quantize, which raises on numbers too long for the context
+        raise InvalidPrice(value, "too large", field=field)
     if price != price.quantize(_CENT):
         raise InvalidPrice(value, "at most 2 decimal places", field=field)
-    if price > _MAX_PRICE:
-        raise InvalidPrice(value, "too large", field=field)
     return price.quantize(_CENT)
 
 
@@ -271,12 +270,28 @@ def _clean_images(images: Sequence[ImageIn] | None) -> list[dict[str, Any]]:
              "alt": _clean_text(i.alt, "images.alt", max_length=300)} for i in images or ()]
 
 
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
 def _clean_object(value: Any, field: str, *, max_bytes: int = 64 * 1024) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadUserInput(f"'{field}' must be a JSON object", field=field)
-    if len(orjson.dumps(value)) > max_bytes:
+    try:
+        encoded = orjson.dumps(value)  # also what jsonb will store: refuses >64-bit ints, deep nesting
+    except (orjson.JSONEncodeError, TypeError):
+        raise BadUserInput(f"'{field}' holds a value JSON storage cannot keep", field=field) from None
+    if _has_non_finite(value):  # orjson would silently store them as null
+        raise BadUserInput(f"'{field}' must not hold Infinity or NaN", field=field)
+    if len(encoded) > max_bytes:
         raise BadUserInput(f"'{field}' is larger than {max_bytes // 1024} KiB", field=field)
     return value
 
@@ -299,7 +314,7 @@ def _clean_variants(variants: Sequence[VariantIn] | None) -> list[_CleanVariant]
         sku = _clean_text(v.sku, "sku", max_length=64, required=True) or ""
         if any(c.isspace() for c in sku):
             raise BadUserInput("'sku' must not contain whitespace", field="sku")
-        if not isinstance(v.currency, str) or not _CURRENCY.match(v.currency):
+        if not isinstance(v.currency, str) or not _CURRENCY.fullmatch(v.currency):
             raise InvalidCurrency(str(v.currency))
         cleaned.append(_CleanVariant(sku=sku, price=parse_price(v.price), currency=v.currency,
                                      attributes=_clean_object(v.attributes, "attributes", max_bytes=4096)))
@@ -394,7 +409,6 @@ async def create_product(session: AsyncSession, redis: Redis, *, caller: Princip
     await session.flush()
     doc = await _document(session, product_id)
     await add_event(session, SCHEMA, "product.created", key=product_id, payload=snapshot(doc))
-    await cache.invalidate(redis, [product_id])
     return doc
 
 
@@ -453,7 +467,6 @@ async def update_product(session: AsyncSession, redis: Redis, *, caller: Princip
     await session.flush()
     doc = await _document(session, product_id)
     await add_event(session, SCHEMA, "product.updated", key=product_id, payload=snapshot(doc))
-    await cache.invalidate(redis, [product_id])
     return doc
 
 
@@ -468,7 +481,6 @@ async def delete_product(session: AsyncSession, redis: Redis, *, caller: Princip
     await add_event(session, SCHEMA, "product.deleted", key=product_id, payload={
         "product_id": str(product_id), "variant_ids": [str(v) for v in variant_ids]})
     await session.flush()
-    await cache.invalidate(redis, [product_id])
     return True
 
 
@@ -538,20 +550,23 @@ def decode_cursor(sort: str, cursor: str) -> tuple[Any, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_sort, key, product_id = orjson.loads(raw)
-        if cursor_sort != sort or not isinstance(product_id, int) or not isinstance(key, str):
-            raise ValueError("cursor of another sort")
+        # Cursors are opaque but client-held: every part is checked before it can reach SQL.
+        if (cursor_sort != sort or type(product_id) is not int or not 0 < product_id < 2**63
+                or not isinstance(key, str) or "\x00" in key or len(key) > 512):
+            raise ValueError("not a cursor of this sort")
         if sort == "NEWEST":
             parsed: Any = datetime.fromisoformat(key)
             if parsed.tzinfo is None:
                 raise ValueError("naive timestamp")
+            parsed = parsed.astimezone(timezone.utc)  # out-of-range offsets fail here, not in the driver
         elif sort in ("PRICE_ASC", "PRICE_DESC"):
             parsed = Decimal(key)
-            if not parsed.is_finite():
-                raise ValueError("not a number")
+            if not parsed.is_finite() or abs(parsed) > _MAX_PRICE:
+                raise ValueError("not a price")
         else:
             parsed = key
         return parsed, product_id
-    except (ValueError, TypeError, InvalidOperation, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, InvalidOperation, orjson.JSONDecodeError):
         raise InvalidCursor() from None
 
 

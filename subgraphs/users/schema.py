@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Optional
+from typing import Any, Optional
 
 import strawberry
 
@@ -57,7 +57,7 @@ class User:
                    last_name=row.last_name, roles=[Role(r) for r in row.roles])
 
     @classmethod
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Optional["User"]:
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["User"]:
         row = await info.context.loader(UserByIdLoader).load(int(id))
         return cls.from_row(row) if row else None
 

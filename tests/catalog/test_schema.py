@@ -455,3 +455,54 @@ async def test_only_successful_queries_are_cached_whole(catalog_api, admin, shoe
     assert await catalog_api.ok(PRODUCTS, {"first": 3}) == first
     await catalog_api.ok(PRODUCTS, {"first": 4})  # other variables, other entry
     assert len(await redis.keys("catalog:response:*")) == 2
+
+
+@pytest.mark.parametrize("cursor_parts", [
+    ["NEWEST", "2025-01-01T00:00:00+00:00", 2**63],
+    ["NEWEST", "2025-01-01T00:00:00+00:00", True],
+    ["NEWEST", "0001-01-01T00:00:00+23:59", 1],
+    ["NAME", "a\u0000b", 1],
+    ["PRICE_ASC", "1e999999", 1],
+])
+async def test_crafted_cursors_are_bad_user_input(catalog_api, cursor_parts) -> None:  # noqa: ANN001
+    import base64
+
+    import orjson
+    cursor = base64.urlsafe_b64encode(orjson.dumps(cursor_parts)).decode().rstrip("=")
+    query = "query($after: String, $sort: ProductSort) { products(after: $after, sort: $sort) { totalCount } }"
+    assert await catalog_api.error_code(query, {"after": cursor, "sort": cursor_parts[0]}) == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize("price_min", ["1000000000000000000000000000000", "\u0661\u0669", "1e5"])
+async def test_out_of_range_or_non_ascii_price_filters_are_bad_user_input(catalog_api, price_min) -> None:  # noqa: ANN001
+    query = "query($min: String) { products(filter: {priceMin: $min}) { totalCount } }"
+    assert await catalog_api.error_code(query, {"min": price_min}) == "BAD_USER_INPUT"
+
+
+async def test_padded_currency_is_bad_user_input(catalog_api, admin, shoes) -> None:  # noqa: ANN001
+    def product(**overrides):  # noqa: ANN003, ANN202
+        variant = {"sku": f"SPEC-{len(str(overrides))}", "price": "5.00", "currency": "USD", **overrides.pop("variant", {})}
+        return {"input": {"name": "Odd", "categoryId": shoes["id"], "variants": [variant], **overrides}}
+    assert await catalog_api.error_code(CREATE_PRODUCT, product(variant={"currency": "USD\n"}), admin) == "BAD_USER_INPUT"
+
+
+def test_specifications_json_storage_cannot_keep_are_refused_at_the_service() -> None:
+    from kernel.errors import BadUserInput
+    from subgraphs.catalog.service import _clean_object
+    for unstorable in ({"a": 10**30}, {"a": float("inf")}, {"a": [float("nan")]}):
+        with pytest.raises(BadUserInput):
+            _clean_object(unstorable, "specifications")
+
+
+async def test_concurrent_products_with_crossing_skus_conflict_instead_of_deadlocking(catalog_api, admin, shoes) -> None:  # noqa: ANN001
+    import asyncio
+
+    def product(skus):  # noqa: ANN001, ANN202
+        return {"input": {"name": "Crossing", "categoryId": shoes["id"],
+                          "variants": [{"sku": sku, "price": "5.00", "currency": "USD"} for sku in skus]}}
+    for round_ in range(5):
+        a, b = f"CROSS-{round_}-A", f"CROSS-{round_}-B"
+        results = await asyncio.gather(catalog_api.raw(CREATE_PRODUCT, product([a, b]), admin),
+                                       catalog_api.raw(CREATE_PRODUCT, product([b, a]), admin))
+        codes = sorted(r["errors"][0]["extensions"]["code"] if r.get("errors") else "OK" for r in results)
+        assert codes == ["CONFLICT", "OK"], results

@@ -181,6 +181,7 @@ async def test_documents_are_read_through_redis(session, service_engine, setting
     a = await service.create_product(session, redis, caller=ADMIN, product_in=product_in(category.id, "A", "R-1"))
     b = await service.create_product(session, redis, caller=ADMIN, product_in=product_in(category.id, "B", "R-2"))
     await session.commit()
+    await cache.invalidate(redis, [a["id"], b["id"]])  # what every writer does after committing
     statements: list[str] = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(service_engine.sync_engine, "before_cursor_execute", listener)

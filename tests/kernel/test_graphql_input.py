@@ -25,3 +25,29 @@ async def test_malformed_documents_get_graphql_codes(catalog_api) -> None:  # no
     assert await catalog_api.error_code("{ products { noSuchField } }") == "GRAPHQL_VALIDATION_FAILED"
     assert await catalog_api.error_code('query($n: Int) { products(first: $n) { totalCount } }',
                                         {"n": "twenty"}) == "BAD_USER_INPUT"
+
+
+async def test_graphql_escapes_and_surrogates_cannot_smuggle_unstorable_text(catalog_api) -> None:  # noqa: ANN001
+    assert await catalog_api.error_code('{ product(slug: "a\\u{0}b") { id } }') == "BAD_USER_INPUT"
+    response = await catalog_api.http.post("/graphql", content=b'{"query": "query($s: String) { product(slug: $s) '
+                                           b'{ id } }", "variables": {"s": "x\\udc00"}}',
+                                           headers={"content-type": "application/json"})
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_absurdly_nested_json_body_is_a_client_error_not_a_crash(catalog_api) -> None:  # noqa: ANN001
+    body = b'{"query": "{ categories { id } }", "variables": {"x": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    response = await catalog_api.http.post("/graphql", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+
+
+async def test_unkeyable_variables_skip_the_response_cache_instead_of_failing(catalog_api) -> None:  # noqa: ANN001
+    # A representation nested deeper than orjson will encode cannot key the cache: answered uncached.
+    deep: object = "x"
+    for _ in range(300):
+        deep = [deep]
+    query = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id } } }'
+    body = await catalog_api.raw(query, {"r": [{"__typename": "Product", "id": "1", "junk": deep}]})
+    assert "INTERNAL_SERVER_ERROR" not in str(body) and "64-bit" not in str(body), body
