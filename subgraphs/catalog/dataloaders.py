@@ -40,15 +40,15 @@ class CatalogReads:
         tree = await self.tree()
         if all(c in tree.by_id for c in category_ids):
             return tree
+        return await self.session_tree()
+
+    async def session_tree(self) -> CategoryTree:
+        """The tree as this request's own transaction sees it, its uncommitted writes included (mutation
+        answers). Kept for this request only, never in a shared cache: the transaction may still roll back."""
         rows = await repository.all_categories(await self.context.session())
         self._tree = CategoryTree([CategoryRecord(id=r.id, parent_id=r.parent_id, slug=r.slug, name=r.name,
                                                   path=r.path) for r in rows])
         return self._tree
-
-    async def fresh_tree(self) -> CategoryTree:
-        """After this request wrote: the generation moved, read the tree again."""
-        self._generation = self._tree = None
-        return await self.tree()
 
 
 class ProductByIdLoader(ContextLoader[int, Doc | None]):

@@ -316,11 +316,10 @@ class Query:
                                end_cursor=page.cursors[-1] if page.cursors else None))
 
 
-async def _commit_and_invalidate(ctx: RequestContext, product_ids: list[int]) -> None:
-    """Commit here rather than at the end of the operation, because the cache must be invalidated AFTER the
-    commit (cache.py explains the race). The TransactionExtension then finds nothing left to commit."""
-    await (await ctx.session()).commit()
-    await cache.invalidate(ctx.redis, product_ids)
+def _invalidate_after_commit(ctx: RequestContext, product_ids: list[int]) -> None:
+    """Invalidation must follow the commit (cache.py explains the race), and the edge commits once, when
+    the whole operation succeeded: a mutation failing later in the same document undoes this one too."""
+    ctx.on_commit(lambda: cache.invalidate(ctx.redis, product_ids))
 
 
 @strawberry.type
@@ -333,8 +332,8 @@ class Mutation:
         record = await service.create_category(await ctx.session(), ctx.redis, caller=caller,
                                                category_in=service.CategoryIn(name=input.name, slug=input.slug,
                                                                               parent_id=parent_id))
-        await _commit_and_invalidate(ctx, [])
-        return Category.from_record(record, await ctx.loader(CatalogReads).fresh_tree())
+        _invalidate_after_commit(ctx, [])
+        return Category.from_record(record, await ctx.loader(CatalogReads).session_tree())
 
     @strawberry.mutation(description="SELLER or ADMIN; the caller becomes the product's seller.")
     async def create_product(self, info: strawberry.Info, input: CreateProductInput) -> Product:
@@ -342,8 +341,8 @@ class Mutation:
         caller = ctx.require_user()
         doc = await service.create_product(await ctx.session(), ctx.redis, caller=caller,
                                            product_in=input.to_service())
-        await _commit_and_invalidate(ctx, [doc["id"]])
-        return Product.from_doc(doc, await ctx.loader(CatalogReads).fresh_tree())
+        _invalidate_after_commit(ctx, [doc["id"]])
+        return Product.from_doc(doc, await ctx.loader(CatalogReads).session_tree())
 
     @strawberry.mutation(description="ADMIN, or the SELLER who owns the product.")
     async def update_product(self, info: strawberry.Info, id: strawberry.ID, input: UpdateProductInput) -> Product:
@@ -352,8 +351,8 @@ class Mutation:
         product_id = parse_id(id)
         doc = await service.update_product(await ctx.session(), ctx.redis, caller=caller, product_id=product_id,
                                            changes=input.to_service())
-        await _commit_and_invalidate(ctx, [product_id])
-        return Product.from_doc(doc, await ctx.loader(CatalogReads).fresh_tree())
+        _invalidate_after_commit(ctx, [product_id])
+        return Product.from_doc(doc, await ctx.loader(CatalogReads).session_tree())
 
     @strawberry.mutation(description="Soft delete. ADMIN, or the SELLER who owns the product.")
     async def delete_product(self, info: strawberry.Info, id: strawberry.ID) -> bool:
@@ -361,7 +360,7 @@ class Mutation:
         caller = ctx.require_user()
         product_id = parse_id(id)
         deleted = await service.delete_product(await ctx.session(), ctx.redis, caller=caller, product_id=product_id)
-        await _commit_and_invalidate(ctx, [product_id])
+        _invalidate_after_commit(ctx, [product_id])
         return deleted
 
 

@@ -506,3 +506,17 @@ async def test_concurrent_products_with_crossing_skus_conflict_instead_of_deadlo
                                        catalog_api.raw(CREATE_PRODUCT, product([b, a]), admin))
         codes = sorted(r["errors"][0]["extensions"]["code"] if r.get("errors") else "OK" for r in results)
         assert codes == ["CONFLICT", "OK"], results
+
+
+async def test_a_failing_mutation_undoes_the_whole_document(catalog_api, admin, shoes, db_admin) -> None:  # noqa: ANN001
+    created = (await catalog_api.ok(CREATE_PRODUCT, {"input": {
+        "name": "Survivor", "categoryId": shoes["id"],
+        "variants": [{"sku": "SURVIVE-1", "price": "5.00", "currency": "USD"}]}}, admin))["createProduct"]
+    document = """mutation($id: ID!, $bad: CreateProductInput!) {
+      a: deleteProduct(id: $id)
+      b: createProduct(input: $bad) { id } }"""
+    bad = {"name": "Broken", "categoryId": shoes["id"], "variants": [{"sku": "BROKEN-1", "price": "-1", "currency": "USD"}]}
+    assert await catalog_api.error_code(document, {"id": created["id"], "bad": bad}, admin) == "BAD_USER_INPUT"
+    assert await db_admin.fetchval("SELECT deleted_at FROM catalog.products WHERE id = $1", int(created["id"])) is None
+    product = await catalog_api.ok("query($id: ID) { product(id: $id) { name } }", {"id": created["id"]})
+    assert product == {"product": {"name": "Survivor"}}
