@@ -1,6 +1,7 @@
 """The ASGI app every subgraph runs: /graphql, /health, /metrics, correlation ids and JSON logs."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -101,10 +102,13 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # Every process needs its own Snowflake node id; a Redis counter hands them out, so uvicorn
-        # workers and replicas never collide without anyone assigning NODE_ID by hand.
-        ids.configure(await resources.redis.incr("kernel:snowflake-node") % 1024)
+        # Every process needs its own Snowflake node id: leased from Redis, so uvicorn workers and replicas
+        # never collide without anyone assigning NODE_ID by hand.
+        _, lease_key = await ids.claim_node_id(resources.redis)
+        renewal = asyncio.create_task(ids.renew_node_lease(resources.redis, lease_key))
         yield
+        renewal.cancel()
+        await resources.redis.delete(lease_key)
         await resources.redis.aclose()
         await engine.dispose()
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _NODE_BITS = 10
@@ -58,6 +62,30 @@ def next_id() -> int:
         from kernel.settings import get_settings
         _generator = SnowflakeGenerator(get_settings().node_id)
     return _generator.next_id()
+
+
+NODE_LEASE_SECONDS = 60
+
+
+async def claim_node_id(redis: "Redis") -> tuple[int, str]:
+    """Lease a node id no running process holds: `SET NX` with a TTL the holder keeps renewing
+    (`renew_node_lease`), so a crashed process frees its id and a restart loop never wraps onto a live one.
+    Node 0 stays out of the pool: it is the default of short-lived tools that claim nothing."""
+    start = int(await redis.incr("kernel:snowflake-node:cursor"))
+    for offset in range(1, 1 << _NODE_BITS):
+        candidate = 1 + (start + offset) % ((1 << _NODE_BITS) - 1)
+        key = f"kernel:snowflake-node:{candidate}"
+        if await redis.set(key, "1", nx=True, ex=NODE_LEASE_SECONDS):
+            configure(candidate)
+            return candidate, key
+    raise RuntimeError("all 1023 Snowflake node ids are leased; too many processes share this Redis")
+
+
+async def renew_node_lease(redis: "Redis", key: str) -> None:
+    import asyncio
+    while True:
+        await asyncio.sleep(NODE_LEASE_SECONDS / 3)  # renew well inside the lease
+        await redis.expire(key, NODE_LEASE_SECONDS)
 
 
 def parse_id(value: str | int, *, field: str = "id") -> int:

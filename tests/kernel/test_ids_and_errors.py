@@ -45,3 +45,14 @@ def test_internal_errors_are_masked_and_app_errors_keep_their_code() -> None:
     assert leaked.extensions == {"code": "INTERNAL_SERVER_ERROR"}
     forbidden = to_client_error(GraphQLError("x", original_error=Forbidden()))
     assert forbidden.extensions == {"code": "FORBIDDEN"}
+
+
+async def test_node_id_leases_are_exclusive_and_come_back_when_released(redis) -> None:  # noqa: ANN001
+    from kernel.ids import claim_node_id
+    claimed = [await claim_node_id(redis) for _ in range(50)]
+    nodes = [node for node, _ in claimed]
+    assert len(set(nodes)) == 50 and all(1 <= n <= 1023 for n in nodes)
+    assert all([await redis.ttl(key) > 0 for _, key in claimed])  # a crashed holder's lease expires
+    await redis.delete(claimed[0][1])
+    again = [node for node, _ in [await claim_node_id(redis) for _ in range(1023 - 49)]]
+    assert claimed[0][0] in again and not set(again) & set(nodes[1:])
