@@ -166,18 +166,8 @@ class TransactionExtension(SchemaExtension):
         except Exception as exc:  # a failed commit must surface as an error, never as success
             if result is not None:
                 result.data = None
-                result.errors = [GraphQLError("commit failed", original_error=exc)]
-
-
-class ClientErrorExtension(SchemaExtension):
-    """Maps every error to its stable `extensions.code` and hides internals (kernel/errors.py)."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [to_client_error(e) for e in errors]  # type: ignore[union-attr]
+                # Raised after Strawberry mapped the operation's errors, so it is mapped here.
+                result.errors = [to_client_error(GraphQLError("commit failed", original_error=exc))]
 
 
 def _unstorable_text(text: str) -> bool:
@@ -235,9 +225,9 @@ class RejectUnstorableText(SchemaExtension):
 
 class NexusSchema(strawberry.federation.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Strawberry calls this with the result's own error list on every path, including each event of a
-        # subscription, which no operation-level extension sees; mapping in place (idempotent, so the
-        # ClientErrorExtension pass does no harm) gives subscriptions the same codes and masking.
+        # The one place errors become client errors (kernel/errors.py): Strawberry calls this with the
+        # result's own error list on every path (parse, validation, execution, each subscription event),
+        # so mapping in place gives them all stable codes and masks internals.
         errors[:] = [to_client_error(e) for e in errors]
 
 
@@ -247,8 +237,7 @@ def build_schema(*, query: type, mutation: type | None = None, subscription: typ
     return NexusSchema(
         query=query, mutation=mutation, subscription=subscription, types=list(types),
         federation_version="2.9",
-        # Order matters: extensions exit in reverse, so the transaction settles before errors are mapped.
-        extensions=[ClientErrorExtension, TransactionExtension, lambda: ParserCache(maxsize=512),
+        extensions=[TransactionExtension, lambda: ParserCache(maxsize=512),
                     lambda: ValidationCache(maxsize=512), RejectUnstorableText, *extensions],
         config=StrawberryConfig(auto_camel_case=True),
     )
