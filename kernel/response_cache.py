@@ -26,7 +26,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from kernel.graphql import RequestContext
-from kernel.settings import Settings
+from kernel.redis import lua_script
 
 _MAX_RESPONSE_BYTES = 512 * 1024
 
@@ -49,13 +49,6 @@ class Generation:
     def __init__(self, namespace: str) -> None:
         self.key = f"{namespace}:gen"
         self._response_prefix = f"{namespace}:response:"
-        self._scripts: dict[int, Any] = {}
-
-    def _lookup_script(self, redis: Redis) -> Any:
-        script = self._scripts.get(id(redis))
-        if script is None:
-            script = self._scripts[id(redis)] = redis.register_script(_LOOKUP_LUA)
-        return script
 
     async def current(self, redis: Redis) -> int:
         raw = await redis.get(self.key)
@@ -74,8 +67,8 @@ class Generation:
         return f"{self._response_prefix}{generation}:{digest}"
 
     async def lookup_response(self, redis: Redis, digest: str) -> tuple[int | None, bytes | None]:
-        raw_gen, blob = await self._lookup_script(redis)(keys=[self.key], args=[self._response_prefix, digest],
-                                                         client=redis)
+        raw_gen, blob = await lua_script(redis, _LOOKUP_LUA)(keys=[self.key], args=[self._response_prefix, digest],
+                                                             client=redis)
         return (int(raw_gen) if raw_gen is not None else None), blob
 
 
@@ -95,8 +88,7 @@ def _root_fields(execution: Any) -> set[str] | None:
     return {s.name.value for s in selections}  # type: ignore[union-attr]
 
 
-def response_cache_extension(*, generation: Generation, ttl_seconds: Callable[[Settings], int],
-                             root_fields: frozenset[str] | None = None,
+def response_cache_extension(*, generation: Generation, root_fields: frozenset[str] | None = None,
                              on_generation: Callable[[RequestContext, int], None] | None = None,
                              ) -> type[SchemaExtension]:
     """A schema extension caching `query` results under `generation`.
@@ -141,6 +133,6 @@ def response_cache_extension(*, generation: Generation, ttl_seconds: Callable[[S
             payload = orjson.dumps(result.data)
             if len(payload) <= _MAX_RESPONSE_BYTES:
                 await ctx.redis.set(generation.response_key(current, digest), payload,
-                                    ex=ttl_seconds(ctx.settings))
+                                    ex=ctx.settings.response_cache_ttl_seconds)
 
     return ResponseCacheExtension

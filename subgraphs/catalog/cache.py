@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from kernel.redis import lua_script
 from kernel.response_cache import Generation
 
 GENERATION = Generation("catalog")
@@ -43,16 +44,6 @@ local ttl = ARGV[2]
 for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
 return 1
 """
-
-_scripts: dict[str, Any] = {}
-
-
-def _script(name: str, source: str, redis: Redis) -> Any:
-    script = _scripts.get(name)
-    if script is None:
-        script = _scripts[name] = redis.register_script(source)
-    return script
-
 
 def product_key(product_id: int) -> str:
     return f"catalog:product:{product_id}"
@@ -108,7 +99,7 @@ async def store_if_generation(redis: Redis, generation: int | None, items: dict[
     if not items or generation is None:
         return False
     keys = list(items)
-    script = _script("set_if_gen", _SET_IF_GEN_LUA, redis)
+    script = lua_script(redis, _SET_IF_GEN_LUA)
     stored = await script(keys=[GEN_KEY, *keys], args=[generation, ttl, *items.values()], client=redis)
     return bool(stored)
 

@@ -394,7 +394,7 @@ class Subscription:
 # Every catalog query is public (no field depends on the caller), so any query result may be cached;
 # the kernel's response cache explains why it pays off.
 ResponseCache = response_cache_extension(
-    generation=cache.GENERATION, ttl_seconds=lambda settings: settings.response_cache_ttl_seconds,
+    generation=cache.GENERATION,
     on_generation=lambda ctx, generation: ctx.loader(CatalogReads).observe_generation(generation))
 schema = build_schema(query=Query, mutation=Mutation, subscription=Subscription,
                       types=[Product, ProductVariant, User], extensions=[ResponseCache])

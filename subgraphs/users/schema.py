@@ -220,6 +220,5 @@ class Mutation:
 # Only the router's entity fetches (`_entities`: public User fields, e.g. Product.seller) are cached;
 # `me`, `user` and `addresses` depend on the caller and always execute.
 USERS_GENERATION = Generation("users")
-ResponseCache = response_cache_extension(generation=USERS_GENERATION, root_fields=frozenset({"_entities"}),
-                                         ttl_seconds=lambda settings: settings.response_cache_ttl_seconds)
+ResponseCache = response_cache_extension(generation=USERS_GENERATION, root_fields=frozenset({"_entities"}))
 schema = build_schema(query=Query, mutation=Mutation, types=[User], extensions=[ResponseCache])
