@@ -5,6 +5,7 @@ processes as long as each process has its own node id (`NODE_ID`; the launcher a
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -82,7 +83,6 @@ async def claim_node_id(redis: "Redis") -> tuple[int, str]:
 
 
 async def renew_node_lease(redis: "Redis", key: str) -> None:
-    import asyncio
     while True:
         await asyncio.sleep(NODE_LEASE_SECONDS / 3)  # renew well inside the lease
         await redis.expire(key, NODE_LEASE_SECONDS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from importlib import resources
-from pathlib import Path
 
 import asyncpg
 

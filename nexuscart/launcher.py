@@ -5,7 +5,6 @@ dir, free ports). Ctrl-C or `stop()` ends every child.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os

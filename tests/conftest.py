@@ -3,7 +3,6 @@ DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS are set), clean tables and Re
 in-process subgraph clients, user/token factories, and the full platform behind the router for e2e."""
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator

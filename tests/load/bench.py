@@ -10,7 +10,6 @@ Scenarios: anonymous browse through the router (its short-TTL response cache ans
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import sys
@@ -69,12 +68,6 @@ def _customer_token(data_dir: Path) -> str:
     return issuer.issue(1, ["CUSTOMER"])
 
 
-def _tuning_env() -> dict[str, str]:
-    """Pass-through of process tuning knobs (e.g. NEXUSCART_USERS_WORKERS, ROUTER_JIT) for experiments."""
-    import os
-    return {k: v for k, v in os.environ.items() if k.startswith(("NEXUSCART_", "ROUTER_")) and k != "NEXUSCART_DATA_DIR"}
-
-
 def main() -> int:
     duration = float(os.environ.get("BENCH_DURATION", 15))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", 16))
@@ -87,7 +80,7 @@ def main() -> int:
         print(f"booting the platform with demo data in {data_dir} ...", flush=True)
         # One load generator is one client IP: the per-IP router limit would measure itself, not the platform.
         platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True,
-                                                     extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0", **_tuning_env()})).start()
+                                                     extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0"})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
         token = _customer_token(data_dir)
     try:
