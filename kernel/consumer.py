@@ -7,14 +7,17 @@ changes nothing. Offsets are committed only after the message is applied or park
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kernel.db import run_callbacks, take_after_commit
 from kernel.events import EventEnvelope
 from kernel.kafka import DLQ_TOPIC
 from kernel.logs import correlation_id_var
@@ -22,6 +25,35 @@ from kernel.logs import correlation_id_var
 log = logging.getLogger("nexuscart.consumer")
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class WorkerResources:
+    """What a domain's event handlers and periodic tasks get from the worker process."""
+    settings: Any
+    session_factory: async_sessionmaker[AsyncSession]
+    redis: Any
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerSpec:
+    """One consumer group a domain runs in the worker process (workers/runtime.py).
+
+    `name` is the consumer group id and the inbox's consumer column; `schema` the domain schema holding
+    that inbox; the handler runs inside the inbox transaction and dispatches on `envelope.event_type`."""
+    name: str
+    schema: str
+    topics: tuple[str, ...]
+    handler: EventHandler
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodicTask:
+    """A job the worker process runs every `interval_seconds` (e.g. the saga's payment-timeout sweep)."""
+    name: str
+    interval_seconds: float
+    run: Callable[[], Awaitable[Any]]
 
 
 class IdempotentConsumer:
@@ -69,14 +101,20 @@ class IdempotentConsumer:
         raise AssertionError("unreachable")
 
     async def _apply_once(self, envelope: EventEnvelope) -> str:
-        async with self.session_factory() as session, session.begin():
-            inserted = await session.execute(
-                text(f"INSERT INTO {self.schema}.inbox (consumer, event_id) VALUES (:c, CAST(:e AS uuid)) "
-                     f"ON CONFLICT DO NOTHING RETURNING event_id"),
-                {"c": self.name, "e": envelope.event_id})
-            if inserted.first() is None:
-                return "duplicate"
-            await self.handler(session, envelope)
+        async with self.session_factory() as session:
+            try:
+                async with session.begin():
+                    inserted = await session.execute(
+                        text(f"INSERT INTO {self.schema}.inbox (consumer, event_id) VALUES (:c, CAST(:e AS uuid)) "
+                             f"ON CONFLICT DO NOTHING RETURNING event_id"),
+                        {"c": self.name, "e": envelope.event_id})
+                    if inserted.first() is None:
+                        return "duplicate"
+                    await self.handler(session, envelope)
+            finally:
+                callbacks = take_after_commit(session)
+        # Only reached when the transaction committed (an exception skips it, dropping the callbacks).
+        await run_callbacks(callbacks)
         return "applied"
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:

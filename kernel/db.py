@@ -1,6 +1,9 @@
 """Async SQLAlchemy engine and sessions. One Postgres schema per domain; a domain's models bind to it."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import MetaData
@@ -8,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 from kernel.settings import Settings
+
+log = logging.getLogger("nexuscart.db")
+_AFTER_COMMIT = "nexuscart_after_commit"
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -47,3 +53,23 @@ def domain_base(schema: str) -> type[DeclarativeBase]:
 
     Base.__name__ = f"{schema.title()}Base"
     return Base
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[Any]]) -> None:
+    """Run `callback` once `session`'s transaction has committed (cache invalidation, live pushes): things
+    that must not be seen before the new state is visible. Services call this; the edge that owns the
+    transaction (the GraphQL request context, the event consumer) runs the callbacks after its commit."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def take_after_commit(session: AsyncSession) -> list[Callable[[], Awaitable[Any]]]:
+    """The callbacks queued on `session`, removed from it (to run after commit, or drop on rollback)."""
+    return session.info.pop(_AFTER_COMMIT, [])
+
+
+async def run_callbacks(callbacks: list[Callable[[], Awaitable[Any]]]) -> None:
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:  # committed already: report, but do not turn success into an error
+            log.exception("after-commit callback failed")

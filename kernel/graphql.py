@@ -20,6 +20,7 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from kernel.auth import Principal, TokenVerifier
+from kernel.db import run_callbacks, take_after_commit
 from kernel.errors import BadUserInput, Unauthenticated, to_client_error
 from kernel.settings import Settings
 
@@ -120,6 +121,7 @@ class RequestContext:
         callbacks, self._after_commit = self._after_commit, []
         if session is None:
             return
+        callbacks += take_after_commit(session)
         try:
             if commit:
                 await session.commit()
@@ -128,11 +130,7 @@ class RequestContext:
         finally:
             await session.close()
         if commit:
-            for callback in callbacks:
-                try:
-                    await callback()
-                except Exception:  # committed already: report, but do not turn success into an error
-                    log.exception("after-commit callback failed")
+            await run_callbacks(callbacks)
 
 
 class ContextLoader(DataLoader[K, V], Generic[K, V], metaclass=abc.ABCMeta):

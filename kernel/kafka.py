@@ -9,14 +9,17 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger("nexuscart.kafka")
 
-# DESIGN.md's event catalogue; topic name == event type.
+# DESIGN.md's event catalogue; topic name == event type. Added to it: `order.refunded` (the saga's last
+# compensation step), `inventory.low_stock`, and `inventory.stock_changed` (the available level of one
+# variant after any change, which the cart's availability projection is fed from).
 TOPICS = (
     "user.registered",
     "product.created", "product.updated", "product.deleted", "product.viewed",
     "cart.item_added",
     "order.placed", "order.confirmed", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
+    "order.refunded",
     "inventory.reserved", "inventory.out_of_stock", "inventory.released", "inventory.committed",
-    "inventory.low_stock",
+    "inventory.low_stock", "inventory.stock_changed",
     "payment.successful", "payment.failed", "payment.refunded",
     "shipment.created", "shipment.status_updated",
     "review.created",

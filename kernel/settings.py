@@ -49,6 +49,27 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_backoff_base_seconds: float = 0.2
 
+    # Internal service-to-service addresses (the launcher fills them in; compose sets them). Orders asks the
+    # cart for a checkout snapshot and users for a saved address instead of reading their stores.
+    cart_service_url: str = "http://127.0.0.1:4003"
+    users_service_url: str = "http://127.0.0.1:4001"
+    internal_http_timeout_seconds: float = 5.0
+
+    # Cart.
+    cart_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, description="abandoned carts expire")
+    cart_max_lines: int = 100
+
+    # Order saga.
+    order_payment_timeout_seconds: float = Field(default=15 * 60, gt=0,
+                                                 description="AWAITING_PAYMENT longer than this is cancelled")
+    saga_sweep_interval_seconds: float = Field(default=5.0, gt=0)
+
+    # Payments.
+    payment_providers: str = "simulated"  # comma-separated providers placeOrder accepts
+
+    # Worker process (workers/runtime.py).
+    worker_health_port: int = 0
+
     def require_peers(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
         if missing:

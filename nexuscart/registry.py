@@ -31,6 +31,10 @@ SUBGRAPHS: tuple[Subgraph, ...] = (
     # Catalog executes the browse pages (~360 fields each on a miss); a second process lets both cores
     # execute them (bench: uncached browse 80 -> 119 req/s, direct cached 1,400 -> 2,500 req/s).
     Subgraph("catalog", 4002, workers=2),
+    Subgraph("cart", 4003),
+    Subgraph("inventory", 4004),
+    Subgraph("orders", 4005),
+    Subgraph("payments", 4006),
 )
 
 
