@@ -72,10 +72,19 @@ class IdempotentConsumer:
     async def run(self) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
-            for tp, records in batches.items():
-                for record in records:
-                    await self.process(record)
-                    await self.consumer.commit({TopicPartition(tp.topic, tp.partition): record.offset + 1})
+            if not batches:
+                continue
+            # Partitions are independent streams (one aggregate always lands on one partition), so they are
+            # applied concurrently; within a partition, strictly in order.
+            await asyncio.gather(*(self._apply_partition(records) for records in batches.values()))
+            # One offset commit per batch rather than per record: at-least-once either way (a crash
+            # re-delivers the batch and the inbox turns every already-applied event into a duplicate).
+            await self.consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
+                                        for tp, records in batches.items()})
+
+    async def _apply_partition(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await self.process(record)
 
     async def process(self, record: ConsumerRecord) -> str:
         """Apply one record. Returns 'applied', 'duplicate' or 'dead-lettered'."""

@@ -74,7 +74,8 @@ def _run_async(coro_factory) -> int:  # type: ignore[no-untyped-def]
 def cmd_relay(args: argparse.Namespace) -> int:
     from kernel.logs import configure_logging
     from kernel.settings import get_settings
-    from workers.outbox_relay import run_relay, serve_health
+    from workers.health import serve_health
+    from workers.outbox_relay import relay_health, run_relay
 
     settings = get_settings()
     settings.service_name = "outbox-relay"
@@ -86,14 +87,37 @@ def cmd_relay(args: argparse.Namespace) -> int:
             await relay
             return
         # Stalled = no successful round for three idle polls plus the longest backoff.
-        health = asyncio.ensure_future(serve_health(settings.relay_health_port,
-                                                    3 * settings.outbox_idle_poll_seconds + 30))
+        health = asyncio.ensure_future(serve_health(
+            "outbox-relay", settings.relay_health_port, relay_health(3 * settings.outbox_idle_poll_seconds + 30)))
         try:
             await relay
         finally:
             health.cancel()
 
     return _run_async(relay_with_health)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from kernel.logs import configure_logging
+    from kernel.settings import get_settings
+    from workers.health import serve_health
+    from workers.runtime import Worker
+
+    settings = get_settings()
+    settings.service_name = "worker"
+    configure_logging("worker", settings.log_level)
+    worker = Worker(settings, only=set(args.only.split(",")) if args.only else None)
+
+    async def run_with_health(stop: asyncio.Event) -> None:
+        health = (asyncio.ensure_future(serve_health("worker", settings.worker_health_port, worker.health()))
+                  if settings.worker_health_port else None)
+        try:
+            await worker.run(stop)
+        finally:
+            if health is not None:
+                health.cancel()
+
+    return _run_async(run_with_health)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -147,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=0, help="default: the subgraph's registry setting")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("relay", help="publish outbox events to Kafka").set_defaults(func=cmd_relay)
+    worker = sub.add_parser("worker", help="run the domains' event consumers and periodic jobs (the order saga)")
+    worker.add_argument("--only", default="", help="comma-separated consumer/task names (default: all)")
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="apply every domain's migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create the demo data once").set_defaults(func=cmd_seed)
     export = sub.add_parser("export-schema", help="write each subgraph's SDL to schema/")

@@ -1,4 +1,4 @@
-"""Boots the whole platform as child processes: subgraphs, the outbox relay and the router.
+"""Boots the whole platform as child processes: subgraphs, the outbox relay, the worker and the router.
 
 Used by `make run` (persistent data dir, fixed ports) and by the end-to-end tests (temporary data
 dir, free ports). Ctrl-C or `stop()` ends every child.
@@ -63,6 +63,8 @@ class Platform:
         self.children: dict[str, subprocess.Popen] = {}
         self.env: dict[str, str] = {}
         self.relay_health_url: str | None = None
+        self.worker_health_url: str | None = None
+        self._spawn_args: dict[str, tuple[list[str], Path, dict[str, str] | None, tuple[str, ...]]] = {}
 
     @property
     def router_url(self) -> str:
@@ -81,6 +83,9 @@ class Platform:
             self.env = {**os.environ, "DATABASE_URL": self.infra.database_url, "REDIS_URL": self.infra.redis_url,
                         "KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap_servers,
                         "JWT_PRIVATE_KEY_FILE": str(private_key), "JWT_PUBLIC_KEY_FILE": str(public_key),
+                        # Orders reads carts and saved addresses through their owners' internal endpoints.
+                        "CART_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['cart']}",
+                        "USERS_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['users']}",
                         **cfg.extra_env}
             run_blocking(migrate_all(self.infra.database_url, migration_plan()))
             if cfg.seed:
@@ -91,10 +96,15 @@ class Platform:
             relay_port = free_port()
             self._spawn("relay", [sys.executable, "-m", "nexuscart.cli", "relay"],
                         extra_env={"RELAY_HEALTH_PORT": str(relay_port)})
+            worker_port = free_port()
+            self._spawn("worker", [sys.executable, "-m", "nexuscart.cli", "worker"],
+                        extra_env={"WORKER_HEALTH_PORT": str(worker_port)})
             for subgraph in SUBGRAPHS:
                 self._wait_healthy(subgraph.name, f"http://127.0.0.1:{cfg.subgraph_ports[subgraph.name]}/health")
             self.relay_health_url = f"http://127.0.0.1:{relay_port}/health"
             self._wait_healthy("relay", self.relay_health_url)
+            self.worker_health_url = f"http://127.0.0.1:{worker_port}/health"
+            self._wait_healthy("worker", self.worker_health_url)
             if cfg.start_router:
                 router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
                               # Two gateway workers: the router's JavaScript is the browse bottleneck on
@@ -122,6 +132,7 @@ class Platform:
             log_dir = self.config.data_dir / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
             output = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it until it exits
+        self._spawn_args[name] = (argv, cwd, extra_env, drop_env)
         env = {k: v for k, v in {**self.env, **(extra_env or {})}.items() if k not in drop_env}
         # Own process group per child: Ctrl-C in the terminal reaches us once, and we stop children in order.
         self.children[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
@@ -147,6 +158,19 @@ class Platform:
                 pass
             time.sleep(0.1)  # re-check the health endpoint; the loop ends on success or the deadline
         raise TimeoutError(f"{name} not healthy at {url} after {timeout}s")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child (crash tests: no chance to finish what it was doing)."""
+        proc = self.children[name]
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def restart(self, name: str, health_url: str | None = None) -> None:
+        """Start a stopped or killed child again with the arguments it first had."""
+        argv, cwd, extra_env, drop_env = self._spawn_args[name]
+        self._spawn(name, argv, cwd=cwd, extra_env=extra_env, drop_env=drop_env)
+        if health_url:
+            self._wait_healthy(name, health_url)
 
     def stop(self) -> None:
         """SIGTERM every child's process group, then SIGKILL what is still there after its grace period.

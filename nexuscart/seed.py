@@ -1,9 +1,11 @@
-"""Demo data for `make run` only: the two documented logins, three sellers, categories and products.
+"""Demo data for `make run` only: the two documented logins, three sellers, categories, products and stock.
 
 Goes through the domains' service functions, so demo products emit the same events as real ones.
 Runs once: if the demo admin exists, nothing is written.
 """
 from __future__ import annotations
+
+import random
 
 from kernel.auth import Principal
 from kernel.db import create_engine, create_session_factory
@@ -11,6 +13,7 @@ from kernel.redis import create_redis
 from kernel.settings import Settings
 from nexuscart.demo_data import CATEGORY_PLAN, SELLERS, demo_products
 from subgraphs.catalog import service as catalog
+from subgraphs.inventory import service as inventory
 from subgraphs.users import repository as users_repository
 from subgraphs.users import service as users
 
@@ -42,17 +45,22 @@ async def seed_demo_data(settings: Settings) -> str:
                 category_ids[name] = record.id
 
             products = demo_products()
+            variants: list[tuple[int, int]] = []
             for product in products:
                 seller = sellers[product.seller_index]
-                await catalog.create_product(
+                doc = await catalog.create_product(
                     session, redis, caller=Principal(seller.id, frozenset({"SELLER"})),
                     product_in=catalog.ProductIn(
                         name=product.name, category_id=category_ids[product.category], brand=product.brand,
                         description=product.description, tags=product.tags, specifications=product.specifications,
                         variants=[catalog.VariantIn(sku=v.sku, price=str(v.price), currency="USD",
                                                     attributes=v.attributes) for v in product.variants]))
+                variants += [(doc["id"], v["id"]) for v in doc["variants"]]
+            # Stock in two warehouses; the catalog events above reach inventory and the cart's projections
+            # through the outbox once the relay and the worker run.
+            stock_summary = await inventory.seed_demo_stock(session, variants, random.Random(7))
         return (f"seeded demo data: {len(sellers) + 2} users, {len(category_ids)} categories, "
-                f"{len(products)} products, {sum(len(p.variants) for p in products)} variants")
+                f"{len(products)} products, {len(variants)} variants; {stock_summary}")
     finally:
         await redis.aclose()
         await engine.dispose()

@@ -11,19 +11,17 @@ import contextlib
 import logging
 import time
 
+from typing import Any
+
 import asyncpg
-import uvicorn
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from prometheus_client import Counter, Gauge
 
 from kernel.db import asyncpg_dsn
 from kernel.kafka import create_producer, ensure_topics
 from kernel.outbox import NOTIFY_CHANNEL
 from kernel.settings import Settings
+from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.relay")
 
@@ -32,25 +30,14 @@ FAILED_ROUNDS = Counter("nexuscart_outbox_failed_rounds_total", "Relay rounds th
 LAST_SUCCESS = Gauge("nexuscart_outbox_last_success_timestamp", "Unix time of the last successful relay round")
 
 
-def health_app(max_silence_seconds: float) -> Starlette:
-    """/health is 200 while relay rounds keep succeeding; /metrics for Prometheus."""
+def relay_health(max_silence_seconds: float) -> HealthCheck:
+    """Healthy while relay rounds keep succeeding."""
 
-    async def health(_: Request) -> JSONResponse:
+    def check() -> tuple[bool, dict[str, Any]]:
         silence = time.time() - LAST_SUCCESS._value.get()  # noqa: SLF001 - our own gauge
-        healthy = silence <= max_silence_seconds
-        return JSONResponse({"status": "ok" if healthy else "stalled", "service": "outbox-relay",
-                             "seconds_since_last_round": round(silence, 1)}, status_code=200 if healthy else 503)
+        return silence <= max_silence_seconds, {"seconds_since_last_round": round(silence, 1)}
 
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(routes=[Route("/health", health), Route("/metrics", metrics)])
-
-
-async def serve_health(port: int, max_silence_seconds: float) -> None:
-    config = uvicorn.Config(health_app(max_silence_seconds), host="0.0.0.0", port=port, log_level="warning",
-                            access_log=False, lifespan="off")
-    await uvicorn.Server(config).serve()
+    return check
 
 
 async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, limit: int) -> int:
