@@ -162,7 +162,13 @@ def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
     """Every subgraph, the outbox relay and the router as real processes, on free ports."""
     from nexuscart.launcher import Platform, PlatformConfig
     config = PlatformConfig.ephemeral(Path(os.environ["NEXUSCART_TEST_DATA_DIR"]), seed=False,
-                                      quiet=not os.environ.get("NEXUSCART_TEST_VERBOSE"))
+                                      quiet=not os.environ.get("NEXUSCART_TEST_VERBOSE"),
+                                      # A payment that never answers is cancelled after seconds, not 15 minutes.
+                                      extra_env={"ORDER_PAYMENT_TIMEOUT_SECONDS": "5",
+                                                 "SAGA_SWEEP_INTERVAL_SECONDS": "0.5",
+                                                 # Every test shares one client IP; the limit has its own
+                                                 # router in test_router_limits.py.
+                                                 "ROUTER_RATE_LIMIT_PER_MINUTE": "0"})
     running = Platform(config).start()
     yield running
     running.stop()
