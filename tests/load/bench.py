@@ -6,14 +6,23 @@ reported, never asserted. Env: BENCH_DURATION (seconds per scenario, default 15)
 
 Scenarios: anonymous browse through the router (its short-TTL response cache answers), the same signed in
 (router cache bypassed: planning, both subgraphs, their Redis-backed response caches), the same without
-`seller` (one subgraph), straight to catalog, and a cache-busting filter (real execution everywhere).
+`seller` (one subgraph), straight to catalog, and a cache-busting filter (real execution everywhere);
+the inventory check (`product { variants { stock } }`, catalog + inventory) anonymous and signed in;
+checkout (placeOrder through the router, on carts prepared beforehand) and, from the orders' own
+history, placeOrder -> PAID through the whole Kafka saga under that load. BENCH_ONLY=browse|stock|checkout
+runs one group.
 """
 from __future__ import annotations
 
+import asyncio
+import collections
 import itertools
 import os
+import random
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -58,14 +67,134 @@ async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, 
     return results
 
 
-def _customer_token(data_dir: Path) -> str:
-    """A CUSTOMER access token signed with the booted platform's key (a signed-in shopper)."""
+STOCK_CHECK = "query Stock($id: ID!) { product(id: $id) { variants { id stock { available inStock } } } }"
+PRODUCT_IDS = "query Ids { products(first: 100) { edges { node { id variants { id } } } } }"
+WAREHOUSES = "query { warehouses { id } }"
+ADJUST = """mutation($v: ID!, $w: ID!, $d: Int!) { adjustStock(variantId: $v, warehouseId: $w, delta: $d,
+  reason: "benchmark stock") { available } }"""
+GUEST_ADD = "mutation Add($v: ID!) { addToCart(variantId: $v, quantity: 1) { id } }"
+PLACE_ORDER = """mutation Place($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }"""
+ADDRESS = {"line1": "1 Bench Road", "city": "Porto", "postalCode": "4000-001", "country": "PT"}
+
+
+async def _post(http, url: str, query: str, variables: dict | None = None, token: str | None = None) -> dict:  # noqa: ANN001
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    body = (await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)).json()
+    if body.get("errors"):
+        raise RuntimeError(f"benchmark setup failed: {body['errors'][0]}")
+    return body["data"]
+
+
+async def stock_scenarios(router_url: str, concurrency: int, duration: float, token: str | None) -> list[LoadResult]:
+    import httpx
+    async with httpx.AsyncClient(timeout=30) as http:
+        edges = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"]
+    product_ids = [e["node"]["id"] for e in edges]
+    rng = random.Random(3)
+
+    def request(_: int, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        return graphql_body(STOCK_CHECK, {"id": rng.choice(product_ids)}), headers
+
+    results = [await run_load("inventory check via router, anonymous", router_url,
+                              lambda i: request(i, {}), concurrency=concurrency, duration=duration)]
+    if token:
+        signed_in = {"authorization": f"Bearer {token}"}
+        results.append(await run_load("inventory check via router, signed in", router_url,
+                                      lambda i: request(i, signed_in), concurrency=concurrency, duration=duration))
+    return results
+
+
+async def checkout_scenarios(router_url: str, concurrency: int, duration: float, customer: str, admin: str,
+                             database_url: str | None) -> list[LoadResult]:
+    """Guest carts are prepared by a load run of addToCart (one unit of a demo variant restocked with a
+    million units); placeOrder then checks each one out once, signed in. The order's own history gives
+    placeOrder -> PAID through the saga (relay, Kafka, inventory, payments, orders)."""
+    import httpx
+    async with httpx.AsyncClient(timeout=30) as http:
+        variant_id = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"][0]["node"]["variants"][0]["id"]
+        warehouse = (await _post(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
+        await _post(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": 1_000_000}, token=admin)
+        deadline = time.monotonic() + 60
+        while True:  # the cart learns availability from inventory.stock_changed
+            body = (await http.post(router_url, json={"query": "mutation($v: ID!) { addToCart(variantId: $v, "
+                                                      "quantity: 100) { id } }", "variables": {"v": variant_id}})).json()
+            if not body.get("errors"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cart never saw the restock: {body['errors'][0]}")
+            await asyncio.sleep(0.2)  # poll the projection
+
+    carts: collections.deque[str] = collections.deque()
+
+    def remember_cart(body: dict) -> str | None:
+        if body.get("errors"):
+            return graphql_ok(body)
+        carts.append(body["data"]["addToCart"]["id"])
+        return None
+
+    add = graphql_body(GUEST_ADD, {"v": variant_id})
+    prep = await run_load("prepare carts: addToCart (guest) via router", router_url, lambda _: (add, {}),
+                          concurrency=concurrency, duration=duration, check=remember_cart)
+    signed_in = {"authorization": f"Bearer {customer}"}
+    placed_ids: list[int] = []
+
+    def place(_: int) -> tuple[bytes, dict[str, str]]:
+        cart_id = carts.popleft() if carts else "exhausted"
+        return graphql_body(PLACE_ORDER, {"input": {
+            "cartId": cart_id, "shippingAddress": ADDRESS, "idempotencyKey": uuid.uuid4().hex,
+            "paymentMethod": {"provider": "simulated", "token": "tok_visa"}}}), signed_in
+
+    def remember_order(body: dict) -> str | None:
+        if body.get("errors"):
+            return graphql_ok(body)
+        placed_ids.append(int(body["data"]["placeOrder"]["id"]))
+        return None
+
+    started = time.time()
+    checkout = await run_load("checkout: placeOrder via router", router_url, place, concurrency=concurrency,
+                              duration=duration, check=remember_order)
+    results = [prep, checkout]
+    if database_url and placed_ids:
+        results.append(await saga_latency(database_url, placed_ids, started, duration))
+    return results
+
+
+async def saga_latency(database_url: str, order_ids: list[int], started: float, duration: float) -> LoadResult:
+    """placeOrder -> PAID per order, from the orders' status history, once the saga has drained."""
+    import asyncpg
+
+    from kernel.db import asyncpg_dsn
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            settled = await conn.fetchval("SELECT count(*) FROM orders.orders WHERE id = ANY($1::bigint[]) "
+                                          "AND status <> ALL(ARRAY['PENDING', 'AWAITING_PAYMENT'])", order_ids)
+            if settled == len(order_ids) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)  # poll until the saga has drained
+        drained_after = time.time() - started
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM (h.at - o.created_at)) * 1000 AS ms FROM orders.orders o "
+            "JOIN orders.order_status_history h ON h.order_id = o.id AND h.to_status = 'PAID' "
+            "WHERE o.id = ANY($1::bigint[])", order_ids)
+    finally:
+        await conn.close()
+    result = LoadResult("placeOrder -> PAID through the saga (same run)", 0, drained_after,
+                        [float(r["ms"]) for r in rows], errors=len(order_ids) - len(rows))
+    if result.errors:
+        result.sample_error = f"{result.errors} of {len(order_ids)} orders not PAID"
+    return result
+
+
+def _token(data_dir: Path, user_id: int, role: str) -> str:
+    """An access token signed with the booted platform's key."""
     from kernel.auth import TokenIssuer
     from kernel.settings import Settings
     keys = data_dir / "keys"
     issuer = TokenIssuer.from_settings(Settings(jwt_private_key_file=keys / "jwt-private.pem",
                                                 access_token_ttl_seconds=3600))
-    return issuer.issue(1, ["CUSTOMER"])
+    return issuer.issue(user_id, [role])
 
 
 def main() -> int:
@@ -82,10 +211,27 @@ def main() -> int:
         platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True,
                                                      extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0"})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
-        token = _customer_token(data_dir)
+        token = _token(data_dir, 1, "CUSTOMER")
+    only = os.environ.get("BENCH_ONLY", "")
+    admin = os.environ.get("BENCH_ADMIN_TOKEN")
+    database_url = os.environ.get("DATABASE_URL")
+    if platform is not None:
+        admin = _token(platform.config.data_dir, 2, "ADMIN")
+        database_url = platform.infra.database_url
+
+    async def scenarios() -> list[LoadResult]:
+        results: list[LoadResult] = []
+        if only in ("", "browse"):
+            results += await browse_scenarios(router_url, catalog_url, concurrency, duration, token)
+        if only in ("", "stock"):
+            results += await stock_scenarios(router_url, concurrency, duration, token)
+        if only in ("", "checkout") and token and admin:
+            results += await checkout_scenarios(router_url, concurrency, duration, token, admin, database_url)
+        return results
+
     try:
         import uvloop
-        results = uvloop.run(browse_scenarios(router_url, catalog_url, concurrency, duration, token))
+        results = uvloop.run(scenarios())
     finally:
         if platform is not None:
             platform.stop()
