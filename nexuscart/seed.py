@@ -58,7 +58,7 @@ async def seed_demo_data(settings: Settings) -> str:
                 variants += [(doc["id"], v["id"]) for v in doc["variants"]]
             # Stock in two warehouses; the catalog events above reach inventory and the cart's projections
             # through the outbox once the relay and the worker run.
-            stock_summary = await inventory.seed_demo_stock(session, variants, random.Random(7))
+            stock_summary = await inventory.seed_demo_stock(session, variants, random.Random(7), redis=redis)
         return (f"seeded demo data: {len(sellers) + 2} users, {len(category_ids)} categories, "
                 f"{len(products)} products, {len(variants)} variants; {stock_summary}")
     finally:

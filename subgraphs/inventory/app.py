@@ -1,0 +1,12 @@
+"""ASGI app of the inventory subgraph."""
+from __future__ import annotations
+
+from typing import Any
+
+from kernel.app import create_app
+from kernel.settings import Settings
+from subgraphs.inventory.schema import schema
+
+
+def build_app(settings: Settings | None = None) -> Any:
+    return create_app("inventory", schema, settings=settings)

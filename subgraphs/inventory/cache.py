@@ -1,0 +1,19 @@
+"""Response cache of the inventory subgraph.
+
+Only the router's entity fetches (`_entities`, i.e. `ProductVariant.stock` on product pages) are cached,
+under the `inventory:gen` generation. Whoever commits a stock change bumps it after the commit (the GraphQL
+context for adjustStock, the event handler for the saga, the demo seed when given Redis), so a cached answer
+is never older than the last committed change; a read-heavy product page then costs one Redis round trip.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kernel.response_cache import Generation
+
+GENERATION = Generation("inventory")
+
+
+async def invalidate(redis: Any) -> None:
+    if redis is not None:
+        await GENERATION.bump(redis)

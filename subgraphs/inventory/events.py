@@ -1,0 +1,104 @@
+"""Events of the inventory domain (payloads: docs/commerce-spine.md; ids are strings).
+
+Emitted via the outbox, in service.py, in the same transaction as the change:
+  inventory.reserved       key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
+  inventory.out_of_stock   key order_id    {order_id, variant_ids: [...]}            (nothing was reserved)
+  inventory.committed      key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
+  inventory.released       key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
+                                           (items: released reservations and restocked committed ones)
+  inventory.stock_changed  key variant_id  {variant_id, on_hand, reserved, available, in_stock}  (totals)
+  inventory.low_stock      key variant_id  {variant_id, available, threshold}   (once per downward crossing)
+
+Consumed by the `inventory` consumer group (inbox in schema `inventory`), see `consumer_specs`:
+  product.created / product.updated  -> register the variants, zero stock rows in every warehouse
+  order.placed                       -> reserve all lines or none -> inventory.reserved | inventory.out_of_stock
+  order.paid                         -> commit the reservation -> inventory.committed
+  order.cancelled                    -> release (or restock a committed reservation) -> inventory.released
+
+Exact redeliveries stop at the consumer's inbox; anything else that repeats (a re-sent event with a new id,
+an order.placed after its order.cancelled) is absorbed by the reservation statuses in service.py.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.consumer import ConsumerSpec, EventHandler, WorkerResources
+from kernel.db import after_commit
+from kernel.events import EventEnvelope
+from subgraphs.inventory import cache, service
+from subgraphs.inventory.models import SCHEMA
+
+log = logging.getLogger("nexuscart.inventory.events")
+
+EMITTED = ("inventory.reserved", "inventory.out_of_stock", "inventory.committed", "inventory.released",
+           "inventory.stock_changed", "inventory.low_stock")
+CONSUMED = ("product.created", "product.updated", "order.placed", "order.paid", "order.cancelled")
+CONSUMER_GROUP = "inventory"
+
+
+def _id(value: Any, what: str) -> int:
+    try:
+        parsed = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} {value!r} is not an id") from None
+    if parsed <= 0:
+        raise ValueError(f"{what} {value!r} is not an id")
+    return parsed
+
+
+async def on_product_changed(session: AsyncSession, payload: dict[str, Any]) -> bool:
+    product_id = _id(payload["product_id"], "product_id")
+    variants = [(product_id, _id(v["variant_id"], "variant_id")) for v in payload.get("variants") or []]
+    await service.register_variants(session, variants)
+    return False  # zero rows only: no stock a reader could see changed
+
+
+async def on_order_placed(session: AsyncSession, payload: dict[str, Any]) -> bool:
+    order_id = _id(payload["order_id"], "order_id")
+    items = [(_id(i["variant_id"], "variant_id"), i["quantity"]) for i in payload["items"]]
+    result = await service.reserve_for_order(session, order_id, items)
+    return result.reserved and not result.duplicate
+
+
+async def on_order_paid(session: AsyncSession, payload: dict[str, Any]) -> bool:
+    order_id = _id(payload["order_id"], "order_id")
+    committed = await service.commit_order(session, order_id)
+    if not committed:
+        log.info("order.paid with nothing reserved to commit", extra={"order_id": order_id})
+    return bool(committed)
+
+
+async def on_order_cancelled(session: AsyncSession, payload: dict[str, Any]) -> bool:
+    return bool(await service.release_order(session, _id(payload["order_id"], "order_id")))
+
+
+HANDLERS: dict[str, Callable[[AsyncSession, dict[str, Any]], Awaitable[bool]]] = {
+    "product.created": on_product_changed,
+    "product.updated": on_product_changed,
+    "order.placed": on_order_placed,
+    "order.paid": on_order_paid,
+    "order.cancelled": on_order_cancelled,
+}
+
+
+def make_handler(redis: Any = None) -> EventHandler:
+    """The dispatching handler; runs inside the consumer's inbox transaction. With `redis`, a handled event
+    that changed stock drops the subgraph's cached stock answers once the transaction has committed."""
+
+    async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+        handler = HANDLERS.get(envelope.event_type)
+        if handler is None:  # a topic this group does not subscribe to: nothing to do, not a failure
+            log.warning("inventory ignores event type", extra={"event_type": envelope.event_type})
+            return
+        if await handler(session, envelope.payload) and redis is not None:
+            after_commit(session, lambda: cache.invalidate(redis))
+
+    return handle
+
+
+def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, topics=CONSUMED, handler=make_handler(resources.redis))]

@@ -1,0 +1,301 @@
+"""SQL for the inventory domain: locks, conditional updates and the batched stock read.
+
+Every statement that moves stock is a single conditional UPDATE whose WHERE clause carries the invariant
+(available never below zero, reserved never above on_hand), so a wrong caller gets "0 rows", never a
+negative count; the table CHECKs are the backstop behind that.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from subgraphs.inventory.models import StockAdjustmentRow, VariantRow, WarehouseRow
+
+INT_MAX = 2_147_483_647
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StockRow:
+    variant_id: int
+    warehouse_id: int
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Totals:
+    """A variant's stock summed over warehouses."""
+    on_hand: int = 0
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReservationLine:
+    variant_id: int
+    warehouse_id: int
+    quantity: int
+    status: str
+
+
+# ---- warehouses -------------------------------------------------------------------------------------------
+
+async def list_warehouses(session: AsyncSession) -> list[WarehouseRow]:
+    return list((await session.execute(select(WarehouseRow).order_by(WarehouseRow.code))).scalars())
+
+
+async def warehouse_ids(session: AsyncSession) -> list[int]:
+    return list((await session.execute(select(WarehouseRow.id).order_by(WarehouseRow.id))).scalars())
+
+
+async def warehouse_exists(session: AsyncSession, warehouse_id: int) -> bool:
+    found = await session.execute(select(WarehouseRow.id).where(WarehouseRow.id == warehouse_id))
+    return found.first() is not None
+
+
+async def insert_warehouse_if_code_free(session: AsyncSession, *, id: int, code: str, name: str) -> WarehouseRow | None:
+    stmt = (insert(WarehouseRow).values(id=id, code=code, name=name)
+            .on_conflict_do_nothing(index_elements=["code"]).returning(WarehouseRow))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def warehouse_by_code(session: AsyncSession, code: str) -> WarehouseRow | None:
+    return (await session.execute(select(WarehouseRow).where(WarehouseRow.code == code))).scalar_one_or_none()
+
+
+async def warehouses_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[WarehouseRow]:
+    return list((await session.execute(select(WarehouseRow).where(WarehouseRow.id.in_(ids)))).scalars())
+
+
+# ---- variants ---------------------------------------------------------------------------------------------
+
+async def variant_exists(session: AsyncSession, variant_id: int) -> bool:
+    found = await session.execute(select(VariantRow.variant_id).where(VariantRow.variant_id == variant_id))
+    return found.first() is not None
+
+
+async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> None:
+    """(product_id, variant_id) pairs; already known variants are left as they are (their threshold may
+    have been tuned, and a replayed product event must not reset it)."""
+    if not variants:
+        return
+    await session.execute(
+        insert(VariantRow).values([{"variant_id": v, "product_id": p} for p, v in variants])
+        .on_conflict_do_nothing(index_elements=["variant_id"]))
+
+
+async def ensure_stock_rows(session: AsyncSession, variant_ids: Sequence[int]) -> None:
+    """A zero row per (variant, existing warehouse); rows that exist (stock seeded or adjusted before the
+    product event arrived) are not touched."""
+    if not variant_ids:
+        return
+    await session.execute(text("""
+        INSERT INTO inventory.stock_levels (variant_id, warehouse_id, on_hand, reserved)
+        SELECT v, w.id, 0, 0 FROM unnest(CAST(:ids AS bigint[])) AS v CROSS JOIN inventory.warehouses w
+        ORDER BY v, w.id
+        ON CONFLICT DO NOTHING"""), {"ids": sorted(set(variant_ids))})
+
+
+async def thresholds(session: AsyncSession, variant_ids: Iterable[int]) -> dict[int, int]:
+    stmt = select(VariantRow.variant_id, VariantRow.low_stock_threshold).where(
+        VariantRow.variant_id.in_(list(variant_ids)))
+    return {v: t for v, t in (await session.execute(stmt)).all()}
+
+
+async def set_threshold(session: AsyncSession, variant_id: int, threshold: int) -> None:
+    await session.execute(text("UPDATE inventory.variants SET low_stock_threshold = :t WHERE variant_id = :v"),
+                          {"v": variant_id, "t": threshold})
+
+
+# ---- stock: locks and conditional updates -----------------------------------------------------------------
+
+_LOCK_SQL = text("""
+SELECT variant_id, warehouse_id, on_hand, reserved FROM inventory.stock_levels
+WHERE variant_id = ANY(CAST(:ids AS bigint[]))
+ORDER BY variant_id, warehouse_id
+FOR UPDATE""")
+
+
+async def lock_stock(session: AsyncSession, variant_ids: Iterable[int]) -> list[StockRow]:
+    """Lock every warehouse row of these variants, always in (variant_id, warehouse_id) order: two
+    transactions touching overlapping variants then queue instead of deadlocking (the LockRows step runs
+    above the sort, so rows are locked in the ORDER BY order)."""
+    ids = sorted(set(variant_ids))
+    if not ids:
+        return []
+    result = await session.execute(_LOCK_SQL, {"ids": ids})
+    return [StockRow(*r) for r in result.all()]
+
+
+async def reserve_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
+    result = await session.execute(text("""
+        UPDATE inventory.stock_levels SET reserved = reserved + :q, updated_at = now()
+        WHERE variant_id = :v AND warehouse_id = :w AND on_hand - reserved >= :q"""),
+        {"v": variant_id, "w": warehouse_id, "q": quantity})
+    return result.rowcount == 1
+
+
+async def ship_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
+    """A committed reservation leaves the building: on_hand and reserved both drop, available is unchanged."""
+    result = await session.execute(text("""
+        UPDATE inventory.stock_levels SET on_hand = on_hand - :q, reserved = reserved - :q, updated_at = now()
+        WHERE variant_id = :v AND warehouse_id = :w AND reserved >= :q AND on_hand >= :q"""),
+        {"v": variant_id, "w": warehouse_id, "q": quantity})
+    return result.rowcount == 1
+
+
+async def unreserve_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
+    result = await session.execute(text("""
+        UPDATE inventory.stock_levels SET reserved = reserved - :q, updated_at = now()
+        WHERE variant_id = :v AND warehouse_id = :w AND reserved >= :q"""),
+        {"v": variant_id, "w": warehouse_id, "q": quantity})
+    return result.rowcount == 1
+
+
+async def restock_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
+    result = await session.execute(text("""
+        UPDATE inventory.stock_levels SET on_hand = on_hand + :q, updated_at = now()
+        WHERE variant_id = :v AND warehouse_id = :w AND on_hand::bigint + :q <= :max"""),
+        {"v": variant_id, "w": warehouse_id, "q": quantity, "max": INT_MAX})
+    return result.rowcount == 1
+
+
+async def ensure_stock_row(session: AsyncSession, variant_id: int, warehouse_id: int) -> None:
+    await session.execute(text("""
+        INSERT INTO inventory.stock_levels (variant_id, warehouse_id, on_hand, reserved)
+        VALUES (:v, :w, 0, 0) ON CONFLICT DO NOTHING"""), {"v": variant_id, "w": warehouse_id})
+
+
+async def adjust_on_hand(session: AsyncSession, variant_id: int, warehouse_id: int, delta: int) -> int | None:
+    """on_hand += delta unless that would drop below the reserved units (so never below zero) or overflow;
+    returns the new on_hand, or None when refused."""
+    result = await session.execute(text("""
+        UPDATE inventory.stock_levels SET on_hand = on_hand + :d, updated_at = now()
+        WHERE variant_id = :v AND warehouse_id = :w
+          AND on_hand::bigint + :d >= reserved AND on_hand::bigint + :d <= :max
+        RETURNING on_hand"""), {"v": variant_id, "w": warehouse_id, "d": delta, "max": INT_MAX})
+    return result.scalar_one_or_none()
+
+
+async def stock_row(session: AsyncSession, variant_id: int, warehouse_id: int) -> StockRow | None:
+    result = await session.execute(text("""
+        SELECT variant_id, warehouse_id, on_hand, reserved FROM inventory.stock_levels
+        WHERE variant_id = :v AND warehouse_id = :w"""), {"v": variant_id, "w": warehouse_id})
+    row = result.first()
+    return StockRow(*row) if row else None
+
+
+async def set_seed_stock(session: AsyncSession, rows: Sequence[StockRow]) -> list[StockRow]:
+    """Demo stock for rows that hold nothing yet (missing, or zero rows made by product events); stock
+    that is really there is never overwritten by a re-run seed. Returns the rows actually written."""
+    if not rows:
+        return []
+    result = await session.execute(text("""
+        INSERT INTO inventory.stock_levels AS s (variant_id, warehouse_id, on_hand, reserved)
+        SELECT * FROM unnest(CAST(:v AS bigint[]), CAST(:w AS bigint[]), CAST(:q AS integer[]),
+                             CAST(:r AS integer[]))
+        ON CONFLICT (variant_id, warehouse_id) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = now()
+            WHERE s.on_hand = 0 AND s.reserved = 0
+        RETURNING variant_id, warehouse_id, on_hand, reserved"""),
+        {"v": [r.variant_id for r in rows], "w": [r.warehouse_id for r in rows],
+         "q": [r.on_hand for r in rows], "r": [0 for _ in rows]})
+    return [StockRow(*r) for r in result.all()]
+
+
+# ---- reads ------------------------------------------------------------------------------------------------
+
+_TOTALS_SQL = text("""
+SELECT variant_id, sum(on_hand)::bigint, sum(reserved)::bigint FROM inventory.stock_levels
+WHERE variant_id = ANY(CAST(:ids AS bigint[])) GROUP BY variant_id""")
+
+
+async def totals(session: AsyncSession, variant_ids: Iterable[int]) -> dict[int, Totals]:
+    """Variant id -> totals over warehouses, in ONE statement; unknown variants are simply absent."""
+    ids = list(set(variant_ids))
+    if not ids:
+        return {}
+    result = await session.execute(_TOTALS_SQL, {"ids": ids})
+    return {v: Totals(on_hand=int(o), reserved=int(r)) for v, o, r in result.all()}
+
+
+async def stock_rows(session: AsyncSession, variant_ids: Iterable[int]) -> list[StockRow]:
+    ids = list(set(variant_ids))
+    if not ids:
+        return []
+    result = await session.execute(text("""
+        SELECT variant_id, warehouse_id, on_hand, reserved FROM inventory.stock_levels
+        WHERE variant_id = ANY(CAST(:ids AS bigint[])) ORDER BY variant_id, warehouse_id"""), {"ids": ids})
+    return [StockRow(*r) for r in result.all()]
+
+
+# ---- reservations -----------------------------------------------------------------------------------------
+
+async def claim_order(session: AsyncSession, order_id: int, outcome: str) -> bool:
+    """Record the first decision about an order. False when one was recorded before (a concurrent duplicate
+    waits here on the primary key until the first commits, then sees the conflict)."""
+    result = await session.execute(text("""
+        INSERT INTO inventory.order_reservations (order_id, outcome) VALUES (:o, :outcome)
+        ON CONFLICT DO NOTHING RETURNING order_id"""), {"o": order_id, "outcome": outcome})
+    return result.first() is not None
+
+
+async def order_outcome(session: AsyncSession, order_id: int) -> str | None:
+    result = await session.execute(text("SELECT outcome FROM inventory.order_reservations WHERE order_id = :o"),
+                                   {"o": order_id})
+    return result.scalar_one_or_none()
+
+
+async def set_order_outcome(session: AsyncSession, order_id: int, outcome: str) -> None:
+    await session.execute(text("UPDATE inventory.order_reservations SET outcome = :outcome WHERE order_id = :o"),
+                          {"o": order_id, "outcome": outcome})
+
+
+async def insert_reservations(session: AsyncSession, order_id: int, lines: Sequence[tuple[int, int, int]]) -> None:
+    """(variant_id, warehouse_id, quantity) lines, status RESERVED."""
+    await session.execute(text("""
+        INSERT INTO inventory.reservations (order_id, variant_id, warehouse_id, quantity, status)
+        SELECT CAST(:o AS bigint), v, w, q, 'RESERVED'
+        FROM unnest(CAST(:v AS bigint[]), CAST(:w AS bigint[]), CAST(:q AS integer[])) AS t(v, w, q)"""),
+        {"o": order_id, "v": [l[0] for l in lines], "w": [l[1] for l in lines], "q": [l[2] for l in lines]})
+
+
+async def lock_reservations(session: AsyncSession, order_id: int, statuses: Sequence[str]) -> list[ReservationLine]:
+    result = await session.execute(text("""
+        SELECT variant_id, warehouse_id, quantity, status FROM inventory.reservations
+        WHERE order_id = :o AND status = ANY(CAST(:s AS text[]))
+        ORDER BY variant_id, warehouse_id
+        FOR UPDATE"""), {"o": order_id, "s": list(statuses)})
+    return [ReservationLine(*r) for r in result.all()]
+
+
+async def set_reservation_status(session: AsyncSession, order_id: int, line: ReservationLine, status: str) -> bool:
+    result = await session.execute(text("""
+        UPDATE inventory.reservations SET status = :new, updated_at = now()
+        WHERE order_id = :o AND variant_id = :v AND warehouse_id = :w AND status = :old"""),
+        {"o": order_id, "v": line.variant_id, "w": line.warehouse_id, "old": line.status, "new": status})
+    return result.rowcount == 1
+
+
+async def reservations_of(session: AsyncSession, order_id: int) -> list[ReservationLine]:
+    result = await session.execute(text("""
+        SELECT variant_id, warehouse_id, quantity, status FROM inventory.reservations
+        WHERE order_id = :o ORDER BY variant_id, warehouse_id"""), {"o": order_id})
+    return [ReservationLine(*r) for r in result.all()]
+
+
+# ---- audit ------------------------------------------------------------------------------------------------
+
+async def add_adjustments(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    if rows:
+        await session.execute(insert(StockAdjustmentRow).values(list(rows)))

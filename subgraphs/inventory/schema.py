@@ -1,0 +1,127 @@
+"""GraphQL adapter of the inventory domain: validates input, calls service.py, maps results to types.
+
+Hot path: product pages ask the router for `variants { stock { available } }`, which reaches this subgraph
+as one `_entities` fetch for all the page's variants: `resolve_reference` builds a stub without I/O and the
+stock of every variant comes from ONE grouped query (StockByVariantIdLoader). Those `_entities` answers are
+cached by generation (cache.py); per-warehouse detail is ADMIN-only and never cached.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import strawberry
+
+from kernel.graphql import RequestContext, build_schema
+from kernel.ids import parse_id
+from kernel.response_cache import response_cache_extension
+from subgraphs.inventory import cache, service
+from subgraphs.inventory.dataloaders import StockByVariantIdLoader, StockRowsByVariantIdLoader, WarehouseByIdLoader
+from subgraphs.inventory.models import WarehouseRow
+
+
+@strawberry.type
+class Warehouse:
+    id: strawberry.ID
+    code: str
+    name: str
+
+    @classmethod
+    def from_row(cls, row: WarehouseRow) -> "Warehouse":
+        return cls(id=strawberry.ID(str(row.id)), code=row.code, name=row.name)
+
+
+@strawberry.type(description="One warehouse's share of a variant's stock.")
+class WarehouseStock:
+    warehouse: Warehouse
+    on_hand: int
+    reserved: int
+    available: int
+
+
+@strawberry.type(description="A variant's stock summed over all warehouses. available = onHand - reserved.")
+class StockLevel:
+    available: int
+    reserved: int
+    on_hand: int
+    in_stock: bool
+    variant_id: strawberry.Private[int]
+
+    @classmethod
+    def from_level(cls, level: service.StockLevel) -> "StockLevel":
+        return cls(available=level.available, reserved=level.reserved, on_hand=level.on_hand,
+                   in_stock=level.in_stock, variant_id=level.variant_id)
+
+    @strawberry.field(description="ADMIN only: the stock per warehouse (warehouses holding a row for it).")
+    async def by_warehouse(self, info: strawberry.Info) -> list[WarehouseStock]:
+        ctx: RequestContext = info.context
+        ctx.mark_uncacheable()
+        ctx.require_user().require_role("ADMIN")
+        rows = await ctx.loader(StockRowsByVariantIdLoader).load(self.variant_id)
+        warehouses = await ctx.loader(WarehouseByIdLoader).load_many([r.warehouse_id for r in rows])
+        return [WarehouseStock(warehouse=Warehouse.from_row(w), on_hand=r.on_hand, reserved=r.reserved,
+                               available=r.available)
+                for r, w in zip(rows, warehouses) if w is not None]
+
+
+def _entity_id(value: Any) -> int | None:
+    try:
+        parsed = int(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if 0 < parsed < 1 << 63 else None
+
+
+# Owned by catalog; inventory only contributes `stock` (no description here, so composition keeps catalog's).
+@strawberry.federation.type(keys=["id"])
+class ProductVariant:
+    id: strawberry.ID
+
+    @classmethod
+    def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["ProductVariant"]:
+        # No I/O: every variant catalog knows has a stock answer here (zeros if inventory never heard of it).
+        return cls(id=id) if _entity_id(id) is not None else None
+
+    @strawberry.field
+    async def stock(self, info: strawberry.Info) -> StockLevel:
+        level = await info.context.loader(StockByVariantIdLoader).load(int(self.id))
+        return StockLevel.from_level(level)
+
+
+def _invalidate_after_commit(ctx: RequestContext) -> None:
+    ctx.on_commit(lambda: cache.invalidate(ctx.redis))
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="ADMIN only.")
+    async def warehouses(self, info: strawberry.Info) -> list[Warehouse]:
+        ctx: RequestContext = info.context
+        rows = await service.warehouses(await ctx.session(), ctx.require_user())
+        return [Warehouse.from_row(r) for r in rows]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description=(
+        "ADMIN only. Adds (delta > 0) or removes (delta < 0) units of a variant in one warehouse and records "
+        "why. |delta| is at most 1,000,000; reason is 1-500 characters. CONFLICT when on hand would drop "
+        "below the units reserved for orders there. Returns the variant's totals over all warehouses."))
+    async def adjust_stock(self, info: strawberry.Info, variant_id: strawberry.ID, warehouse_id: strawberry.ID,
+                           delta: int, reason: str) -> StockLevel:
+        ctx: RequestContext = info.context
+        caller = ctx.require_user()
+        level = await service.adjust_stock(
+            await ctx.session(), caller, parse_id(variant_id, field="variantId"),
+            parse_id(warehouse_id, field="warehouseId"), delta, reason)
+        _invalidate_after_commit(ctx)
+        return StockLevel.from_level(level)
+
+    @strawberry.mutation(description="ADMIN only. `code` (e.g. WH-EAST) is unique and stored upper-case.")
+    async def create_warehouse(self, info: strawberry.Info, code: str, name: str) -> Warehouse:
+        ctx: RequestContext = info.context
+        caller = ctx.require_user()
+        return Warehouse.from_row(await service.create_warehouse(await ctx.session(), caller, code, name))
+
+
+ResponseCache = response_cache_extension(generation=cache.GENERATION, root_fields=frozenset({"_entities"}))
+schema = build_schema(query=Query, mutation=Mutation, types=[ProductVariant], extensions=[ResponseCache])

@@ -1,0 +1,374 @@
+"""Business rules of inventory: reservations for the order saga, manual adjustments, demo stock.
+
+No GraphQL and no commits here: the edge (GraphQL request, event consumer, seed) owns the transaction,
+and every event below goes to the outbox in that same transaction.
+
+Locking: any operation that changes a variant's stock first locks all of that variant's warehouse rows in
+(variant_id, warehouse_id) order (`repository.lock_stock`). Changes to one variant are therefore serial,
+which keeps the before/after totals behind `inventory.low_stock` exact, and the fixed order means two
+orders touching the same variants queue instead of deadlocking.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.auth import Principal
+from kernel.db import after_commit
+from kernel.ids import next_id
+from kernel.outbox import add_event
+from subgraphs.inventory import cache, repository
+from subgraphs.inventory.errors import (InvalidDelta, InvalidReason, InvalidWarehouse, StockBelowReserved,
+                                        StockLimitExceeded, VariantNotFound, WarehouseCodeTaken,
+                                        WarehouseNotFound)
+from subgraphs.inventory.models import SCHEMA, WarehouseRow
+from subgraphs.inventory.repository import ReservationLine, StockRow, Totals
+
+log = logging.getLogger("nexuscart.inventory")
+
+MAX_ADJUST_DELTA = 1_000_000
+MAX_REASON_LENGTH = 500
+MAX_WAREHOUSE_NAME_LENGTH = 200
+
+RESERVED, COMMITTED, RELEASED, RESTOCKED = "RESERVED", "COMMITTED", "RELEASED", "RESTOCKED"
+OUT_OF_STOCK, CANCELLED = "OUT_OF_STOCK", "CANCELLED"
+
+
+class InvalidOrderLine(ValueError):
+    """An order event whose lines cannot be reserved as written (a producer bug): the consumer retries,
+    then parks it on the DLQ rather than guessing."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StockLevel:
+    """A variant's stock over all warehouses."""
+    variant_id: int
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def in_stock(self) -> bool:
+        return self.available > 0
+
+    @classmethod
+    def of(cls, variant_id: int, totals: Totals | None) -> "StockLevel":
+        totals = totals or Totals()
+        return cls(variant_id=variant_id, on_hand=totals.on_hand, reserved=totals.reserved)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReservationResult:
+    order_id: int
+    outcome: str                         # RESERVED | OUT_OF_STOCK | CANCELLED (cancelled before placed)
+    lines: list[ReservationLine]         # what is held for the order (empty unless RESERVED)
+    short_variant_ids: list[int]         # OUT_OF_STOCK: the variants that could not be covered
+    duplicate: bool = False              # the order had been decided before; nothing changed now
+
+    @property
+    def reserved(self) -> bool:
+        return self.outcome == RESERVED
+
+
+# ---- the order saga ---------------------------------------------------------------------------------------
+
+def _quantities(items: Iterable[tuple[int, int]]) -> dict[int, int]:
+    wanted: dict[int, int] = defaultdict(int)
+    for variant_id, quantity in items:
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+            raise InvalidOrderLine(f"quantity {quantity!r} of variant {variant_id} is not a positive integer")
+        wanted[int(variant_id)] += quantity  # the same variant on two lines is one demand
+    if not wanted:
+        raise InvalidOrderLine("an order without lines cannot be reserved")
+    return dict(wanted)
+
+
+def _allocate(wanted: dict[int, int], rows: list[StockRow]) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Split each variant's demand over its warehouses, fullest first so an order ships from as few
+    warehouses as possible. Returns (variant, warehouse, quantity) lines and the variants that fall short."""
+    by_variant: dict[int, list[StockRow]] = defaultdict(list)
+    for row in rows:
+        by_variant[row.variant_id].append(row)
+    lines: list[tuple[int, int, int]] = []
+    short: list[int] = []
+    for variant_id in sorted(wanted):
+        need = wanted[variant_id]
+        candidates = sorted(by_variant.get(variant_id, []), key=lambda r: (-r.available, r.warehouse_id))
+        if sum(max(r.available, 0) for r in candidates) < need:
+            short.append(variant_id)
+            continue
+        for row in candidates:
+            if need == 0:
+                break
+            take = min(need, row.available)
+            if take > 0:
+                lines.append((variant_id, row.warehouse_id, take))
+                need -= take
+    return lines, short
+
+
+def _items_payload(order_id: int, lines: Iterable[ReservationLine | tuple[int, int, int]]) -> dict[str, Any]:
+    items = []
+    for line in lines:
+        variant_id, warehouse_id, quantity = ((line.variant_id, line.warehouse_id, line.quantity)
+                                              if isinstance(line, ReservationLine) else line)
+        items.append({"variant_id": str(variant_id), "warehouse_id": str(warehouse_id), "quantity": quantity})
+    return {"order_id": str(order_id), "items": items}
+
+
+def _totals_of(rows: Iterable[StockRow]) -> dict[int, Totals]:
+    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        sums[row.variant_id][0] += row.on_hand
+        sums[row.variant_id][1] += row.reserved
+    return {v: Totals(on_hand=o, reserved=r) for v, (o, r) in sums.items()}
+
+
+async def _emit_stock_changes(session: AsyncSession, before: dict[int, Totals], variant_ids: Iterable[int]) -> None:
+    """`inventory.stock_changed` for each touched variant (totals after the change), plus
+    `inventory.low_stock` when available drops from at/above the variant's threshold to below it: one alert
+    per crossing, not one per sale while stock stays low."""
+    ids = sorted(set(variant_ids))
+    if not ids:
+        return
+    after = await repository.totals(session, ids)
+    thresholds = await repository.thresholds(session, ids)
+    for variant_id in ids:
+        level = StockLevel.of(variant_id, after.get(variant_id))
+        await add_event(session, SCHEMA, "inventory.stock_changed", key=variant_id, payload={
+            "variant_id": str(variant_id), "on_hand": level.on_hand, "reserved": level.reserved,
+            "available": level.available, "in_stock": level.in_stock})
+        threshold = thresholds.get(variant_id)
+        previous = before.get(variant_id, Totals()).available
+        if threshold is not None and previous >= threshold > level.available:
+            await add_event(session, SCHEMA, "inventory.low_stock", key=variant_id, payload={
+                "variant_id": str(variant_id), "available": level.available, "threshold": threshold})
+
+
+async def reserve_for_order(session: AsyncSession, order_id: int,
+                            items: Iterable[tuple[int, int]]) -> ReservationResult:
+    """Reserve every (variant_id, quantity) line of an order, or nothing.
+
+    Emits `inventory.reserved` or `inventory.out_of_stock`. The first decision about an order is final: a
+    repeated call (a redelivered or re-sent order.placed, or one arriving after the order was cancelled)
+    returns the recorded outcome with `duplicate=True` and changes and emits nothing."""
+    wanted = _quantities(items)
+    if not await repository.claim_order(session, order_id, RESERVED):
+        return await _recorded_outcome(session, order_id)
+
+    locked = await repository.lock_stock(session, wanted)
+    lines, short = _allocate(wanted, locked)
+    if short:
+        await repository.set_order_outcome(session, order_id, OUT_OF_STOCK)
+        await add_event(session, SCHEMA, "inventory.out_of_stock", key=order_id, payload={
+            "order_id": str(order_id), "variant_ids": [str(v) for v in short]})
+        return ReservationResult(order_id=order_id, outcome=OUT_OF_STOCK, lines=[], short_variant_ids=short)
+
+    for variant_id, warehouse_id, quantity in lines:
+        if not await repository.reserve_units(session, variant_id, warehouse_id, quantity):
+            # Cannot happen while we hold the row locks; refusing beats reserving what is not there.
+            raise RuntimeError(f"stock of variant {variant_id} in warehouse {warehouse_id} changed under lock")
+    await repository.insert_reservations(session, order_id, lines)
+    await add_event(session, SCHEMA, "inventory.reserved", key=order_id, payload=_items_payload(order_id, lines))
+    await _emit_stock_changes(session, _totals_of(locked), wanted)
+    return ReservationResult(order_id=order_id, outcome=RESERVED,
+                             lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in lines], short_variant_ids=[])
+
+
+async def _recorded_outcome(session: AsyncSession, order_id: int) -> ReservationResult:
+    lines = await repository.reservations_of(session, order_id)
+    outcome = await repository.order_outcome(session, order_id) or RESERVED
+    return ReservationResult(order_id=order_id, outcome=outcome, lines=lines, short_variant_ids=[], duplicate=True)
+
+
+async def commit_order(session: AsyncSession, order_id: int) -> list[ReservationLine]:
+    """The order was paid: its RESERVED lines leave stock for good (on_hand and reserved both drop) and
+    become COMMITTED. Emits `inventory.committed` with the lines committed now; lines in any other status are
+    left alone, so a repeated call commits (and emits) nothing. Returns the lines committed now."""
+    open_lines = await repository.lock_reservations(session, order_id, [RESERVED])
+    if not open_lines:
+        return []
+    locked = await repository.lock_stock(session, (l.variant_id for l in open_lines))
+    for line in open_lines:
+        if not await repository.ship_units(session, line.variant_id, line.warehouse_id, line.quantity):
+            raise RuntimeError(f"reservation of order {order_id} exceeds the reserved stock of "
+                               f"variant {line.variant_id} in warehouse {line.warehouse_id}")
+        await repository.set_reservation_status(session, order_id, line, COMMITTED)
+    await add_event(session, SCHEMA, "inventory.committed", key=order_id,
+                    payload=_items_payload(order_id, open_lines))
+    await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in open_lines))
+    return [dataclasses.replace(l, status=COMMITTED) for l in open_lines]
+
+
+async def release_order(session: AsyncSession, order_id: int) -> list[ReservationLine]:
+    """The order was cancelled: RESERVED lines are released (reserved drops) and COMMITTED lines restocked
+    (on_hand grows back). Emits `inventory.released` with the lines changed now; RELEASED and RESTOCKED
+    lines are final, so a repeated call changes nothing. An order inventory never reserved for is recorded
+    as CANCELLED so a late order.placed cannot reserve for it. Returns the lines changed now, with their
+    new status."""
+    if await repository.claim_order(session, order_id, CANCELLED):
+        return []
+    open_lines = await repository.lock_reservations(session, order_id, [RESERVED, COMMITTED])
+    if not open_lines:
+        return []
+    locked = await repository.lock_stock(session, (l.variant_id for l in open_lines))
+    changed: list[ReservationLine] = []
+    for line in open_lines:
+        if line.status == RESERVED:
+            ok = await repository.unreserve_units(session, line.variant_id, line.warehouse_id, line.quantity)
+            new_status = RELEASED
+        else:
+            ok = await repository.restock_units(session, line.variant_id, line.warehouse_id, line.quantity)
+            new_status = RESTOCKED
+        if not ok:
+            raise RuntimeError(f"cannot return {line.quantity} of variant {line.variant_id} to warehouse "
+                               f"{line.warehouse_id} for order {order_id}")
+        await repository.set_reservation_status(session, order_id, line, new_status)
+        changed.append(dataclasses.replace(line, status=new_status))
+    await add_event(session, SCHEMA, "inventory.released", key=order_id, payload=_items_payload(order_id, changed))
+    await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in changed))
+    return changed
+
+
+# ---- catalog projection -----------------------------------------------------------------------------------
+
+async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> None:
+    """(product_id, variant_id) pairs from product events: known to inventory from now on, with a zero
+    stock row in every warehouse. Existing rows (stock seeded or adjusted first) are left untouched."""
+    if not variants:
+        return
+    pairs = sorted(set(variants), key=lambda pv: pv[1])
+    await repository.register_variants(session, pairs)
+    await repository.ensure_stock_rows(session, [v for _, v in pairs])
+
+
+# ---- reads ------------------------------------------------------------------------------------------------
+
+async def stock_levels(session: AsyncSession, variant_ids: Sequence[int]) -> list[StockLevel]:
+    """Totals for each id in order, in one query; a variant inventory does not know has zero stock."""
+    totals = await repository.totals(session, variant_ids)
+    return [StockLevel.of(v, totals.get(v)) for v in variant_ids]
+
+
+async def warehouses(session: AsyncSession, caller: Principal) -> list[WarehouseRow]:
+    caller.require_role("ADMIN")
+    return await repository.list_warehouses(session)
+
+
+# ---- admin writes -----------------------------------------------------------------------------------------
+
+def _valid_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not 1 <= len(reason) <= MAX_REASON_LENGTH:
+        raise InvalidReason(MAX_REASON_LENGTH)
+    return reason
+
+
+async def adjust_stock(session: AsyncSession, caller: Principal, variant_id: int, warehouse_id: int,
+                       delta: int, reason: str) -> StockLevel:
+    """ADMIN: add (receiving, returns found) or remove (damage, shrinkage) units in one warehouse.
+
+    Refused with CONFLICT when on_hand would drop below the units reserved there (hence never below zero):
+    reserved units belong to orders, and the admin must cancel those first. Writes an audit row and the
+    stock events. Returns the variant's totals over all warehouses after the change."""
+    caller.require_role("ADMIN")
+    if isinstance(delta, bool) or delta == 0 or abs(delta) > MAX_ADJUST_DELTA:
+        raise InvalidDelta(delta, MAX_ADJUST_DELTA)
+    reason = _valid_reason(reason)
+    if not await repository.variant_exists(session, variant_id):
+        raise VariantNotFound(variant_id)
+    if not await repository.warehouse_exists(session, warehouse_id):
+        raise WarehouseNotFound(warehouse_id)
+
+    locked = await repository.lock_stock(session, [variant_id])
+    await repository.ensure_stock_row(session, variant_id, warehouse_id)
+    on_hand_after = await repository.adjust_on_hand(session, variant_id, warehouse_id, delta)
+    if on_hand_after is None:
+        row = await repository.stock_row(session, variant_id, warehouse_id)
+        assert row is not None  # ensured above, in this transaction
+        if row.on_hand + delta > repository.INT_MAX:
+            raise StockLimitExceeded(on_hand=row.on_hand, delta=delta)
+        raise StockBelowReserved(on_hand=row.on_hand, reserved=row.reserved, delta=delta)
+    await repository.add_adjustments(session, [{
+        "id": next_id(), "variant_id": variant_id, "warehouse_id": warehouse_id, "delta": delta,
+        "reason": reason, "actor_id": caller.user_id, "on_hand_after": on_hand_after}])
+    await _emit_stock_changes(session, _totals_of(locked), [variant_id])
+    return (await stock_levels(session, [variant_id]))[0]
+
+
+def _valid_warehouse(code: str, name: str) -> tuple[str, str]:
+    code, name = code.strip().upper(), name.strip()
+    if not re.fullmatch(r"[A-Z0-9][A-Z0-9-]{1,31}", code):
+        raise InvalidWarehouse("'code' must be 2 to 32 letters, digits or dashes, e.g. WH-EAST", field="code")
+    if not 1 <= len(name) <= MAX_WAREHOUSE_NAME_LENGTH:
+        raise InvalidWarehouse(f"'name' must be 1 to {MAX_WAREHOUSE_NAME_LENGTH} characters", field="name")
+    return code, name
+
+
+async def create_warehouse(session: AsyncSession, caller: Principal, code: str, name: str) -> WarehouseRow:
+    """ADMIN. Codes are stored upper-case. A new warehouse starts empty: a variant without a row there
+    simply has nothing in it until stock is adjusted in."""
+    caller.require_role("ADMIN")
+    code, name = _valid_warehouse(code, name)
+    row = await repository.insert_warehouse_if_code_free(session, id=next_id(), code=code, name=name)
+    if row is None:
+        raise WarehouseCodeTaken(code)
+    return row
+
+
+# ---- demo data --------------------------------------------------------------------------------------------
+
+DEMO_WAREHOUSES = (("WH-EAST", "East Coast Fulfilment Center"), ("WH-WEST", "West Coast Fulfilment Center"))
+
+
+async def seed_demo_stock(session: AsyncSession, variants: list[tuple[int, int]], rng: random.Random,
+                          *, redis: Any = None) -> str:
+    """Demo stock for `make run`: the two demo warehouses (if absent), the (product_id, variant_id) pairs
+    registered, and stock in both warehouses: most variants well stocked, about one in ten low (below the
+    alert threshold) and one in twelve sold out, so the storefront shows every state. Stock already there is
+    not overwritten, so a re-run seed is harmless. Emits `inventory.stock_changed` for every variant it
+    stocked. Pass `redis` when the inventory subgraph may already be serving, to drop its cached answers
+    after commit. Returns a one-line summary."""
+    warehouse_ids: list[int] = []
+    for code, name in DEMO_WAREHOUSES:
+        row = (await repository.insert_warehouse_if_code_free(session, id=next_id(), code=code, name=name)
+               or await repository.warehouse_by_code(session, code))
+        assert row is not None
+        warehouse_ids.append(row.id)
+    await register_variants(session, variants)
+
+    wanted: list[StockRow] = []
+    low = sold_out = 0
+    for _, variant_id in sorted(set(variants), key=lambda pv: pv[1]):
+        roll = rng.random()
+        if roll < 0.08:
+            quantities = [0, 0]
+            sold_out += 1
+        elif roll < 0.18:
+            quantities = [rng.randint(1, 4), 0]
+            rng.shuffle(quantities)
+            low += 1
+        else:
+            quantities = [rng.randint(5, 120), rng.choice([0, rng.randint(5, 120)])]
+        wanted += [StockRow(variant_id, w, q, 0) for w, q in zip(warehouse_ids, quantities) if q > 0]
+    written = await repository.set_seed_stock(session, wanted)
+    await repository.add_adjustments(session, [{
+        "id": next_id(), "variant_id": r.variant_id, "warehouse_id": r.warehouse_id, "delta": r.on_hand,
+        "reason": "demo seed", "actor_id": None, "on_hand_after": r.on_hand} for r in written])
+    # Zero "before" totals: a variant seeded low is not a crossing, so no low_stock alerts from the seed.
+    await _emit_stock_changes(session, {}, (r.variant_id for r in written))
+    if redis is not None:
+        after_commit(session, lambda: cache.invalidate(redis))
+    stocked = len({r.variant_id for r in written})
+    return (f"inventory: {len(warehouse_ids)} warehouses, {len(set(variants))} variants registered, "
+            f"{stocked} stocked ({len(written)} stock rows), ~{low} low, ~{sold_out} sold out")

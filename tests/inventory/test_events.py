@@ -1,0 +1,110 @@
+"""The inventory consumer's dispatching handler, as the worker runs it: product events build the variant
+projection, order events drive reservations and write the contract's events to the outbox."""
+from __future__ import annotations
+
+from typing import Any
+
+from kernel.consumer import WorkerResources
+from kernel.ids import next_id
+from subgraphs.inventory.events import consumer_specs
+from tests.inventory.conftest import Stock
+
+
+def product_event(product_id: int, *variant_ids: int) -> dict[str, Any]:
+    return {"product_id": str(product_id), "slug": "tee", "name": "Tee", "brand": None, "description": None,
+            "tags": [], "category_id": "1", "seller_id": "2", "min_price": "9.99", "currency": "USD",
+            "created_at": "2025-01-01T00:00:00+00:00", "updated_at": "2025-01-01T00:00:00+00:00",
+            "variants": [{"variant_id": str(v), "sku": f"SKU-{v}", "price": "9.99", "currency": "USD",
+                          "attributes": {}} for v in variant_ids]}
+
+
+def order_placed(order_id: int, *lines: tuple[int, int]) -> dict[str, Any]:
+    return {"order_id": str(order_id), "user_id": "9", "number": "NC-1", "cart_id": "3",
+            "items": [{"variant_id": str(v), "product_id": "1", "sku": "S", "name": "N", "quantity": q,
+                       "unit_price": "9.99"} for v, q in lines],
+            "subtotal": "9.99", "discount": "0.00", "total": "9.99", "currency": "USD",
+            "placed_at": "2025-01-01T00:00:00+00:00"}
+
+
+def test_one_consumer_group_subscribes_to_the_contract_topics(sessions) -> None:
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
+    assert (spec.name, spec.schema) == ("inventory", "inventory")
+    assert spec.topics == ("product.created", "product.updated", "order.placed", "order.paid", "order.cancelled")
+
+
+async def test_product_created_registers_variants_with_a_zero_row_per_warehouse(deliver, stock: Stock) -> None:
+    # given two warehouses, one of which already holds stock of the first variant (seeded before the event)
+    east, west = await stock.warehouse(), await stock.warehouse()
+    product_id, first, second = next_id(), next_id(), next_id()
+    await stock.db.execute("INSERT INTO inventory.variants (variant_id, product_id) VALUES ($1, $2)", first, product_id)
+    await stock.db.execute("INSERT INTO inventory.stock_levels (variant_id, warehouse_id, on_hand) "
+                           "VALUES ($1, $2, 9)", first, east)
+
+    # when product.created arrives, and then product.updated with the same variants
+    await deliver("product.created", product_event(product_id, first, second))
+    await deliver("product.updated", product_event(product_id, first, second))
+
+    # then both variants are known with a row in each warehouse, and the seeded stock is intact
+    assert await stock.db.fetchval("SELECT count(*) FROM inventory.variants WHERE product_id = $1", product_id) == 2
+    assert await stock.row(first, east) == (9, 0)
+    assert await stock.row(first, west) == (0, 0)
+    assert await stock.row(second, east) == (0, 0)
+    assert await stock.row(second, west) == (0, 0)
+    assert await stock.events() == []
+
+
+async def test_order_placed_writes_inventory_reserved_keyed_by_order(deliver, stock: Stock) -> None:
+    # given stock well above the low-stock threshold
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 10})
+    order_id = next_id()
+
+    # when order.placed is handled
+    await deliver("order.placed", order_placed(order_id, (variant, 2)))
+
+    # then the outbox holds inventory.reserved for the order, then the stock change for the variant
+    events = await stock.events()
+    assert [(e["event_type"], e["key"]) for e in events] == [
+        ("inventory.reserved", str(order_id)), ("inventory.stock_changed", str(variant))]
+    assert events[0]["payload"] == {"order_id": str(order_id), "items": [
+        {"variant_id": str(variant), "warehouse_id": str(warehouse), "quantity": 2}]}
+    assert events[1]["payload"] == {"variant_id": str(variant), "on_hand": 10, "reserved": 2, "available": 8,
+                                    "in_stock": True}
+
+
+async def test_order_placed_for_missing_stock_writes_out_of_stock(deliver, stock: Stock) -> None:
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 1})
+    unknown = next_id()  # a variant inventory never heard of has no stock at all
+    order_id = next_id()
+
+    await deliver("order.placed", order_placed(order_id, (variant, 1), (unknown, 1)))
+
+    events = await stock.events()
+    assert [(e["event_type"], e["key"], e["payload"]) for e in events] == [
+        ("inventory.out_of_stock", str(order_id), {"order_id": str(order_id), "variant_ids": [str(unknown)]})]
+    assert await stock.row(variant, warehouse) == (1, 0)
+
+
+async def test_the_saga_through_the_handler_and_its_redeliveries(deliver, stock: Stock) -> None:
+    # given a reserved order
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 6}, threshold=5)
+    order_id = next_id()
+    placed = order_placed(order_id, (variant, 2))
+    await deliver("order.placed", placed)
+
+    # when every order event arrives twice (as new deliveries, so the inbox cannot catch them)
+    await deliver("order.placed", placed)
+    paid = {"order_id": str(order_id), "user_id": "9", "items": [{"variant_id": str(variant), "quantity": 2}]}
+    await deliver("order.paid", paid)
+    await deliver("order.paid", paid)
+    cancelled = {**paid, "reason": "CUSTOMER_CANCELLED", "previous_status": "PAID"}
+    await deliver("order.cancelled", cancelled)
+    await deliver("order.cancelled", cancelled)
+
+    # then each step happened once: reserved, committed, restocked, and one low-stock alert (6 -> 4)
+    assert [e["event_type"] for e in await stock.events() if e["event_type"] != "inventory.stock_changed"] == [
+        "inventory.reserved", "inventory.low_stock", "inventory.committed", "inventory.released"]
+    assert await stock.row(variant, warehouse) == (6, 0)
+    assert await stock.reservations(order_id) == [(variant, warehouse, 2, "RESTOCKED")]
