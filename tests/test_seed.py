@@ -6,7 +6,8 @@ from nexuscart.seed import ADMIN, CUSTOMER, seed_demo_data
 
 async def counts(db_admin) -> dict[str, int]:  # noqa: ANN001
     return {table: await db_admin.fetchval(f"SELECT count(*) FROM {table}")
-            for table in ("users.users", "catalog.categories", "catalog.products", "catalog.product_variants")}
+            for table in ("users.users", "catalog.categories", "catalog.products", "catalog.product_variants",
+                          "inventory.warehouses", "inventory.stock_levels")}
 
 
 async def test_demo_seed_creates_the_catalogue_and_logins_once(settings, db_admin, users_api) -> None:  # noqa: ANN001
@@ -15,6 +16,14 @@ async def test_demo_seed_creates_the_catalogue_and_logins_once(settings, db_admi
     assert seeded["catalog.products"] >= 200 and seeded["catalog.categories"] >= 10
     assert seeded["catalog.product_variants"] > seeded["catalog.products"]  # products with several variants
     assert await db_admin.fetchval("SELECT count(DISTINCT category_id) FROM catalog.products") >= 10
+    # every variant has stock rows in at least two warehouses, and most of it is in stock
+    assert seeded["inventory.warehouses"] >= 2
+    assert await db_admin.fetchval(
+        "SELECT count(*) FROM (SELECT variant_id FROM inventory.stock_levels GROUP BY variant_id "
+        "HAVING count(*) >= 2) v") == seeded["catalog.product_variants"]
+    in_stock = await db_admin.fetchval("SELECT count(DISTINCT variant_id) FROM inventory.stock_levels "
+                                       "WHERE on_hand - reserved > 0")
+    assert in_stock > seeded["catalog.product_variants"] * 0.8
 
     login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { roles } } }"
     admin = await users_api.ok(login, {"e": ADMIN[0], "p": ADMIN[1]})
