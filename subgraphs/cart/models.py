@@ -1,0 +1,78 @@
+"""The cart's records. The store is Redis (see repository.py for the key layout), so these are plain
+value objects read back from a Lua script, not SQLAlchemy tables: the `cart` Postgres schema holds only
+the kernel's outbox and inbox."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from decimal import Decimal
+
+CENT = Decimal("0.01")
+DEFAULT_CURRENCY = "USD"  # an empty cart still answers `subtotal`; one store currency is the norm
+
+
+def format_money(amount: Decimal) -> str:
+    return str(amount.quantize(CENT))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CartLine:
+    variant_id: int
+    quantity: int
+    position: int  # order in which lines were first added
+    # From the catalog projection; None when the projection never heard of the variant.
+    product_id: int | None
+    name: str | None
+    sku: str | None
+    unit_price: Decimal | None
+    currency: str | None
+    gone: bool  # deleted product or variant removed from its product
+    stock: int  # from the inventory projection; no projection = 0
+
+    @property
+    def item_id(self) -> int:
+        # One line per variant, so the variant id is a stable, unique line id within a cart.
+        return self.variant_id
+
+    @property
+    def purchasable(self) -> bool:
+        """The variant is still sold: known to the catalog projection, priced and not deleted."""
+        return not self.gone and self.product_id is not None and self.unit_price is not None
+
+    @property
+    def available(self) -> bool:
+        """Purchasable now, with enough stock for this line's quantity."""
+        return self.purchasable and self.stock >= self.quantity
+
+    @property
+    def line_total(self) -> Decimal:
+        return (self.unit_price or Decimal(0)) * self.quantity
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CartView:
+    id: str
+    user_id: int | None  # None: a guest cart
+    updated_at: datetime
+    lines: tuple[CartLine, ...]
+
+    @property
+    def currency(self) -> str:
+        for line in self.lines:
+            if line.purchasable and line.currency:
+                return line.currency
+        return DEFAULT_CURRENCY
+
+    @property
+    def subtotal(self) -> Decimal:
+        """Sum of the lines still sold, in the cart's currency (a deleted variant cannot be bought)."""
+        currency = self.currency
+        return sum((l.line_total for l in self.lines if l.purchasable and l.currency == currency), Decimal(0))
+
+    @property
+    def item_count(self) -> int:
+        return sum(l.quantity for l in self.lines)
+
+
+def datetime_from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

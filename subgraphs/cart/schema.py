@@ -1,0 +1,136 @@
+"""GraphQL adapter of the cart domain: validates input, calls service.py, maps carts to types.
+
+Every field of Cart and CartItem is a plain attribute filled from the one Lua script answer, so a cart
+query or mutation costs one Redis round trip and no per-field resolvers.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Optional
+
+import strawberry
+from strawberry import UNSET
+from strawberry.federation.schema_directives import Key
+
+from kernel.graphql import RequestContext, build_schema
+from kernel.ids import parse_id
+from subgraphs.cart import service
+from subgraphs.cart.models import CartLine, CartView, format_money
+
+
+@strawberry.federation.type(shareable=True, description="An amount of money; amount is a decimal string.")
+class Money:
+    amount: str = strawberry.field(description="Decimal string with 2 places, e.g. \"19.99\"")
+    currency: str = strawberry.field(description="ISO 4217 code, e.g. \"USD\"")
+
+
+@strawberry.federation.type(directives=[Key(fields="id", resolvable=False)])
+class ProductVariant:
+    """Stub of the catalog's entity: only the key; the router fetches its fields from catalog and inventory."""
+
+    id: strawberry.ID
+
+
+@strawberry.type
+class CartItem:
+    id: strawberry.ID = strawberry.field(description="The line id (one line per variant)")
+    variant: ProductVariant
+    quantity: int
+    unit_price: Money = strawberry.field(description="Current catalog price of the variant")
+    line_total: Money
+    name: Optional[str] = strawberry.field(description="Product name, from the cart's catalog copy")
+    sku: Optional[str]
+    product_id: Optional[strawberry.ID]
+    available: bool = strawberry.field(
+        description="Still sold and in stock for this quantity; false lines cannot be checked out as they are")
+
+    @classmethod
+    def from_line(cls, line: CartLine, cart_currency: str) -> "CartItem":
+        currency = line.currency or cart_currency
+        return cls(id=strawberry.ID(str(line.item_id)), variant=ProductVariant(id=strawberry.ID(str(line.variant_id))),
+                   quantity=line.quantity,
+                   unit_price=Money(amount=format_money(line.unit_price or Decimal(0)), currency=currency),
+                   line_total=Money(amount=format_money(line.line_total), currency=currency),
+                   name=line.name, sku=line.sku,
+                   product_id=strawberry.ID(str(line.product_id)) if line.product_id is not None else None,
+                   available=line.available)
+
+
+@strawberry.type
+class Cart:
+    id: strawberry.ID = strawberry.field(description="Unguessable; whoever holds a guest cart's id can use it")
+    items: list[CartItem]
+    subtotal: Money = strawberry.field(description="Sum of the lines whose variant is still sold")
+    item_count: int = strawberry.field(description="Total units over all lines")
+    updated_at: datetime
+
+    @classmethod
+    def from_view(cls, cart: CartView) -> "Cart":
+        currency = cart.currency
+        return cls(id=strawberry.ID(cart.id), items=[CartItem.from_line(l, currency) for l in cart.lines],
+                   subtotal=Money(amount=format_money(cart.subtotal), currency=currency),
+                   item_count=cart.item_count, updated_at=cart.updated_at)
+
+
+# `cartId: ID` with no default in the SDL, as the client contract writes it: an omitted argument is UNSET,
+# turned into None (the caller's cart) with `cart_id or None`.
+
+
+def _ctx(info: strawberry.Info) -> RequestContext:
+    ctx: RequestContext = info.context
+    ctx.mark_uncacheable()  # a cart is private to whoever holds it
+    return ctx
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A cart by id; without cartId the caller's own cart (null without a token or cart).")
+    async def cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Optional[Cart]:
+        ctx = _ctx(info)
+        cart = await service.get_cart(ctx.redis, caller=ctx.user, cart_id=cart_id or None)
+        return Cart.from_view(cart) if cart else None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Without cartId: the caller's cart (created if needed), or a new guest cart.")
+    async def add_to_cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+                          variant_id: strawberry.ID, quantity: int) -> Cart:
+        ctx = _ctx(info)
+        caller, variant = ctx.user, parse_id(variant_id, field="variantId")
+        cart = await service.add_to_cart(await ctx.session(), ctx.redis, ctx.settings, caller=caller,
+                                         cart_id=cart_id or None, variant_id=variant, quantity=quantity)
+        return Cart.from_view(cart)
+
+    @strawberry.mutation(description="Set a line's quantity (1..100).")
+    async def update_cart_item(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+                               item_id: strawberry.ID, quantity: int) -> Cart:
+        ctx = _ctx(info)
+        cart = await service.update_cart_item(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None,
+                                              item_id=parse_id(item_id, field="itemId"), quantity=quantity)
+        return Cart.from_view(cart)
+
+    @strawberry.mutation
+    async def remove_cart_item(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+                               item_id: strawberry.ID) -> Cart:
+        ctx = _ctx(info)
+        cart = await service.remove_cart_item(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None,
+                                              item_id=parse_id(item_id, field="itemId"))
+        return Cart.from_view(cart)
+
+    @strawberry.mutation
+    async def clear_cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Cart:
+        ctx = _ctx(info)
+        cart = await service.clear_cart(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None)
+        return Cart.from_view(cart)
+
+    @strawberry.mutation(description="Move a guest cart into the caller's cart (login required); the guest cart is deleted.")
+    async def merge_cart(self, info: strawberry.Info, guest_cart_id: strawberry.ID) -> Cart:
+        ctx = _ctx(info)
+        cart = await service.merge_cart(ctx.redis, ctx.settings, caller=ctx.require_user(),
+                                        guest_cart_id=guest_cart_id)
+        return Cart.from_view(cart)
+
+
+schema = build_schema(query=Query, mutation=Mutation, types=[ProductVariant])

@@ -1,0 +1,101 @@
+"""Cart-only fixtures on top of the shared stack in tests/conftest.py: the in-process cart app (GraphQL and
+its internal checkout route), tokens, and catalog/stock projections fed straight through events.py."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from kernel.auth import TokenIssuer
+from kernel.db import create_engine, create_session_factory
+from kernel.settings import Settings
+from subgraphs.cart.events import project_product, project_stock
+from tests.conftest import GraphQLClient
+
+CART_FIELDS = """id itemCount updatedAt subtotal { amount currency }
+  items { id quantity name sku productId available variant { id }
+          unitPrice { amount currency } lineTotal { amount currency } }"""
+CART = f"query($cartId: ID) {{ cart(cartId: $cartId) {{ {CART_FIELDS} }} }}"
+ADD = f"""mutation($cartId: ID, $variantId: ID!, $quantity: Int!) {{
+  addToCart(cartId: $cartId, variantId: $variantId, quantity: $quantity) {{ {CART_FIELDS} }} }}"""
+UPDATE = f"""mutation($cartId: ID, $itemId: ID!, $quantity: Int!) {{
+  updateCartItem(cartId: $cartId, itemId: $itemId, quantity: $quantity) {{ {CART_FIELDS} }} }}"""
+REMOVE = f"""mutation($cartId: ID, $itemId: ID!) {{
+  removeCartItem(cartId: $cartId, itemId: $itemId) {{ {CART_FIELDS} }} }}"""
+CLEAR = f"mutation($cartId: ID) {{ clearCart(cartId: $cartId) {{ {CART_FIELDS} }} }}"
+MERGE = f"mutation($guestCartId: ID!) {{ mergeCart(guestCartId: $guestCartId) {{ {CART_FIELDS} }} }}"
+
+_ids = itertools.count(7_000_000_000)
+
+
+@pytest.fixture(scope="session")
+async def cart_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    from subgraphs.cart.app import build_app
+    transport = httpx.ASGITransport(app=build_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://subgraph") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def cart_api(cart_http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(cart_http, "/graphql")
+
+
+@pytest.fixture(scope="session")
+async def service_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(service_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session for service-level tests; the test commits what it wants to keep."""
+    async with create_session_factory(service_engine)() as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def token_for(token_issuer: TokenIssuer) -> Callable[[int], str]:
+    """An access token for user `user_id` (the cart trusts the token; no users row is needed)."""
+    def issue(user_id: int) -> str:
+        return token_issuer.issue(user_id, ["CUSTOMER"])
+    return issue
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+def product_payload(product_id: int, variants: list[tuple[int, str, str]], *, name: str = "Trail Shoe",
+                    updated_at: datetime | None = None) -> dict[str, Any]:
+    """catalog's product.created/updated snapshot; variants: (variant id, sku, price)."""
+    stamp = (updated_at or datetime.now(timezone.utc)).isoformat()
+    return {"product_id": str(product_id), "slug": "trail-shoe", "name": name, "brand": None, "description": None,
+            "tags": [], "category_id": "1", "seller_id": "1", "min_price": min(v[2] for v in variants) if variants
+            else "0.00", "currency": "USD", "created_at": stamp, "updated_at": stamp,
+            "variants": [{"variant_id": str(v), "sku": sku, "price": price, "currency": "USD", "attributes": {}}
+                         for v, sku, price in variants]}
+
+
+Variant = dict[str, Any]
+
+
+@pytest.fixture
+def make_variant(redis: Redis) -> Callable[..., Awaitable[Variant]]:
+    """A sold variant in the cart's projections: one product with one variant at `price`, `stock` available."""
+    async def factory(*, price: str = "19.99", stock: int | None = 10, name: str = "Trail Shoe") -> Variant:
+        product_id, variant_id = next_id(), next_id()
+        sku = f"SKU-{variant_id}"
+        await project_product(redis, product_payload(product_id, [(variant_id, sku, price)], name=name))
+        if stock is not None:
+            await project_stock(redis, {"variant_id": str(variant_id), "on_hand": stock, "reserved": 0,
+                                        "available": stock, "in_stock": stock > 0})
+        return {"product_id": product_id, "variant_id": variant_id, "sku": sku, "price": price, "name": name}
+    return factory
