@@ -399,10 +399,14 @@ async def test_bad_cart_and_order_input_gets_codes_and_changes_nothing(router, m
     assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": "999999999", "q": 1}, customer) == "NOT_FOUND"
     assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": "not-an-id", "q": 1}, customer) == "BAD_USER_INPUT"
     assert await _cart_empty(router, customer)  # refused adds created and changed nothing
-    # placing an order from an empty cart, or with a bad payment method, is refused
-    assert await router.error_code(PLACE_ORDER, {"input": {
-        "shippingAddress": ADDRESS, "paymentMethod": {"provider": "simulated", "token": "tok_visa"},
-        "idempotencyKey": uuid.uuid4().hex}}, customer) == "BAD_USER_INPUT"
+    # placing an order without a cart, from an empty cart, or with a bad payment method, is refused
+    valid = {"shippingAddress": ADDRESS, "paymentMethod": {"provider": "simulated", "token": "tok_visa"}}
+    assert await router.error_code(PLACE_ORDER, {"input": {**valid, "idempotencyKey": uuid.uuid4().hex}},
+                                   customer) == "NOT_FOUND"
+    await router.ok(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 1}, customer)
+    await router.ok("mutation { clearCart { id } }", {}, customer)
+    assert await router.error_code(PLACE_ORDER, {"input": {**valid, "idempotencyKey": uuid.uuid4().hex}},
+                                   customer) == "BAD_USER_INPUT"
     await router.ok(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 1}, customer)
     assert await router.error_code(PLACE_ORDER, {"input": {
         "shippingAddress": ADDRESS, "paymentMethod": {"provider": "bitcoin", "token": "x"},
