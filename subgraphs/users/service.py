@@ -260,6 +260,11 @@ async def _owned_address_or_raise(session: AsyncSession, user_id: int, address_i
     return row
 
 
+async def get_address_for_checkout(session: AsyncSession, user_id: int, address_id: int) -> AddressRow:
+    """A saved address for placing an order (the internal route orders calls): only its owner's checkout."""
+    return await _owned_address_or_raise(session, user_id, address_id)
+
+
 async def update_address(session: AsyncSession, user_id: int, address_id: int, address_in: AddressIn) -> AddressRow:
     address_in = _check_address(address_in)
     await get_user_or_raise(session, user_id, for_update=True)

@@ -1,0 +1,253 @@
+"""SQL of the orders domain: idempotent creation, conditional status updates, keyset pages, the sweep lock.
+
+Every write path is one statement where it can be (data-modifying CTEs), because placeOrder and the saga steps
+are the platform's hot paths and each statement is a round trip plus driver overhead on a shared CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from subgraphs.orders.models import SCHEMA, HistoryRecord, OrderItemRecord, OrderRecord, OrderStatus
+
+_ORDER_COLUMNS = ("id, user_id, number, status, status_seq, cancellation_reason, cart_id, idempotency_key, "
+                  "request_fingerprint, currency, subtotal, discount, total, shipping_address, created_at, updated_at")
+
+
+def _json(value: Any) -> Any:
+    # Raw text() statements skip SQLAlchemy's JSON result processing, so jsonb may arrive as text.
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _order(row: Any) -> OrderRecord:
+    m = row._mapping
+    return OrderRecord(
+        id=m["id"], user_id=m["user_id"], number=m["number"], status=OrderStatus(m["status"]),
+        status_seq=m["status_seq"], cancellation_reason=m["cancellation_reason"], cart_id=m["cart_id"],
+        idempotency_key=m["idempotency_key"], request_fingerprint=bytes(m["request_fingerprint"]),
+        currency=m["currency"], subtotal=m["subtotal"], discount=m["discount"], total=m["total"],
+        shipping_address=_json(m["shipping_address"]), created_at=m["created_at"], updated_at=m["updated_at"])
+
+
+def _history(row: Any) -> HistoryRecord:
+    m = row._mapping
+    return HistoryRecord(order_id=m["order_id"], seq=m["seq"],
+                         from_status=OrderStatus(m["from_status"]) if m["from_status"] else None,
+                         to_status=OrderStatus(m["to_status"]), reason=m["reason"], at=m["at"])
+
+
+# ---- creation ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewOrder:
+    id: int
+    user_id: int
+    cart_id: str | None
+    idempotency_key: str
+    request_fingerprint: bytes
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    total: Decimal
+    shipping_address: dict[str, Any]
+    payment_provider: str
+    payment_token: str
+    items: Sequence[OrderItemRecord]
+
+
+# One round trip: the order, its items (one multi-row insert from arrays), the first history row and the saga
+# row. ON CONFLICT on (user_id, idempotency_key) makes a concurrent duplicate wait for the winner's commit and
+# then insert nothing at all (every child insert selects FROM o, which is then empty).
+_INSERT_ORDER = text(f"""
+WITH o AS (
+    INSERT INTO {SCHEMA}.orders (id, user_id, number, status, status_seq, cart_id, idempotency_key,
+                                 request_fingerprint, currency, subtotal, discount, total, shipping_address)
+    SELECT CAST(:id AS bigint), CAST(:user_id AS bigint),
+           'NC-' || lpad(q.n::text, greatest(8, length(q.n::text)), '0'), 'PENDING', 1, CAST(:cart_id AS text),
+           CAST(:idempotency_key AS text), CAST(:fingerprint AS bytea), CAST(:currency AS text),
+           CAST(:subtotal AS numeric), CAST(:discount AS numeric), CAST(:total AS numeric),
+           CAST(:shipping_address AS jsonb)
+    FROM (SELECT nextval('{SCHEMA}.order_number_seq') AS n) q
+    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    RETURNING id, number, created_at, updated_at
+), i AS (
+    INSERT INTO {SCHEMA}.order_items (order_id, id, variant_id, product_id, sku, name, quantity, unit_price,
+                                      line_total)
+    SELECT o.id, x.id, x.variant_id, x.product_id, x.sku, x.name, x.quantity, x.unit_price, x.line_total
+    FROM o, unnest(CAST(:item_ids AS bigint[]), CAST(:variant_ids AS bigint[]), CAST(:product_ids AS bigint[]),
+                   CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:quantities AS integer[]),
+                   CAST(:unit_prices AS numeric[]), CAST(:line_totals AS numeric[]))
+         AS x(id, variant_id, product_id, sku, name, quantity, unit_price, line_total)
+), h AS (
+    INSERT INTO {SCHEMA}.order_status_history (order_id, seq, from_status, to_status, reason, at)
+    SELECT o.id, 1, NULL, 'PENDING', NULL, o.created_at FROM o
+), s AS (
+    INSERT INTO {SCHEMA}.order_sagas (order_id, user_id, step, payment_provider, payment_token)
+    SELECT o.id, CAST(:user_id AS bigint), 'PENDING', CAST(:provider AS text), CAST(:token AS text) FROM o
+)
+SELECT id, number, created_at, updated_at FROM o
+""")
+
+
+async def insert_order_if_key_free(session: AsyncSession, new: NewOrder) -> OrderRecord | None:
+    """The created order, or None when this user already has an order with this idempotency key."""
+    items = new.items
+    row = (await session.execute(_INSERT_ORDER, {
+        "id": new.id, "user_id": new.user_id, "cart_id": new.cart_id, "idempotency_key": new.idempotency_key,
+        "fingerprint": new.request_fingerprint, "currency": new.currency, "subtotal": new.subtotal,
+        "discount": new.discount, "total": new.total,
+        "shipping_address": orjson.dumps(new.shipping_address).decode(),
+        "item_ids": [i.id for i in items], "variant_ids": [i.variant_id for i in items],
+        "product_ids": [i.product_id for i in items], "skus": [i.sku for i in items],
+        "names": [i.name for i in items], "quantities": [i.quantity for i in items],
+        "unit_prices": [i.unit_price for i in items], "line_totals": [i.line_total for i in items],
+        "provider": new.payment_provider, "token": new.payment_token,
+    })).first()
+    if row is None:
+        return None
+    return OrderRecord(
+        id=new.id, user_id=new.user_id, number=row.number, status=OrderStatus.PENDING, status_seq=1,
+        cancellation_reason=None, cart_id=new.cart_id, idempotency_key=new.idempotency_key,
+        request_fingerprint=new.request_fingerprint, currency=new.currency, subtotal=new.subtotal,
+        discount=new.discount, total=new.total, shipping_address=new.shipping_address,
+        created_at=row.created_at, updated_at=row.updated_at)
+
+
+async def get_order_by_key(session: AsyncSession, user_id: int, idempotency_key: str) -> OrderRecord | None:
+    row = (await session.execute(
+        text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders "
+             f"WHERE user_id = CAST(:u AS bigint) AND idempotency_key = CAST(:k AS text)"),
+        {"u": user_id, "k": idempotency_key})).first()
+    return _order(row) if row else None
+
+
+# ---- reads ------------------------------------------------------------------------------------------------
+
+async def get_order(session: AsyncSession, order_id: int) -> OrderRecord | None:
+    row = (await session.execute(text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders WHERE id = CAST(:id AS bigint)"),
+                                 {"id": order_id})).first()
+    return _order(row) if row else None
+
+
+async def orders_by_ids(session: AsyncSession, order_ids: Sequence[int]) -> list[OrderRecord]:
+    rows = await session.execute(
+        text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders WHERE id = ANY(CAST(:ids AS bigint[]))"),
+        {"ids": list(order_ids)})
+    return [_order(r) for r in rows]
+
+
+async def items_by_order_ids(session: AsyncSession, order_ids: Sequence[int]) -> list[OrderItemRecord]:
+    rows = await session.execute(
+        text(f"SELECT order_id, id, variant_id, product_id, sku, name, quantity, unit_price, line_total "
+             f"FROM {SCHEMA}.order_items WHERE order_id = ANY(CAST(:ids AS bigint[])) ORDER BY order_id, id"),
+        {"ids": list(order_ids)})
+    return [OrderItemRecord(**r._mapping) for r in rows]
+
+
+async def history_by_order_ids(session: AsyncSession, order_ids: Sequence[int], *,
+                               after_seq: int = 0) -> list[HistoryRecord]:
+    rows = await session.execute(
+        text(f"SELECT order_id, seq, from_status, to_status, reason, at FROM {SCHEMA}.order_status_history "
+             f"WHERE order_id = ANY(CAST(:ids AS bigint[])) AND seq > CAST(:after AS integer) "
+             f"ORDER BY order_id, seq"),
+        {"ids": list(order_ids), "after": after_seq})
+    return [_history(r) for r in rows]
+
+
+async def user_orders_page(session: AsyncSession, user_id: int, *, status: str | None, before_id: int | None,
+                           limit: int) -> list[OrderRecord]:
+    """Newest first (Snowflake ids are time-ordered); keyset on id, so deep pages cost the same as the first."""
+    rows = await session.execute(
+        text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders WHERE user_id = CAST(:u AS bigint) "
+             f"AND (CAST(:status AS text) IS NULL OR status = CAST(:status AS text)) "
+             f"AND (CAST(:before AS bigint) IS NULL OR id < CAST(:before AS bigint)) "
+             f"ORDER BY id DESC LIMIT CAST(:limit AS integer)"),
+        {"u": user_id, "status": status, "before": before_id, "limit": limit})
+    return [_order(r) for r in rows]
+
+
+async def count_user_orders(session: AsyncSession, user_id: int, *, status: str | None) -> int:
+    return (await session.execute(
+        text(f"SELECT count(*) FROM {SCHEMA}.orders WHERE user_id = CAST(:u AS bigint) "
+             f"AND (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))"),
+        {"u": user_id, "status": status})).scalar_one()
+
+
+# ---- transitions ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppliedTransition:
+    order_id: int
+    user_id: int
+    seq: int
+    at: datetime
+    total: Decimal
+    currency: str
+    payment_provider: str | None
+    payment_token: str | None
+    items: list[dict[str, Any]]  # [{variant_id, quantity}] as event payloads carry them
+
+
+# The conditional UPDATE is the arbiter: `status = :from` means of two concurrent transitions out of one
+# status, the second waits for the first's row lock, re-checks, matches nothing and loses. The history row,
+# the saga step and the item list for the event ride along in the same statement.
+_TRANSITION = text(f"""
+WITH u AS (
+    UPDATE {SCHEMA}.orders
+    SET status = CAST(:to AS text), status_seq = status_seq + 1, updated_at = now(),
+        cancellation_reason = CASE WHEN CAST(:to AS text) = 'CANCELLED' THEN CAST(:reason AS text)
+                                   ELSE cancellation_reason END
+    WHERE id = CAST(:id AS bigint) AND status = CAST(:from AS text)
+    RETURNING id, user_id, status_seq, total, currency, updated_at
+), h AS (
+    INSERT INTO {SCHEMA}.order_status_history (order_id, seq, from_status, to_status, reason, at)
+    SELECT id, status_seq, CAST(:from AS text), CAST(:to AS text), CAST(:reason AS text), updated_at FROM u
+), s AS (
+    UPDATE {SCHEMA}.order_sagas g
+    SET step = CAST(:to AS text), updated_at = now(),
+        payment_deadline = CASE WHEN CAST(:to AS text) = 'AWAITING_PAYMENT'
+                                THEN now() + CAST(:timeout AS double precision) * interval '1 second' END,
+        -- The token is only needed to emit order.confirmed; it is not kept a moment longer.
+        payment_token = CASE WHEN CAST(:to AS text) = 'AWAITING_PAYMENT' THEN g.payment_token END
+    FROM u WHERE g.order_id = u.id
+    RETURNING g.payment_provider, g.payment_token
+)
+SELECT u.id, u.user_id, u.status_seq, u.total, u.currency, u.updated_at, s.payment_provider, s.payment_token,
+       (SELECT coalesce(json_agg(json_build_object('variant_id', i.variant_id::text, 'quantity', i.quantity)
+                                 ORDER BY i.id), '[]'::json)
+        FROM {SCHEMA}.order_items i WHERE i.order_id = u.id) AS items
+FROM u LEFT JOIN s ON true
+""")
+
+
+async def apply_transition(session: AsyncSession, order_id: int, *, from_status: str, to_status: str,
+                           reason: str | None, payment_timeout_seconds: float) -> AppliedTransition | None:
+    """None when the order is not (any more) in `from_status`."""
+    row = (await session.execute(_TRANSITION, {
+        "id": order_id, "from": from_status, "to": to_status, "reason": reason,
+        "timeout": float(payment_timeout_seconds)})).first()
+    if row is None:
+        return None
+    return AppliedTransition(order_id=row.id, user_id=row.user_id, seq=row.status_seq, at=row.updated_at,
+                             total=row.total, currency=row.currency, payment_provider=row.payment_provider,
+                             payment_token=row.payment_token, items=_json(row.items))
+
+
+async def lock_expired_awaiting_payment(session: AsyncSession, limit: int) -> list[int]:
+    """Orders past their payment deadline, locked; rows another sweeper holds are skipped, not waited for.
+    The lock is on the order row because the saga steps lock the order first too (no lock-order deadlock)."""
+    rows = await session.execute(
+        text(f"SELECT o.id FROM {SCHEMA}.order_sagas s "
+             f"JOIN {SCHEMA}.orders o ON o.user_id = s.user_id AND o.id = s.order_id "
+             f"WHERE s.step = 'AWAITING_PAYMENT' AND s.payment_deadline <= now() "
+             f"AND o.status = 'AWAITING_PAYMENT' "
+             f"ORDER BY s.payment_deadline LIMIT CAST(:limit AS integer) FOR UPDATE OF o SKIP LOCKED"),
+        {"limit": limit})
+    return [r.id for r in rows]

@@ -1,0 +1,396 @@
+"""Business rules of the orders domain: placing orders idempotently, the status state machine, reads.
+
+Service functions take the session first and never commit: the GraphQL request context or the saga's
+consumer owns the transaction, and the outbox rows commit together with the state change.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.auth import Principal
+from kernel.db import after_commit
+from kernel.errors import BadUserInput, Conflict, Forbidden
+from kernel.ids import next_id
+from kernel.outbox import add_event
+from kernel.settings import Settings
+from subgraphs.orders import clients, events, repository
+from subgraphs.orders.errors import (EmptyCart, IdempotencyKeyReused, IllegalTransition, NotYourOrder, OrderNotFound,
+                                     UnknownCoupon)
+from subgraphs.orders.models import (SCHEMA, CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord,
+                                     OrderStatus)
+
+log = logging.getLogger("nexuscart.orders")
+
+S = OrderStatus
+# The state machine, as data: anything not listed is a CONFLICT (docs/commerce-spine.md).
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING: frozenset({S.AWAITING_PAYMENT, S.CANCELLED}),
+    S.AWAITING_PAYMENT: frozenset({S.PAID, S.CANCELLED}),
+    S.PAID: frozenset({S.SHIPPED, S.CANCELLED}),
+    S.SHIPPED: frozenset({S.DELIVERED}),
+    S.DELIVERED: frozenset(),
+    S.CANCELLED: frozenset({S.REFUNDED}),
+    S.REFUNDED: frozenset(),
+}
+
+_CENT = Decimal("0.01")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def status_channel(order_id: int) -> str:
+    return f"orders:status:{order_id}"
+
+
+# ---- input ------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class AddressIn:
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+    line2: str | None = None
+    region: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line1": self.line1, "line2": self.line2, "city": self.city, "region": self.region,
+                "postal_code": self.postal_code, "country": self.country}
+
+
+@dataclasses.dataclass(frozen=True)
+class PaymentMethodIn:
+    provider: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaceOrderIn:
+    idempotency_key: str
+    payment_method: PaymentMethodIn
+    cart_id: str | None = None
+    shipping_address_id: int | None = None
+    shipping_address: AddressIn | None = None
+    coupon_code: str | None = None
+
+
+def _clean_address(address: AddressIn) -> AddressIn:
+    cleaned = AddressIn(line1=address.line1.strip(), city=address.city.strip(),
+                        postal_code=address.postal_code.strip(), country=address.country.strip().upper(),
+                        line2=(address.line2 or "").strip() or None, region=(address.region or "").strip() or None)
+    for field, camel in (("line1", "line1"), ("city", "city"), ("postal_code", "postalCode")):
+        value = getattr(cleaned, field)
+        if not value or len(value) > 200:
+            raise BadUserInput(f"'shippingAddress.{camel}' must be 1..200 characters", field=f"shippingAddress.{camel}")
+    for field in ("line2", "region"):
+        value = getattr(cleaned, field)
+        if value is not None and len(value) > 200:
+            raise BadUserInput(f"'shippingAddress.{field}' must be at most 200 characters",
+                               field=f"shippingAddress.{field}")
+    if not _COUNTRY.match(cleaned.country):
+        raise BadUserInput("'shippingAddress.country' must be an ISO 3166 alpha-2 code such as 'US'",
+                           field="shippingAddress.country")
+    return cleaned
+
+
+def validate_place_order(order_in: PlaceOrderIn, settings: Settings) -> PlaceOrderIn:
+    """Everything checkable without I/O, before anything is fetched or written."""
+    key = order_in.idempotency_key.strip()
+    if not 8 <= len(key) <= 128:
+        raise BadUserInput("'idempotencyKey' must be 8..128 characters", field="idempotencyKey")
+    if (order_in.shipping_address_id is None) == (order_in.shipping_address is None):
+        raise BadUserInput("Pass exactly one of 'shippingAddressId' and 'shippingAddress'", field="shippingAddress")
+    address = _clean_address(order_in.shipping_address) if order_in.shipping_address is not None else None
+    providers = {p.strip() for p in settings.payment_providers.split(",") if p.strip()}
+    provider = order_in.payment_method.provider.strip()
+    if provider not in providers:
+        raise BadUserInput(f"'paymentMethod.provider' must be one of: {', '.join(sorted(providers))}",
+                           field="paymentMethod.provider")
+    token = order_in.payment_method.token.strip()
+    if not token or len(token) > 512:
+        raise BadUserInput("'paymentMethod.token' must be 1..512 characters", field="paymentMethod.token")
+    cart_id = (order_in.cart_id or "").strip() or None
+    if cart_id is not None and len(cart_id) > 128:
+        raise BadUserInput("'cartId' is not a valid cart id", field="cartId")
+    coupon = (order_in.coupon_code or "").strip() or None
+    if coupon is not None:
+        # Coupons arrive with the promotions subgraph; until then no code exists, so every code is unknown
+        # (refused up front rather than silently ignored: the customer expects the discount).
+        raise UnknownCoupon(coupon)
+    return PlaceOrderIn(idempotency_key=key, payment_method=PaymentMethodIn(provider=provider, token=token),
+                        cart_id=cart_id, shipping_address_id=order_in.shipping_address_id,
+                        shipping_address=address, coupon_code=None)
+
+
+def request_fingerprint(order_in: PlaceOrderIn) -> bytes:
+    """What makes two placeOrder calls 'the same request' for one idempotency key: the validated input."""
+    canonical = {"cart_id": order_in.cart_id, "shipping_address_id": order_in.shipping_address_id,
+                 "shipping_address": order_in.shipping_address.as_dict() if order_in.shipping_address else None,
+                 "payment": [order_in.payment_method.provider, order_in.payment_method.token],
+                 "coupon": order_in.coupon_code}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+# ---- placing an order -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PlacedOrder:
+    order: OrderRecord
+    items: list[OrderItemRecord] | None  # None: not loaded (a replayed order); the loaders fetch them
+    history: list[HistoryRecord] | None
+    created: bool
+
+
+def _checkout_lines(snapshot: dict[str, Any], caller_id: int) -> tuple[str | None, str, list[OrderItemRecord]]:
+    owner = snapshot.get("user_id")
+    if owner is not None and str(owner) != str(caller_id):
+        raise Forbidden("This cart belongs to another user")
+    lines = snapshot.get("items") or []
+    if not lines:
+        raise EmptyCart()
+    currencies: set[str] = set()
+    items = []
+    try:
+        for line in lines:
+            quantity = int(line["quantity"])
+            unit_price = Decimal(str(line["unit_price"])).quantize(_CENT)
+            if quantity <= 0 or unit_price < 0:
+                raise ValueError("bad line")
+            currencies.add(str(line.get("currency") or snapshot.get("currency") or ""))
+            items.append(OrderItemRecord(order_id=0, id=next_id(), variant_id=int(line["variant_id"]),
+                                         product_id=int(line["product_id"]), sku=str(line["sku"]),
+                                         name=str(line["name"]), quantity=quantity, unit_price=unit_price,
+                                         line_total=(unit_price * quantity).quantize(_CENT)))
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise clients.PeerUnavailable("cart: malformed checkout snapshot") from exc
+    if len(currencies) != 1 or not _CURRENCY.match(next(iter(currencies))):
+        raise BadUserInput("The cart mixes currencies; one order is paid in one currency", field="cartId")
+    cart_id = snapshot.get("cart_id")
+    return (str(cart_id) if cart_id is not None else None), currencies.pop(), items
+
+
+def _address_from_users(body: dict[str, Any], caller_id: int) -> dict[str, Any]:
+    if str(body.get("user_id")) != str(caller_id):
+        raise Forbidden("This address belongs to another user")
+    try:
+        return {"line1": body["line1"], "line2": body.get("line2"), "city": body["city"],
+                "region": body.get("region"), "postal_code": body["postal_code"], "country": body["country"]}
+    except KeyError as exc:
+        raise clients.PeerUnavailable("users: malformed address") from exc
+
+
+async def place_order(session: AsyncSession, *, http: httpx.AsyncClient, settings: Settings, caller_id: int,
+                      authorization: str | None, order_in: PlaceOrderIn) -> PlacedOrder:
+    """Create a PENDING order from the caller's cart, or return the order this idempotency key already made."""
+    order_in = validate_place_order(order_in, settings)
+    fingerprint = request_fingerprint(order_in)
+
+    # The replay check runs while the peers answer: a retry after success must return the same order even
+    # though the cart was emptied by then, and a first attempt pays no extra latency for the check.
+    lookups: list[Any] = [
+        repository.get_order_by_key(session, caller_id, order_in.idempotency_key),
+        clients.fetch_checkout(http, settings.cart_service_url, cart_id=order_in.cart_id,
+                               authorization=authorization)]
+    if order_in.shipping_address_id is not None:
+        lookups.append(clients.fetch_address(http, settings.users_service_url,
+                                             address_id=order_in.shipping_address_id, authorization=authorization))
+    existing, snapshot, *address = await asyncio.gather(*lookups, return_exceptions=True)
+    if isinstance(existing, BaseException):
+        raise existing
+    if existing is not None:
+        return _replay(existing, fingerprint)
+    for result in (snapshot, *address):
+        if isinstance(result, BaseException):
+            raise result
+
+    cart_id, currency, items = _checkout_lines(snapshot, caller_id)
+    shipping = (_address_from_users(address[0], caller_id) if address
+                else order_in.shipping_address.as_dict())  # type: ignore[union-attr]
+    subtotal = sum((i.line_total for i in items), Decimal("0.00"))
+    discount = Decimal("0.00")  # coupons come with the promotions subgraph
+    order_id = next_id()
+    items = [dataclasses.replace(i, order_id=order_id) for i in items]
+    order = await repository.insert_order_if_key_free(session, repository.NewOrder(
+        id=order_id, user_id=caller_id, cart_id=cart_id, idempotency_key=order_in.idempotency_key,
+        request_fingerprint=fingerprint, currency=currency, subtotal=subtotal, discount=discount,
+        total=subtotal - discount, shipping_address=shipping, payment_provider=order_in.payment_method.provider,
+        payment_token=order_in.payment_method.token, items=items))
+    if order is None:
+        # A concurrent request with the same key won (ON CONFLICT waited for its commit): answer with its order.
+        winner = await repository.get_order_by_key(session, caller_id, order_in.idempotency_key)
+        if winner is None:
+            raise Conflict("A concurrent request with this idempotencyKey is still in progress; retry")
+        return _replay(winner, fingerprint)
+    await add_event(session, SCHEMA, events.ORDER_PLACED, key=order.id, payload=events.order_placed(order, items))
+    history = [HistoryRecord(order_id=order.id, seq=1, from_status=None, to_status=S.PENDING, reason=None,
+                             at=order.created_at)]
+    return PlacedOrder(order=order, items=items, history=history, created=True)
+
+
+def _replay(order: OrderRecord, fingerprint: bytes) -> PlacedOrder:
+    if order.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    return PlacedOrder(order=order, items=None, history=None, created=False)
+
+
+# ---- the state machine ------------------------------------------------------------------------------------
+
+def check_transition(order_id: int, current: OrderStatus, target: OrderStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(order_id, current.value, target.value)
+
+
+async def transition(session: AsyncSession, redis: Redis, settings: Settings, order_id: int, *,
+                     from_status: OrderStatus, to_status: OrderStatus,
+                     reason: str | None = None) -> repository.AppliedTransition | None:
+    """Move the order from `from_status` to `to_status`: conditional UPDATE, history row, outbox event, and a
+    live-status publish after commit. None when the order was not in `from_status` (someone else moved it)."""
+    check_transition(order_id, from_status, to_status)
+    applied = await repository.apply_transition(
+        session, order_id, from_status=from_status.value, to_status=to_status.value, reason=reason,
+        payment_timeout_seconds=settings.order_payment_timeout_seconds)
+    if applied is None:
+        return None
+    payload = events.transition_payload(
+        to_status, order_id=order_id, user_id=applied.user_id, from_status=from_status, reason=reason,
+        total=applied.total, currency=applied.currency, payment_provider=applied.payment_provider,
+        payment_token=applied.payment_token, items=applied.items)
+    await add_event(session, SCHEMA, events.EVENT_FOR_STATUS[to_status], key=order_id, payload=payload)
+    message = orjson.dumps({"seq": applied.seq, "orderId": str(order_id), "status": to_status.value,
+                            "previousStatus": from_status.value, "at": events.iso(applied.at), "reason": reason})
+    channel = status_channel(order_id)
+
+    async def publish() -> None:
+        await redis.publish(channel, message)
+
+    # After commit: a subscriber must never see a status that could still roll back.
+    after_commit(session, publish)
+    return applied
+
+
+def can_access(caller: Principal, order: OrderRecord) -> bool:
+    return caller.user_id == order.user_id or caller.has_role("ADMIN")
+
+
+async def get_order_or_raise(session: AsyncSession, order_id: int) -> OrderRecord:
+    order = await repository.get_order(session, order_id)
+    if order is None:
+        raise OrderNotFound(order_id)
+    return order
+
+
+async def get_order_for(session: AsyncSession, caller: Principal, order_id: int) -> OrderRecord | None:
+    """The order if the caller may see it; None if it does not exist; FORBIDDEN for someone else's order."""
+    order = await repository.get_order(session, order_id)
+    if order is not None and not can_access(caller, order):
+        raise NotYourOrder()
+    return order
+
+
+async def change_status(session: AsyncSession, redis: Redis, settings: Settings, order_id: int,
+                        to_status: OrderStatus, *, reason: str | None = None,
+                        caller: Principal | None = None) -> OrderRecord:
+    """A status change someone asked for (customer or operator): CONFLICT when the machine forbids it.
+    Re-reads after losing a race, so the answer reflects the status that actually won."""
+    for _ in range(3):
+        order = await get_order_or_raise(session, order_id)
+        if caller is not None and not can_access(caller, order):
+            raise NotYourOrder()
+        check_transition(order_id, order.status, to_status)
+        applied = await transition(session, redis, settings, order_id, from_status=order.status,
+                                   to_status=to_status, reason=reason)
+        if applied is not None:
+            return dataclasses.replace(
+                order, status=to_status, status_seq=applied.seq, updated_at=applied.at,
+                cancellation_reason=reason if to_status is S.CANCELLED else order.cancellation_reason)
+    raise Conflict("The order changed concurrently; try again")
+
+
+async def cancel_order(session: AsyncSession, redis: Redis, settings: Settings, *, caller: Principal,
+                       order_id: int) -> OrderRecord:
+    """The owner (or an admin) cancels before shipping; inventory releases and payments refunds on
+    order.cancelled, and payment.refunded later moves a paid order on to REFUNDED."""
+    return await change_status(session, redis, settings, order_id, S.CANCELLED,
+                               reason=CancellationReason.CUSTOMER_CANCELLED.value, caller=caller)
+
+
+async def mark_shipped(session: AsyncSession, redis: Redis, settings: Settings, *, caller: Principal,
+                       order_id: int) -> OrderRecord:
+    caller.require_role("ADMIN")
+    return await change_status(session, redis, settings, order_id, S.SHIPPED)
+
+
+async def mark_delivered(session: AsyncSession, redis: Redis, settings: Settings, *, caller: Principal,
+                         order_id: int) -> OrderRecord:
+    caller.require_role("ADMIN")
+    return await change_status(session, redis, settings, order_id, S.DELIVERED)
+
+
+async def saga_step(session: AsyncSession, redis: Redis, settings: Settings, order_id: int, *,
+                    expected: OrderStatus, to_status: OrderStatus, reason: str | None = None) -> bool:
+    """A saga event's step. Idempotent by state: an order no longer in `expected` (a redelivery, a race lost
+    to the customer or the sweeper) changes nothing. Returns whether the order moved."""
+    if await transition(session, redis, settings, order_id, from_status=expected, to_status=to_status,
+                        reason=reason) is not None:
+        return True
+    order = await repository.get_order(session, order_id)
+    if order is None:
+        log.warning("saga event for an unknown order", extra={"order_id": order_id, "target": to_status.value})
+    elif order.status is S.CANCELLED and to_status is S.PAID:
+        # A late provider answer: the order stays CANCELLED; payments refunds what it captured on
+        # order.cancelled, so nothing is owed here.
+        log.info("payment arrived for a cancelled order", extra={"order_id": order_id})
+    else:
+        log.info("saga event finds the order past that step", extra={
+            "order_id": order_id, "status": order.status.value, "target": to_status.value})
+    return False
+
+
+async def cancel_expired_payments(session: AsyncSession, redis: Redis, settings: Settings, *,
+                                  batch_size: int = 50) -> int:
+    """One batch of the payment-timeout sweep; the caller commits. SKIP LOCKED hands each expired order to
+    exactly one sweeper, and the conditional UPDATE would refuse a second cancellation anyway."""
+    cancelled = 0
+    for order_id in await repository.lock_expired_awaiting_payment(session, batch_size):
+        if await transition(session, redis, settings, order_id, from_status=S.AWAITING_PAYMENT,
+                            to_status=S.CANCELLED, reason=CancellationReason.PAYMENT_TIMEOUT.value):
+            cancelled += 1
+    return cancelled
+
+
+# ---- reads ------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class OrderPage:
+    orders: list[OrderRecord]
+    has_next_page: bool
+
+
+async def user_orders(session: AsyncSession, caller: Principal, user_id: int, *, first: int,
+                      after: int | None, status: OrderStatus | None) -> OrderPage:
+    if caller.user_id != user_id and not caller.has_role("ADMIN"):
+        raise Forbidden("Only the user or an admin can list these orders")
+    if not 1 <= first <= 100:
+        raise BadUserInput("'first' must be 1..100", field="first")
+    rows = await repository.user_orders_page(session, user_id, status=status.value if status else None,
+                                             before_id=after, limit=first + 1)
+    return OrderPage(orders=rows[:first], has_next_page=len(rows) > first)
+
+
+def is_final_for_watchers(history: list[HistoryRecord]) -> bool:
+    """No transition can follow (DELIVERED, REFUNDED), or none will (CANCELLED without ever being paid)."""
+    last = history[-1].to_status
+    if last in (S.DELIVERED, S.REFUNDED):
+        return True
+    return last is S.CANCELLED and not any(h.to_status is S.PAID for h in history)

@@ -1,0 +1,208 @@
+"""Orders fixtures: the in-process orders app wired to a local fake of the cart and users internal endpoints
+(served through httpx.ASGITransport, exactly the HTTP contract of docs/commerce-spine.md), plus helpers to place
+orders and to deliver saga events through the kernel's idempotent consumer."""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from kernel.auth import TokenVerifier
+from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.errors import AppError
+from kernel.events import EventEnvelope
+from kernel.graphql import ServiceResources
+from kernel.settings import Settings
+from tests.conftest import GraphQLClient
+
+PLACE_ORDER = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
+  id number status subtotal { amount currency } total { amount currency }
+  items { id variant { id } productId sku name quantity unitPrice { amount } lineTotal { amount } }
+  statusHistory { seq status previousStatus reason } shippingAddress { line1 city postalCode country }
+  user { id } cancellationReason } }"""
+ORDER = """query($id: ID!) { order(id: $id) { id status cancellationReason
+  statusHistory { seq status previousStatus reason } } }"""
+CANCEL = "mutation($id: ID!) { cancelOrder(id: $id) { id status cancellationReason } }"
+SHIP = "mutation($id: ID!) { markOrderShipped(id: $id) { id status } }"
+DELIVER = "mutation($id: ID!) { markOrderDelivered(id: $id) { id status } }"
+
+ADDRESS = {"line1": "1 Analytical Way", "city": "London", "postalCode": "N1 9GU", "country": "GB"}
+
+
+class FakePeers:
+    """The cart's `/internal/checkout` and users' `/internal/addresses/{id}`, backed by dicts. Like the real
+    owners it decides from the forwarded bearer token who may read what."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+        self.reset()
+        self.app = Starlette(routes=[Route("/internal/checkout", self.checkout),
+                                     Route("/internal/addresses/{id}", self.address)])
+
+    def reset(self) -> None:
+        self.carts: dict[str, dict[str, Any]] = {}
+        self.default_cart: dict[int, str] = {}
+        self.addresses: dict[str, dict[str, Any]] = {}
+        self.fail_status: int | None = None
+        self.seen_authorization: list[str | None] = []
+
+    def add_cart(self, user_id: int | None, lines: list[tuple[int, int, str]] | None = None,
+                 currency: str = "USD") -> str:
+        """lines: (variant_id, quantity, unit_price); returns the cart id (the user's default cart)."""
+        cart_id = uuid.uuid4().hex
+        lines = lines if lines is not None else [(111, 2, "19.99"), (222, 1, "5.50")]
+        self.carts[cart_id] = {"user_id": user_id, "currency": currency, "items": [
+            {"item_id": f"it-{n}", "variant_id": str(v), "product_id": str(v * 10), "sku": f"SKU-{v}",
+             "name": f"Thing {v}", "quantity": q, "unit_price": p, "currency": currency}
+            for n, (v, q, p) in enumerate(lines)]}
+        if user_id is not None:
+            self.default_cart[user_id] = cart_id
+        return cart_id
+
+    def _caller(self, request: Request) -> int | JSONResponse:
+        header = request.headers.get("authorization")
+        self.seen_authorization.append(header)
+        if self.fail_status is not None:
+            return JSONResponse({"code": "X", "message": "injected failure"}, status_code=self.fail_status)
+        scheme, _, token = (header or "").partition(" ")
+        try:
+            if scheme.lower() != "bearer":
+                raise ValueError
+            return self.verifier.verify(token).user_id
+        except (ValueError, AppError):
+            return JSONResponse({"code": "UNAUTHENTICATED", "message": "Authentication required"}, status_code=401)
+
+    async def checkout(self, request: Request) -> JSONResponse:
+        caller = self._caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        cart_id = request.query_params.get("cart_id") or self.default_cart.get(caller)
+        cart = self.carts.get(cart_id or "")
+        if cart is None:
+            return JSONResponse({"code": "NOT_FOUND", "message": "Cart not found"}, status_code=404)
+        if cart["user_id"] is not None and cart["user_id"] != caller:
+            return JSONResponse({"code": "FORBIDDEN", "message": "Not your cart"}, status_code=403)
+        subtotal = sum(Decimal(i["unit_price"]) * i["quantity"] for i in cart["items"])
+        return JSONResponse({"cart_id": cart_id, "user_id": str(cart["user_id"]) if cart["user_id"] else None,
+                             "items": cart["items"], "subtotal": f"{subtotal:.2f}", "currency": cart["currency"]})
+
+    async def address(self, request: Request) -> JSONResponse:
+        caller = self._caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        address = self.addresses.get(request.path_params["id"])
+        if address is None:
+            return JSONResponse({"code": "NOT_FOUND", "message": "Address not found"}, status_code=404)
+        if address["user_id"] != str(caller):
+            return JSONResponse({"code": "FORBIDDEN", "message": "Not your address"}, status_code=403)
+        return JSONResponse(address)
+
+
+@pytest.fixture(scope="session")
+def fake_peers_app(settings: Settings) -> FakePeers:
+    return FakePeers(TokenVerifier.from_settings(settings))
+
+
+@pytest.fixture
+def peers(fake_peers_app: FakePeers) -> FakePeers:
+    fake_peers_app.reset()
+    return fake_peers_app
+
+
+@pytest.fixture(scope="session")
+async def orders_api(settings: Settings, fake_peers_app: FakePeers) -> AsyncIterator[GraphQLClient]:
+    from subgraphs.orders.app import build_app
+    internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake_peers_app.app))
+    app = build_app(settings, internal_http=internal)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as http:
+        yield GraphQLClient(http, "/graphql")
+    await internal.aclose()
+
+
+@pytest.fixture(scope="session")
+def orders_resources(orders_api: GraphQLClient) -> ServiceResources:
+    app = orders_api.http._transport.app  # CorrelationMiddleware -> Starlette app
+    return app.app.state.resources
+
+
+@pytest.fixture(scope="session")
+def worker_resources(orders_resources: ServiceResources) -> WorkerResources:
+    return WorkerResources(settings=orders_resources.settings, session_factory=orders_resources.session_factory,
+                           redis=orders_resources.redis)
+
+
+@dataclasses.dataclass
+class Customer:
+    user_id: int
+    token: str
+    cart_id: str
+
+
+@pytest.fixture
+def customer(peers: FakePeers, token_issuer):  # type: ignore[no-untyped-def]
+    """A customer with a two-line cart (no users row needed: orders only knows users by id)."""
+    counter = iter(range(10_000, 10**9))
+
+    def make(*roles: str) -> Customer:
+        user_id = next(counter) * 7919
+        return Customer(user_id, token_issuer.issue(user_id, list(roles) or ["CUSTOMER"]), peers.add_cart(user_id))
+
+    return make
+
+
+def place_input(**overrides: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {"shippingAddress": ADDRESS, "paymentMethod": {"provider": "simulated", "token": "tok_visa"},
+                             "idempotencyKey": f"key-{uuid.uuid4().hex}"}
+    value.update(overrides)
+    return {k: v for k, v in value.items() if v is not None}
+
+
+async def place(api: GraphQLClient, who: Customer, **overrides: Any) -> dict[str, Any]:
+    return (await api.ok(PLACE_ORDER, {"input": place_input(**overrides)}, token=who.token))["placeOrder"]
+
+
+class SagaDriver:
+    """Delivers events to the orders-saga handler through the kernel's IdempotentConsumer (inbox included)."""
+
+    def __init__(self, resources: WorkerResources) -> None:
+        from subgraphs.orders.events import consumer_specs
+        (spec,) = consumer_specs(resources)
+        self.dead_letters: list[Any] = []
+        driver = self
+
+        class RecordingDLQ:
+            async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
+                driver.dead_letters.append((topic, value, kwargs))
+
+        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,  # type: ignore[arg-type]
+                                           dlq_producer=RecordingDLQ(),  # type: ignore[arg-type]
+                                           session_factory=resources.session_factory, handler=spec.handler,
+                                           max_attempts=1)
+
+    async def deliver(self, event_type: str, payload: dict[str, Any], *,
+                      envelope: EventEnvelope | None = None) -> str:
+        envelope = envelope or EventEnvelope.new(event_type, payload)
+        record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
+        return await self.consumer.process(record)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def saga(worker_resources: WorkerResources) -> SagaDriver:
+    return SagaDriver(worker_resources)
+
+
+async def outbox(db_admin, topic: str | None = None) -> list[dict[str, Any]]:  # noqa: ANN001
+    import orjson
+    rows = await db_admin.fetch("SELECT topic, key, envelope FROM orders.outbox "
+                                "WHERE $1::text IS NULL OR topic = $1 ORDER BY id", topic)
+    return [{"topic": r["topic"], "key": r["key"], **orjson.loads(bytes(r["envelope"]))} for r in rows]
