@@ -294,6 +294,9 @@ export const gatewayConfig = defineConfig({
           session: () => null,
           enabled: (request) => !request.headers.get('authorization'),
           ttl: responseCacheTtlMs,
+          // A guest cart is read without a token, but it is one shopper's state and changes with every
+          // click: never served from a cache (a mutation's eviction only reaches one gateway worker).
+          ttlPerSchemaCoordinate: { 'Query.cart': 0 },
           includeExtensionMetadata: false,
         },
       }

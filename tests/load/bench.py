@@ -106,23 +106,27 @@ async def stock_scenarios(router_url: str, concurrency: int, duration: float, to
 
 async def checkout_scenarios(router_url: str, concurrency: int, duration: float, customer: str, admin: str,
                              database_url: str | None) -> list[LoadResult]:
-    """Guest carts are prepared by a load run of addToCart (one unit of a demo variant restocked with a
-    million units); placeOrder then checks each one out once, signed in. The order's own history gives
-    placeOrder -> PAID through the saga (relay, Kafka, inventory, payments, orders)."""
+    """Guest carts are prepared by a load run of addToCart (one unit of one of 20 demo variants, each
+    restocked with a million units, so orders do not all queue on one stock row); placeOrder then checks
+    each one out once, signed in. The orders' own history gives placeOrder -> PAID through the saga
+    (relay, Kafka, inventory, payments, orders) under that load."""
     import httpx
     async with httpx.AsyncClient(timeout=30) as http:
-        variant_id = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"][0]["node"]["variants"][0]["id"]
+        edges = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"]
+        variant_ids = [e["node"]["variants"][0]["id"] for e in edges[:20]]
         warehouse = (await _post(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
-        await _post(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": 1_000_000}, token=admin)
+        for variant_id in variant_ids:
+            await _post(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": 1_000_000}, token=admin)
         deadline = time.monotonic() + 60
-        while True:  # the cart learns availability from inventory.stock_changed
-            body = (await http.post(router_url, json={"query": "mutation($v: ID!) { addToCart(variantId: $v, "
-                                                      "quantity: 100) { id } }", "variables": {"v": variant_id}})).json()
-            if not body.get("errors"):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the cart never saw the restock: {body['errors'][0]}")
-            await asyncio.sleep(0.2)  # poll the projection
+        for variant_id in variant_ids:
+            while True:  # the cart learns availability from inventory.stock_changed
+                body = (await http.post(router_url, json={"query": "mutation($v: ID!) { addToCart(variantId: $v, "
+                                                          "quantity: 100) { id } }", "variables": {"v": variant_id}})).json()
+                if not body.get("errors"):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the cart never saw the restock: {body['errors'][0]}")
+                await asyncio.sleep(0.2)  # poll the projection
 
     carts: collections.deque[str] = collections.deque()
 
@@ -132,9 +136,10 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
         carts.append(body["data"]["addToCart"]["id"])
         return None
 
-    add = graphql_body(GUEST_ADD, {"v": variant_id})
-    prep = await run_load("prepare carts: addToCart (guest) via router", router_url, lambda _: (add, {}),
-                          concurrency=concurrency, duration=duration, check=remember_cart)
+    adds = [graphql_body(GUEST_ADD, {"v": v}) for v in variant_ids]
+    prep = await run_load("prepare carts: addToCart (guest) via router", router_url,
+                          lambda i: (adds[i % len(adds)], {}), concurrency=concurrency, duration=duration,
+                          check=remember_cart)
     signed_in = {"authorization": f"Bearer {customer}"}
     placed_ids: list[int] = []
 
