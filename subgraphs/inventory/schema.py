@@ -14,7 +14,7 @@ import strawberry
 from kernel.graphql import RequestContext, build_schema
 from kernel.ids import parse_id
 from kernel.response_cache import response_cache_extension
-from subgraphs.inventory import cache, service
+from subgraphs.inventory import cache, repository, service
 from subgraphs.inventory.dataloaders import StockByVariantIdLoader, StockRowsByVariantIdLoader, WarehouseByIdLoader
 from subgraphs.inventory.models import WarehouseRow
 
@@ -93,6 +93,16 @@ def _invalidate_after_commit(ctx: RequestContext) -> None:
 
 @strawberry.type
 class Query:
+    @strawberry.field(description=(
+        "A variant by id as inventory knows it (null if it does not): `variant(id) { stock { available } }` is "
+        "answered by inventory alone, without a catalog fetch; other ProductVariant fields come from catalog."))
+    async def variant(self, info: strawberry.Info, id: strawberry.ID) -> Optional[ProductVariant]:
+        ctx: RequestContext = info.context
+        variant_id = parse_id(id)
+        if not await repository.variant_exists(await ctx.session(), variant_id):
+            return None
+        return ProductVariant(id=strawberry.ID(str(variant_id)))
+
     @strawberry.field(description="ADMIN only.")
     async def warehouses(self, info: strawberry.Info) -> list[Warehouse]:
         ctx: RequestContext = info.context
@@ -123,5 +133,6 @@ class Mutation:
         return Warehouse.from_row(await service.create_warehouse(await ctx.session(), caller, code, name))
 
 
-ResponseCache = response_cache_extension(generation=cache.GENERATION, root_fields=frozenset({"_entities"}))
+# Stock is public (per-warehouse detail marks a response uncacheable), so both ways in are cached.
+ResponseCache = response_cache_extension(generation=cache.GENERATION, root_fields=frozenset({"_entities", "variant"}))
 schema = build_schema(query=Query, mutation=Mutation, types=[ProductVariant], extensions=[ResponseCache])

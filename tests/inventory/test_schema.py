@@ -197,3 +197,26 @@ async def test_create_warehouse_refuses_bad_or_taken_codes(inventory_api: GraphQ
                                          {"c": code, "n": name}, token_for("ADMIN"))
     assert got == expected
     assert await stock.db.fetchval("SELECT count(*) FROM inventory.warehouses") == 1
+
+
+VARIANT = "query($id: ID!) { variant(id: $id) { id stock { available reserved inStock } } }"
+
+
+async def test_variant_stock_is_answered_by_inventory_alone(inventory_api: GraphQLClient, stock: Stock,
+                                                            token_for: Callable[..., str]) -> None:
+    # given a registered variant with 3 units, and an id inventory never heard of
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 3})
+
+    # when a client checks stock with the root field (no catalog fetch needed for stock)
+    known = await inventory_api.ok(VARIANT, {"id": str(variant)})
+    unknown = await inventory_api.ok(VARIANT, {"id": str(next_id())})
+
+    # then the known variant answers, the unknown one is null, a malformed id is BAD_USER_INPUT
+    assert known["variant"] == {"id": str(variant), "stock": {"available": 3, "reserved": 0, "inStock": True}}
+    assert unknown["variant"] is None
+    assert await inventory_api.error_code(VARIANT, {"id": "abc"}) == "BAD_USER_INPUT"
+    # and the cached answer follows a committed change at once
+    await inventory_api.ok(ADJUST, {"v": str(variant), "w": str(warehouse), "d": -1, "r": "damaged"},
+                           token_for("ADMIN"))
+    assert (await inventory_api.ok(VARIANT, {"id": str(variant)}))["variant"]["stock"]["available"] == 2

@@ -7,7 +7,8 @@ reported, never asserted. Env: BENCH_DURATION (seconds per scenario, default 15)
 Scenarios: anonymous browse through the router (its short-TTL response cache answers), the same signed in
 (router cache bypassed: planning, both subgraphs, their Redis-backed response caches), the same without
 `seller` (one subgraph), straight to catalog, and a cache-busting filter (real execution everywhere);
-the inventory check (`product { variants { stock } }`, catalog + inventory) anonymous and signed in;
+the inventory check (`variant(id) { stock { available inStock } }` over ~170 demo variants) anonymous and
+signed in;
 checkout (placeOrder through the router, on carts prepared beforehand) and, from the orders' own
 history, placeOrder -> PAID through the whole Kafka saga under that load. BENCH_ONLY=browse|stock|checkout
 runs one group.
@@ -67,7 +68,7 @@ async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, 
     return results
 
 
-STOCK_CHECK = "query Stock($id: ID!) { product(id: $id) { variants { id stock { available inStock } } } }"
+STOCK_CHECK = "query Stock($id: ID!) { variant(id: $id) { id stock { available inStock } } }"
 PRODUCT_IDS = "query Ids { products(first: 100) { edges { node { id variants { id } } } } }"
 WAREHOUSES = "query { warehouses { id } }"
 ADJUST = """mutation($v: ID!, $w: ID!, $d: Int!) { adjustStock(variantId: $v, warehouseId: $w, delta: $d,
@@ -89,11 +90,11 @@ async def stock_scenarios(router_url: str, concurrency: int, duration: float, to
     import httpx
     async with httpx.AsyncClient(timeout=30) as http:
         edges = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"]
-    product_ids = [e["node"]["id"] for e in edges]
+    variant_ids = [v["id"] for e in edges for v in e["node"]["variants"]]
     rng = random.Random(3)
 
     def request(_: int, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        return graphql_body(STOCK_CHECK, {"id": rng.choice(product_ids)}), headers
+        return graphql_body(STOCK_CHECK, {"id": rng.choice(variant_ids)}), headers
 
     results = [await run_load("inventory check via router, anonymous", router_url,
                               lambda i: request(i, {}), concurrency=concurrency, duration=duration)]
