@@ -39,5 +39,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiokafka", "kafka"):
+    # httpx logs every request at INFO ("HTTP Request: GET ..."): a JSON line per internal call on hot paths.
+    for noisy in ("uvicorn.access", "aiokafka", "kafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -13,7 +13,6 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
 import orjson
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -190,7 +189,7 @@ def _address_from_users(body: dict[str, Any], caller_id: int) -> dict[str, Any]:
         raise clients.PeerUnavailable("users: malformed address") from exc
 
 
-async def place_order(session: AsyncSession, *, http: httpx.AsyncClient, settings: Settings, caller_id: int,
+async def place_order(session: AsyncSession, *, http: clients.PeerClient, settings: Settings, caller_id: int,
                       authorization: str | None, order_in: PlaceOrderIn) -> PlacedOrder:
     """Create a PENDING order from the caller's cart, or return the order this idempotency key already made."""
     order_in = validate_place_order(order_in, settings)

@@ -1,17 +1,22 @@
 """Orders fixtures: the in-process orders app wired to a local fake of the cart and users internal endpoints
-(served through httpx.ASGITransport, exactly the HTTP contract of docs/commerce-spine.md), plus helpers to place
-orders and to deliver saga events through the kernel's idempotent consumer."""
+(a real HTTP server on a free local port, exactly the HTTP contract of docs/commerce-spine.md, so the orders
+PeerClient runs its real transport), plus helpers to place orders and to deliver saga events through the
+kernel's idempotent consumer."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -54,6 +59,7 @@ class FakePeers:
         self.default_cart: dict[int, str] = {}
         self.addresses: dict[str, dict[str, Any]] = {}
         self.fail_status: int | None = None
+        self.fail_message = "injected failure"
         self.seen_authorization: list[str | None] = []
 
     def add_cart(self, user_id: int | None, lines: list[tuple[int, int, str]] | None = None,
@@ -73,7 +79,7 @@ class FakePeers:
         header = request.headers.get("authorization")
         self.seen_authorization.append(header)
         if self.fail_status is not None:
-            return JSONResponse({"code": "X", "message": "injected failure"}, status_code=self.fail_status)
+            return JSONResponse({"code": "X", "message": self.fail_message}, status_code=self.fail_status)
         scheme, _, token = (header or "").partition(" ")
         try:
             if scheme.lower() != "bearer":
@@ -108,9 +114,69 @@ class FakePeers:
         return JSONResponse(address)
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the test session's event loop; pytest keeps its own signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_locally(app: Any) -> AsyncIterator[str]:
+    """Serves `app` over real HTTP on a free 127.0.0.1 port for the duration; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = _EmbeddedServer(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped the server from starting
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[str]:
+    """A base URL where nothing listens: the port stays bound (no listen) so no one else can take it meanwhile,
+    and every connection attempt is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.asynccontextmanager
+async def orders_client(settings: Settings, peers_url: str) -> AsyncIterator[GraphQLClient]:
+    """The in-process orders app whose cart and users peers are at `peers_url`. Its lifespan does not run under
+    ASGITransport, so the resources it would close at shutdown are closed here."""
+    from subgraphs.orders.app import build_app
+    from subgraphs.orders.clients import INTERNAL_HTTP
+    app = build_app(settings.model_copy(update={"cart_service_url": peers_url, "users_service_url": peers_url}))
+    resources: ServiceResources = app.app.state.resources  # CorrelationMiddleware -> Starlette app
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as http:
+            yield GraphQLClient(http, "/graphql")
+    finally:
+        await resources.extras[INTERNAL_HTTP].aclose()
+        await resources.redis.aclose()
+        await resources.session_factory.kw["bind"].dispose()
+
+
 @pytest.fixture(scope="session")
 def fake_peers_app(settings: Settings) -> FakePeers:
     return FakePeers(TokenVerifier.from_settings(settings))
+
+
+@pytest.fixture(scope="session")
+async def fake_peers_url(fake_peers_app: FakePeers) -> AsyncIterator[str]:
+    async with serve_locally(fake_peers_app.app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -120,13 +186,9 @@ def peers(fake_peers_app: FakePeers) -> FakePeers:
 
 
 @pytest.fixture(scope="session")
-async def orders_api(settings: Settings, fake_peers_app: FakePeers) -> AsyncIterator[GraphQLClient]:
-    from subgraphs.orders.app import build_app
-    internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake_peers_app.app))
-    app = build_app(settings, internal_http=internal)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as http:
-        yield GraphQLClient(http, "/graphql")
-    await internal.aclose()
+async def orders_api(settings: Settings, fake_peers_url: str) -> AsyncIterator[GraphQLClient]:
+    async with orders_client(settings, fake_peers_url) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import pytest
 
-from tests.orders.conftest import ADDRESS, PLACE_ORDER, outbox, place, place_input
+from tests.orders.conftest import ADDRESS, PLACE_ORDER, closed_port, orders_client, outbox, place, place_input
 
 
 async def count(db_admin, table: str) -> int:  # noqa: ANN001
@@ -146,6 +147,48 @@ async def test_peer_answers_map_to_codes(orders_api, customer, peers, db_admin, 
     assert body["errors"][0]["extensions"]["code"] == code
     if code == "INTERNAL_SERVER_ERROR":
         assert body["errors"][0]["message"] == "Internal server error"  # no peer detail leaks
+    assert await count(db_admin, "orders") == 0
+
+
+async def test_a_cart_that_is_down_is_a_bare_internal_error(settings, customer, db_admin) -> None:  # noqa: ANN001
+    # given an orders app whose cart and users peers are at a port nobody listens on
+    ada = customer()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    client_log = logging.getLogger("nexuscart.orders.clients")  # create_app resets the root handlers (no caplog)
+    client_log.addHandler(handler)
+    try:
+        with closed_port() as down_url:
+            async with orders_client(settings, down_url) as api:
+                # when
+                body = await api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
+    finally:
+        client_log.removeHandler(handler)
+    # then the client learns nothing about the internals, and no order was written
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert error["message"] == "Internal server error"
+    assert "127.0.0.1" not in str(body) and "cart" not in str(body).lower()
+    assert body.get("data") is None
+    assert await count(db_admin, "orders") == 0
+    # and the failure is logged with its cause, for operators
+    assert any(r.getMessage() == "peer call failed" and getattr(r, "peer", None) == "cart" for r in records)
+
+
+async def test_a_409_from_the_cart_is_a_conflict_with_the_carts_message(orders_api, customer, peers,
+                                                                          db_admin) -> None:  # noqa: ANN001
+    ada = customer()
+    peers.fail_status, peers.fail_message = 409, "The cart changed while checking out; review it and retry"
+    body = await orders_api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "CONFLICT"
+    assert error["message"] == "The cart changed while checking out; review it and retry"
+    assert peers.seen_authorization == [f"Bearer {ada.token}"]  # the caller's credentials were forwarded
+    # a peer's message is cut to 300 characters
+    peers.fail_message = "x" * 1000
+    assert (await orders_api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
+            )["errors"][0]["message"] == "x" * 300
     assert await count(db_admin, "orders") == 0
 
 
