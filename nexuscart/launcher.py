@@ -63,7 +63,7 @@ class Platform:
         self.children: dict[str, subprocess.Popen] = {}
         self.env: dict[str, str] = {}
         self.relay_health_url: str | None = None
-        self.worker_health_url: str | None = None
+        self.worker_health_urls: dict[str, str] = {}  # "worker-1" -> its /health
         self._spawn_args: dict[str, tuple[list[str], Path, dict[str, str] | None, tuple[str, ...]]] = {}
 
     @property
@@ -96,15 +96,19 @@ class Platform:
             relay_port = free_port()
             self._spawn("relay", [sys.executable, "-m", "nexuscart.cli", "relay"],
                         extra_env={"RELAY_HEALTH_PORT": str(relay_port)})
-            worker_port = free_port()
-            self._spawn("worker", [sys.executable, "-m", "nexuscart.cli", "worker"],
-                        extra_env={"WORKER_HEALTH_PORT": str(worker_port)})
+            # Saga workers: every process joins every consumer group, so Kafka splits the partitions between
+            # them. One Python process saturated a core draining a checkout burst (67 orders/s); two use both.
+            for n in range(1, int(os.environ.get("NEXUSCART_WORKER_PROCESSES", "2")) + 1):
+                worker_port = free_port()
+                self._spawn(f"worker-{n}", [sys.executable, "-m", "nexuscart.cli", "worker"],
+                            extra_env={"WORKER_HEALTH_PORT": str(worker_port)})
+                self.worker_health_urls[f"worker-{n}"] = f"http://127.0.0.1:{worker_port}/health"
             for subgraph in SUBGRAPHS:
                 self._wait_healthy(subgraph.name, f"http://127.0.0.1:{cfg.subgraph_ports[subgraph.name]}/health")
             self.relay_health_url = f"http://127.0.0.1:{relay_port}/health"
             self._wait_healthy("relay", self.relay_health_url)
-            self.worker_health_url = f"http://127.0.0.1:{worker_port}/health"
-            self._wait_healthy("worker", self.worker_health_url)
+            for name, url in self.worker_health_urls.items():
+                self._wait_healthy(name, url)
             if cfg.start_router:
                 router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
                               # Two gateway workers: the router's JavaScript is the browse bottleneck on

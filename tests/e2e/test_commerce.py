@@ -296,11 +296,13 @@ async def test_killing_the_worker_mid_saga_loses_and_repeats_nothing(router, pla
     await asyncio.gather(*(router.ok(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 2}, t) for t in buyers))
 
     orders = await asyncio.gather(*(place_order(router, t) for t in buyers))
-    platform.kill("worker")  # SIGKILL while the saga is in flight: no chance to finish or commit offsets
+    for worker in platform.worker_health_urls:  # SIGKILL mid-saga: no chance to finish or commit offsets
+        platform.kill(worker)
     in_flight = await db_admin.fetchval(
         "SELECT count(*) FROM orders.orders WHERE id = ANY($1::bigint[]) AND status NOT IN ('PAID', 'CANCELLED')",
         [int(o["id"]) for o in orders])
-    platform.restart("worker", platform.worker_health_url)
+    for worker, health_url in platform.worker_health_urls.items():
+        platform.restart(worker, health_url)
 
     await wait_all_final(db_admin, [o["id"] for o in orders])
     finals = await asyncio.gather(*(wait_for_status(router, t, o["id"], FINAL) for t, o in zip(buyers, orders)))

@@ -119,3 +119,56 @@ async def test_consumer_applies_once_retries_then_dead_letters(settings, session
     finally:
         await kafka_consumer.stop()
         await producer.stop()
+
+
+async def test_a_burst_is_applied_in_one_transaction_and_a_poison_event_does_not_sink_it(  # noqa: ANN001
+        settings, session_factory) -> None:
+    await ensure_topics(settings.kafka_bootstrap_servers)
+    producer = create_producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    attempts: dict[str, int] = {}
+
+    async def handler(session, envelope: EventEnvelope) -> None:  # noqa: ANN001
+        attempts[envelope.event_id] = attempts.get(envelope.event_id, 0) + 1
+        if envelope.payload.get("poison"):
+            raise ValueError("cannot apply this event")
+        await session.execute(text(f"INSERT INTO {TEST_SCHEMA}.applied VALUES (CAST(:e AS uuid), :a)"),
+                              {"e": envelope.event_id, "a": envelope.payload["amount"]})
+
+    topic = "product.viewed"
+    kafka_consumer = create_consumer(settings.kafka_bootstrap_servers, f"test-{uuid.uuid4().hex}", [topic])
+    consumer = IdempotentConsumer(name="kernel-batch", schema=TEST_SCHEMA, consumer=kafka_consumer,
+                                  dlq_producer=producer, session_factory=session_factory, handler=handler,
+                                  max_attempts=2, backoff_base_seconds=0.01, transaction_batch=20)
+    clean = [EventEnvelope.new(topic, {"amount": n}) for n in (1, 2, 3)]
+    mixed = [EventEnvelope.new(topic, {"amount": n}) for n in (4, 5)]
+    poison = EventEnvelope.new(topic, {"poison": True, "amount": 0})
+    runner = None
+    try:
+        # one key, so all of them land on one partition, in this order (with a redelivered duplicate)
+        for envelope in (*clean, clean[0], mixed[0], poison, mixed[1]):
+            await producer.send_and_wait(topic, envelope.to_json(), key=b"burst")
+        await kafka_consumer.start()
+        runner = asyncio.create_task(consumer.run())
+
+        ours = [e.event_id for e in (*clean, *mixed)]  # the topic also holds earlier tests' events
+
+        async def applied() -> list[int]:
+            async with session_factory() as session:
+                return sorted((await session.execute(text(
+                    f"SELECT amount FROM {TEST_SCHEMA}.applied WHERE event_id = ANY(CAST(:ids AS uuid[]))"),
+                    {"ids": ours})).scalars())
+
+        async with asyncio.timeout(30):
+            while await applied() != [1, 2, 3, 4, 5]:
+                await asyncio.sleep(0.05)  # polls the table the consumer writes
+            _, headers = await read_one(settings.kafka_bootstrap_servers, DLQ_TOPIC, match=poison.event_id)
+        assert dict(headers)["consumer"] == b"kernel-batch"
+        assert await applied() == [1, 2, 3, 4, 5]  # every good event exactly once, the duplicate dropped
+        assert attempts[poison.event_id] >= 2  # retried on its own before it was parked
+    finally:
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        await kafka_consumer.stop()
+        await producer.stop()
