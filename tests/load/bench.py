@@ -162,7 +162,41 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
     results = [prep, checkout]
     if database_url and placed_ids:
         results.append(await saga_latency(database_url, placed_ids, started, duration))
+        results.append(await paid_latency_one_at_a_time(router_url, database_url, place, carts))
     return results
+
+
+async def paid_latency_one_at_a_time(router_url: str, database_url: str, place, carts: collections.deque,  # noqa: ANN001
+                                     orders: int = 40) -> LoadResult:
+    """placeOrder -> PAID for single orders on an otherwise idle platform: the saga's own latency (five
+    Kafka hops through relay, inventory, orders, payments), as opposed to the backlog of the loaded run."""
+    import asyncpg
+    import httpx
+
+    from kernel.db import asyncpg_dsn
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    latencies: list[float] = []
+    errors = 0
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for n in range(min(orders, len(carts))):
+                body, headers = place(n)
+                started = time.perf_counter()
+                answer = (await http.post(router_url, content=body, headers={**headers, "content-type": "application/json"})).json()
+                if answer.get("errors"):
+                    errors += 1
+                    continue
+                order_id = int(answer["data"]["placeOrder"]["id"])
+                while time.perf_counter() - started < 30:
+                    if await conn.fetchval("SELECT status FROM orders.orders WHERE id = $1", order_id) == "PAID":
+                        latencies.append((time.perf_counter() - started) * 1000)
+                        break
+                    await asyncio.sleep(0.005)  # poll the order's status
+                else:
+                    errors += 1
+    finally:
+        await conn.close()
+    return LoadResult("placeOrder -> PAID, one order at a time", 1, 0.0, latencies, errors)
 
 
 async def saga_latency(database_url: str, order_ids: list[int], started: float, duration: float) -> LoadResult:
