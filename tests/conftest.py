@@ -163,8 +163,9 @@ def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
     from nexuscart.launcher import Platform, PlatformConfig
     config = PlatformConfig.ephemeral(Path(os.environ["NEXUSCART_TEST_DATA_DIR"]), seed=False,
                                       quiet=not os.environ.get("NEXUSCART_TEST_VERBOSE"),
-                                      # A payment that never answers is cancelled after seconds, not 15 minutes.
-                                      extra_env={"ORDER_PAYMENT_TIMEOUT_SECONDS": "5",
+                                      # A payment that never answers is cancelled after seconds, not 15 minutes
+                                      # (yet not so soon that a busy CI machine times out the paying ones).
+                                      extra_env={"ORDER_PAYMENT_TIMEOUT_SECONDS": "15",
                                                  "SAGA_SWEEP_INTERVAL_SECONDS": "0.5",
                                                  # Every test shares one client IP; the limit has its own
                                                  # router in test_router_limits.py.
