@@ -53,8 +53,9 @@ def _id(value: Any, what: str) -> int:
 async def on_product_changed(session: AsyncSession, payload: dict[str, Any]) -> bool:
     product_id = _id(payload["product_id"], "product_id")
     variants = [(product_id, _id(v["variant_id"], "variant_id")) for v in payload.get("variants") or []]
-    await service.register_variants(session, variants)
-    return False  # zero rows only: no stock a reader could see changed
+    # Stock stays zero, but a new variant changes the answer of `variant(id)` (null -> the variant), which
+    # the response cache may hold as null: report it so the handler drops the cached answers.
+    return await service.register_variants(session, variants)
 
 
 async def on_order_placed(session: AsyncSession, payload: dict[str, Any]) -> bool:

@@ -85,14 +85,15 @@ async def variant_exists(session: AsyncSession, variant_id: int) -> bool:
     return found.first() is not None
 
 
-async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> None:
+async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> int:
     """(product_id, variant_id) pairs; already known variants are left as they are (their threshold may
-    have been tuned, and a replayed product event must not reset it)."""
+    have been tuned, and a replayed product event must not reset it). Returns how many were new."""
     if not variants:
-        return
-    await session.execute(
+        return 0
+    result = await session.execute(
         insert(VariantRow).values([{"variant_id": v, "product_id": p} for p, v in variants])
         .on_conflict_do_nothing(index_elements=["variant_id"]))
+    return result.rowcount
 
 
 async def ensure_stock_rows(session: AsyncSession, variant_ids: Sequence[int]) -> None:

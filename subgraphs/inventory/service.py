@@ -242,14 +242,16 @@ async def release_order(session: AsyncSession, order_id: int) -> list[Reservatio
 
 # ---- catalog projection -----------------------------------------------------------------------------------
 
-async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> None:
+async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> bool:
     """(product_id, variant_id) pairs from product events: known to inventory from now on, with a zero
-    stock row in every warehouse. Existing rows (stock seeded or adjusted first) are left untouched."""
+    stock row in every warehouse. Existing rows (stock seeded or adjusted first) are left untouched.
+    True when a variant was new to inventory (`variant(id)` answers change from null)."""
     if not variants:
-        return
+        return False
     pairs = sorted(set(variants), key=lambda pv: pv[1])
-    await repository.register_variants(session, pairs)
+    added = await repository.register_variants(session, pairs)
     await repository.ensure_stock_rows(session, [v for _, v in pairs])
+    return added > 0
 
 
 # ---- reads ------------------------------------------------------------------------------------------------

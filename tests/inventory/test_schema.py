@@ -220,3 +220,25 @@ async def test_variant_stock_is_answered_by_inventory_alone(inventory_api: Graph
     await inventory_api.ok(ADJUST, {"v": str(variant), "w": str(warehouse), "d": -1, "r": "damaged"},
                            token_for("ADMIN"))
     assert (await inventory_api.ok(VARIANT, {"id": str(variant)}))["variant"]["stock"]["available"] == 2
+
+
+async def test_a_variant_registered_after_a_null_answer_is_no_longer_null(inventory_api: GraphQLClient,
+                                                                          stock: Stock, redis: Any) -> None:
+    # given a stock check for a variant inventory has not heard of yet: null, and that answer cached
+    from kernel.db import run_callbacks, take_after_commit
+    from kernel.events import EventEnvelope
+    from subgraphs.inventory.events import make_handler
+    await stock.warehouse()
+    variant = next_id()
+    assert (await inventory_api.ok(VARIANT, {"id": str(variant)}))["variant"] is None
+
+    # when catalog's product.created registers it (through the worker's handler, which has Redis)
+    handler = make_handler(redis)
+    async with stock.sessions() as session, session.begin():
+        await handler(session, EventEnvelope.new("product.created", {
+            "product_id": str(next_id()), "variants": [{"variant_id": str(variant)}]}))
+    await run_callbacks(take_after_commit(session))  # as the consumer does once the inbox transaction commits
+
+    # then the next stock check finds it, with zero stock
+    assert (await inventory_api.ok(VARIANT, {"id": str(variant)}))["variant"] == {
+        "id": str(variant), "stock": {"available": 0, "reserved": 0, "inStock": False}}
