@@ -92,7 +92,8 @@ class Worker:
                     name=spec.name, schema=spec.schema, consumer=consumer, dlq_producer=dlq_producer,
                     session_factory=resources.session_factory, handler=spec.handler,
                     max_attempts=settings.consumer_max_attempts,
-                    backoff_base_seconds=settings.consumer_backoff_base_seconds)
+                    backoff_base_seconds=settings.consumer_backoff_base_seconds,
+                    transaction_batch=spec.transaction_batch)
                 self.tasks[spec.name] = asyncio.create_task(runner.run(), name=spec.name)
             for task in periodic:
                 self.tasks[task.name] = asyncio.create_task(_run_periodic(task, stop), name=task.name)

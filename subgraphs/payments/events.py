@@ -79,4 +79,8 @@ def handler_for(providers: Mapping[str, PaymentProvider]) -> EventHandler:
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     providers = resources.extras.get(PROVIDERS_EXTRA) or build_providers(resources.settings, resources.redis)
-    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, topics=CONSUMED, handler=handler_for(providers))]
+    # One event per transaction: a charge is made at the provider before its payment row commits. In a batch
+    # rolled back for another event's failure, the charged order's row vanishes while the money stays captured,
+    # and a concurrent order.cancelled (waiting on that row) would then leave a tombstone: never refunded.
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, topics=CONSUMED, handler=handler_for(providers),
+                         transaction_batch=1)]

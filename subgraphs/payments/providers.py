@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -215,7 +216,9 @@ class SimulatedProvider:
 
     async def _call(self, idempotency_key: str, fingerprint: list[Any], operation: str, charge_reference: str,
                     args: list[Any]) -> ProviderResult:
-        fp = orjson.dumps(fingerprint).decode()
+        # Only a digest is stored (for a week): the fingerprint of a charge holds the client's payment token,
+        # which must not outlive the charge it was given for.
+        fp = hashlib.sha256(orjson.dumps(fingerprint)).hexdigest()
         script = lua_script(self.redis, _CALL_LUA)
         replayed, raw = await script(
             keys=[f"payments:simulated:idem:{idempotency_key}", f"payments:simulated:charge:{charge_reference}",

@@ -181,3 +181,44 @@ async def test_a_cancel_racing_a_charge_on_another_worker_refunds_it(worker_reso
     assert (await payment(db_admin, order_id))["status"] == "REFUNDED"
     assert [e["topic"] for e in await outbox(db_admin)] == ["payment.successful", "payment.refunded"]
     assert [e["operation"] for e in await provider.ledger()] == ["charge", "refund"]
+
+
+async def test_a_charge_in_a_failed_batch_is_never_left_captured_without_a_payment(  # noqa: ANN001
+        spec, worker_resources, deliver, db_admin, provider, order_id) -> None:
+    import types
+
+    from kernel.consumer import IdempotentConsumer
+
+    # given a burst on the order.confirmed partition: our order's charge, then an event that cannot be applied
+    good = EventEnvelope.new("order.confirmed", confirmed(order_id, token="tok_visa"))
+    poison = EventEnvelope.new("order.confirmed", {"order_id": "garbage"})
+    records = [types.SimpleNamespace(topic="order.confirmed", key=b"k", value=e.to_json()) for e in (good, poison)]
+
+    class NoDlq:
+        async def send_and_wait(self, *_args, **_kwargs) -> None:  # noqa: ANN002, ANN003
+            return None
+
+    consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None, dlq_producer=NoDlq(),
+                                  session_factory=worker_resources.session_factory, handler=spec.handler,
+                                  max_attempts=1, backoff_base_seconds=0,
+                                  transaction_batch=getattr(spec, "transaction_batch", 20))
+    # and the customer's cancellation, on the other topic, gets its turn as soon as the first transaction ends
+    # (in production it was waiting on the payment row's unique index)
+    one_by_one = consumer.process
+    cancelled_yet = False
+
+    async def process(record) -> str:  # noqa: ANN001
+        nonlocal cancelled_yet
+        if not cancelled_yet:
+            cancelled_yet = True
+            await deliver("order.cancelled", cancelled(order_id, previous_status="AWAITING_PAYMENT"))
+        return await one_by_one(record)
+
+    consumer.process = process  # type: ignore[method-assign]
+    await consumer._apply_partition(records)  # noqa: SLF001
+    # then money captured at the provider is either recorded as a payment or refunded, never lost
+    ours = [e for e in await provider.ledger() if str(order_id) in e["idempotency_key"]]
+    captured = any(e["operation"] == "charge" and e["status"] == "SUCCEEDED" for e in ours)
+    refunded = any(e["operation"] == "refund" and e["status"] == "SUCCEEDED" for e in ours)
+    row = await payment(db_admin, order_id)
+    assert not captured or refunded or row["status"] == "SUCCEEDED", (ours, row)

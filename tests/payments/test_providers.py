@@ -122,3 +122,17 @@ async def test_the_registry_builds_each_accepted_provider(redis) -> None:  # noq
     providers = build_providers(Settings(payment_providers="simulated"), redis)
     assert list(providers) == ["simulated"]
     assert isinstance(providers["simulated"], PaymentProvider)
+
+
+async def test_the_payment_token_is_not_kept_in_redis_after_the_charge(provider, redis) -> None:  # noqa: ANN001
+    # given a charge made with the client's token (the idempotency record lives a week)
+    idempotency_key = key()
+    await charge(provider, "tok_mastercard", idempotency_key=idempotency_key)
+    # then nothing the simulator stores holds the token, yet a replay is still recognised as the same request
+    stored = [await redis.get(k) if await redis.type(k) == b"string" else str(await redis.hgetall(k)).encode()
+              async for k in redis.scan_iter(match="payments:simulated:*") if await redis.type(k) != b"list"]
+    assert stored and not any(b"tok_mastercard" in (v or b"") for v in stored)
+    replay = await charge(provider, "tok_mastercard", idempotency_key=idempotency_key)
+    assert replay.status is ProviderStatus.SUCCEEDED
+    with pytest.raises(IdempotencyKeyReused):
+        await charge(provider, "tok_visa", idempotency_key=idempotency_key)
