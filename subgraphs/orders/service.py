@@ -388,8 +388,13 @@ async def user_orders(session: AsyncSession, caller: Principal, user_id: int, *,
 
 
 def is_final_for_watchers(history: list[HistoryRecord]) -> bool:
-    """No transition can follow (DELIVERED, REFUNDED), or none will (CANCELLED without ever being paid)."""
-    last = history[-1].to_status
-    if last in (S.DELIVERED, S.REFUNDED):
+    """No transition can follow (DELIVERED, REFUNDED), or none will: CANCELLED before any charge could have
+    been taken (from PENDING, out of stock, or declined). An order cancelled while AWAITING_PAYMENT (by its
+    owner, or by the timeout) may still see a late charge that payments then refunds, so its watchers stay
+    subscribed for that REFUNDED."""
+    last = history[-1]
+    if last.to_status in (S.DELIVERED, S.REFUNDED):
         return True
-    return last is S.CANCELLED and not any(h.to_status is S.PAID for h in history)
+    if last.to_status is not S.CANCELLED or any(h.to_status is S.PAID for h in history):
+        return False
+    return last.from_status is S.PENDING or last.reason in ("OUT_OF_STOCK", "PAYMENT_DECLINED")
