@@ -98,3 +98,13 @@ def parse_id(value: str | int, *, field: str = "id") -> int:
     if parsed <= 0 or parsed >= 1 << 63:
         raise BadUserInput(f"'{field}' is not a valid id", field=field)
     return parsed
+
+
+def entity_key(value: object) -> int | None:
+    """An entity key the router passes in a federation representation. Garbage resolves to None, so the
+    entity is null like an unknown id, rather than failing the whole `_entities` fetch."""
+    from kernel.errors import BadUserInput
+    try:
+        return parse_id(value)  # type: ignore[arg-type]
+    except BadUserInput:
+        return None

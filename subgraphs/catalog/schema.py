@@ -18,7 +18,7 @@ from strawberry.scalars import JSON
 from kernel.errors import BadUserInput
 from subgraphs.catalog.errors import ProductNotFound
 from kernel.graphql import RequestContext, build_schema
-from kernel.ids import parse_id
+from kernel.ids import entity_key, parse_id
 from kernel.response_cache import response_cache_extension
 from subgraphs.catalog import cache, service
 from subgraphs.catalog.dataloaders import (CatalogReads, ProductByIdLoader, ProductCountByCategoryIdLoader,
@@ -98,7 +98,7 @@ class ProductVariant:
     @classmethod
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["ProductVariant"]:
         ctx: RequestContext = info.context
-        variant_id = _entity_id(id)
+        variant_id = entity_key(id)
         found = await ctx.loader(VariantByIdLoader).load(variant_id) if variant_id else None
         if found is None:
             return None
@@ -140,19 +140,11 @@ class Product:
     @classmethod
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["Product"]:
         ctx: RequestContext = info.context
-        product_id = _entity_id(id)
+        product_id = entity_key(id)
         doc = await ctx.loader(ProductByIdLoader).load(product_id) if product_id else None
         if doc is None:
             return None
         return cls.from_doc(doc, await ctx.loader(CatalogReads).tree_covering([doc["category_id"]]))
-
-
-def _entity_id(value: Any) -> int | None:
-    """An entity key the router passes along; garbage resolves to null, like an unknown id."""
-    try:
-        return parse_id(value)
-    except BadUserInput:
-        return None
 
 
 async def _products_from_docs(ctx: RequestContext, docs: list[Doc]) -> list[Product]:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import strawberry
 
 from kernel.graphql import RequestContext, build_schema
-from kernel.ids import parse_id
+from kernel.ids import entity_key, parse_id
 from kernel.response_cache import response_cache_extension
 from subgraphs.inventory import cache, repository, service
 from subgraphs.inventory.dataloaders import StockByVariantIdLoader, StockRowsByVariantIdLoader, WarehouseByIdLoader
@@ -63,14 +63,6 @@ class StockLevel:
                 for r, w in zip(rows, warehouses) if w is not None]
 
 
-def _entity_id(value: Any) -> int | None:
-    try:
-        parsed = int(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed if 0 < parsed < 1 << 63 else None
-
-
 # Owned by catalog; inventory only contributes `stock` (no description here, so composition keeps catalog's).
 @strawberry.federation.type(keys=["id"])
 class ProductVariant:
@@ -79,7 +71,7 @@ class ProductVariant:
     @classmethod
     def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["ProductVariant"]:
         # No I/O: every variant catalog knows has a stock answer here (zeros if inventory never heard of it).
-        return cls(id=id) if _entity_id(id) is not None else None
+        return cls(id=id) if entity_key(id) is not None else None
 
     @strawberry.field
     async def stock(self, info: strawberry.Info) -> StockLevel:

@@ -12,7 +12,7 @@ from strawberry.federation.schema_directives import Key
 
 from kernel.errors import BadUserInput
 from kernel.graphql import RequestContext, build_schema
-from kernel.ids import parse_id
+from kernel.ids import entity_key, parse_id
 from subgraphs.orders import clients, events, repository, service
 from subgraphs.orders.dataloaders import HistoryByOrderIdLoader, ItemsByOrderIdLoader, OrderByIdLoader
 from subgraphs.orders.errors import NotYourOrder, OrderNotFound
@@ -148,7 +148,7 @@ class Order:
         ctx: RequestContext = info.context
         ctx.mark_uncacheable()
         caller = ctx.require_user()
-        order_id = _entity_id(id)
+        order_id = entity_key(id)
         order = await ctx.loader(OrderByIdLoader).load(order_id) if order_id else None
         if order is None:
             return None
@@ -191,7 +191,7 @@ class User:
         ctx: RequestContext = info.context
         ctx.mark_uncacheable()
         caller = ctx.require_user()
-        user_id = _entity_id(self.id)
+        user_id = entity_key(self.id)
         if user_id is None:
             raise BadUserInput("'id' is not a valid user id")
         page = await service.user_orders(await ctx.session(), caller, user_id,
@@ -205,13 +205,6 @@ class User:
         return OrderConnection(edges=edges, page_info=PageInfo(has_next_page=page.has_next_page,
                                                                end_cursor=edges[-1].cursor if edges else None),
                                _user_id=user_id, _status=status)
-
-
-def _entity_id(value: Any) -> int | None:
-    try:
-        return parse_id(value)
-    except BadUserInput:
-        return None
 
 
 @strawberry.input

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import strawberry
 
 from kernel.graphql import RequestContext, build_schema
+from kernel.ids import entity_key
 from subgraphs.payments import models
 from subgraphs.payments.dataloaders import PaymentByOrderIdLoader
 from subgraphs.payments.models import PaymentRow
@@ -54,14 +55,6 @@ class Payment:
                    provider=row.provider, failure_reason=row.failure_reason, created_at=row.created_at)
 
 
-def _order_id(value: Any) -> int | None:
-    try:
-        parsed = int(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed if 0 < parsed < 1 << 63 else None
-
-
 @strawberry.federation.type(keys=["id"])
 class Order:
     """The orders subgraph's entity; payments contributes `payment`. No description in the SDL, so the
@@ -78,7 +71,7 @@ class Order:
     @strawberry.field(description="The order's payment; null until payments has been asked to charge it.")
     async def payment(self, info: strawberry.Info) -> Optional[Payment]:
         ctx: RequestContext = info.context
-        order_id = _order_id(self.id)
+        order_id = entity_key(self.id)
         row = await ctx.loader(PaymentByOrderIdLoader).load(order_id) if order_id is not None else None
         return Payment.from_row(row) if row is not None else None
 
