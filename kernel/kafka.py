@@ -23,7 +23,8 @@ TOPICS = (
     "payment.successful", "payment.failed", "payment.refunded",
     "shipment.created", "shipment.status_updated",
     "review.created",
-    "flashsale.purchased",
+    "flashsale.scheduled", "flashsale.purchased", "flashsale.ended", "inventory.flash_sale_held",
+    "coupon.redemption_released",
 )
 DLQ_TOPIC = "nexuscart.dlq"
 DEFAULT_PARTITIONS = 3

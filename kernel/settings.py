@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # cart for a checkout snapshot and users for a saved address instead of reading their stores.
     cart_service_url: str = "http://127.0.0.1:4003"
     users_service_url: str = "http://127.0.0.1:4001"
+    catalog_service_url: str = "http://127.0.0.1:4002"
+    orders_service_url: str = "http://127.0.0.1:4005"
+    promotions_service_url: str = "http://127.0.0.1:4007"
     internal_http_timeout_seconds: float = 5.0
 
     # Cart.
@@ -66,6 +69,22 @@ class Settings(BaseSettings):
 
     # Payments.
     payment_providers: str = "simulated"  # comma-separated providers placeOrder accepts
+
+    # Flash sales (subgraphs/promotions). Tokens: issued from `early` seconds before the start until the end,
+    # valid `ttl` seconds, at most `issue_per_minute` per user per sale. Buckets: sustained rate per second and
+    # burst, per user and per client IP, on purchaseFlashSale.
+    flash_sale_token_secret: str = ""  # HMAC key of purchase tokens; empty: generated once, shared via Redis
+    flash_sale_token_ttl_seconds: int = Field(default=120, ge=5)
+    flash_sale_token_early_seconds: int = Field(default=300, ge=0)
+    flash_sale_token_issue_per_minute: int = Field(default=10, ge=1)
+    flash_sale_user_rate_per_second: float = Field(default=5.0, gt=0)
+    flash_sale_user_burst: int = Field(default=10, ge=1)
+    flash_sale_ip_rate_per_second: float = Field(default=200.0, gt=0)
+    flash_sale_ip_burst: int = Field(default=400, ge=1)
+    # The reconciler turns reservations that are older than `grace` and have no order yet into orders.
+    flash_sale_reconcile_interval_seconds: float = Field(default=1.0, gt=0)
+    flash_sale_reconcile_grace_seconds: float = Field(default=5.0, ge=0)
+    flash_sale_stock_push_interval_seconds: float = Field(default=0.25, gt=0)
 
     # Worker process (workers/runtime.py).
     worker_health_port: int = 0

@@ -83,9 +83,12 @@ class Platform:
             self.env = {**os.environ, "DATABASE_URL": self.infra.database_url, "REDIS_URL": self.infra.redis_url,
                         "KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap_servers,
                         "JWT_PRIVATE_KEY_FILE": str(private_key), "JWT_PUBLIC_KEY_FILE": str(public_key),
-                        # Orders reads carts and saved addresses through their owners' internal endpoints.
+                        # Internal endpoints: orders reads carts, addresses and coupons; promotions creates flash-sale orders.
                         "CART_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['cart']}",
                         "USERS_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['users']}",
+                        "CATALOG_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['catalog']}",
+                        "ORDERS_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['orders']}",
+                        "PROMOTIONS_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['promotions']}",
                         **cfg.extra_env}
             run_blocking(migrate_all(self.infra.database_url, migration_plan()))
             if cfg.seed:

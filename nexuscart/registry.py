@@ -35,6 +35,8 @@ SUBGRAPHS: tuple[Subgraph, ...] = (
     Subgraph("inventory", 4004),
     Subgraph("orders", 4005),
     Subgraph("payments", 4006),
+    # Flash-sale purchases are the hottest write path (thousands of attempts per second at a sale's start).
+    Subgraph("promotions", 4007, workers=2),
 )
 
 

@@ -27,7 +27,7 @@ from workers.health import HealthCheck
 log = logging.getLogger("nexuscart.worker")
 
 # Domains whose events.py runs consumers or periodic jobs, in start order.
-EVENT_DOMAINS = ("inventory", "payments", "orders", "cart")
+EVENT_DOMAINS = ("inventory", "payments", "orders", "cart", "promotions")
 
 PERIODIC_FAILURES = Counter("nexuscart_periodic_task_failures_total", "Periodic task runs that raised", ["task"])
 

@@ -49,3 +49,9 @@ class UnknownCoupon(BadUserInput):
 
 __all__ = ["AppError", "ErrorCode", "OrderErrorCode", "OrderNotFound", "NotYourOrder", "IllegalTransition",
            "IdempotencyKeyReused", "EmptyCart", "UnknownCoupon"]
+
+
+class PaymentAlreadySubmitted(Conflict):
+    def __init__(self, order_id: int) -> None:
+        super().__init__("This order is not awaiting a payment method (already submitted, paid or cancelled)",
+                         subject=order_id)

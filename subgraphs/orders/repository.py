@@ -251,3 +251,93 @@ async def lock_expired_awaiting_payment(session: AsyncSession, limit: int) -> li
              f"ORDER BY s.payment_deadline LIMIT CAST(:limit AS integer) FOR UPDATE OF o SKIP LOCKED"),
         {"limit": limit})
     return [r.id for r in rows]
+
+
+# ---- flash-sale orders ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewFlashSaleOrder:
+    id: int                      # the reservation id: promotions assigned it, so every retry names one order
+    user_id: int
+    flash_sale_id: int
+    idempotency_key: str
+    request_fingerprint: bytes
+    currency: str
+    item: OrderItemRecord
+
+
+# Like _INSERT_ORDER, one round trip; the order starts AWAITING_PAYMENT with its payment deadline running, so
+# the payment-timeout sweeper cancels it (and promotions returns the unit to the sale) if nobody pays.
+_INSERT_FLASH_SALE_ORDER = text(f"""
+WITH o AS (
+    INSERT INTO {SCHEMA}.orders (id, user_id, number, status, status_seq, cart_id, idempotency_key,
+                                 request_fingerprint, currency, subtotal, discount, total, shipping_address,
+                                 flash_sale_id)
+    SELECT CAST(:id AS bigint), CAST(:user_id AS bigint),
+           'NC-' || lpad(q.n::text, greatest(8, length(q.n::text)), '0'), 'AWAITING_PAYMENT', 1, NULL,
+           CAST(:idempotency_key AS text), CAST(:fingerprint AS bytea), CAST(:currency AS text),
+           CAST(:total AS numeric), 0, CAST(:total AS numeric), NULL, CAST(:flash_sale_id AS bigint)
+    FROM (SELECT nextval('{SCHEMA}.order_number_seq') AS n) q
+    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    RETURNING id, number, created_at, updated_at
+), i AS (
+    INSERT INTO {SCHEMA}.order_items (order_id, id, variant_id, product_id, sku, name, quantity, unit_price,
+                                      line_total)
+    SELECT o.id, CAST(:item_id AS bigint), CAST(:variant_id AS bigint), CAST(:product_id AS bigint),
+           CAST(:sku AS text), CAST(:name AS text), CAST(:quantity AS integer), CAST(:unit_price AS numeric),
+           CAST(:total AS numeric)
+    FROM o
+), h AS (
+    INSERT INTO {SCHEMA}.order_status_history (order_id, seq, from_status, to_status, reason, at)
+    SELECT o.id, 1, NULL, 'AWAITING_PAYMENT', NULL, o.created_at FROM o
+), s AS (
+    INSERT INTO {SCHEMA}.order_sagas (order_id, user_id, step, payment_provider, payment_token, payment_deadline)
+    SELECT o.id, CAST(:user_id AS bigint), 'AWAITING_PAYMENT', NULL, NULL,
+           now() + CAST(:timeout AS double precision) * interval '1 second' FROM o
+)
+SELECT id, number, created_at, updated_at FROM o
+""")
+
+
+async def insert_flash_sale_order_if_new(session: AsyncSession, new: NewFlashSaleOrder, *,
+                                         payment_timeout_seconds: float) -> OrderRecord | None:
+    """The created order, or None when it exists already (a retry, or the reconciler racing the request)."""
+    item = new.item
+    row = (await session.execute(_INSERT_FLASH_SALE_ORDER, {
+        "id": new.id, "user_id": new.user_id, "idempotency_key": new.idempotency_key,
+        "fingerprint": new.request_fingerprint, "currency": new.currency, "total": item.line_total,
+        "flash_sale_id": new.flash_sale_id, "item_id": item.id, "variant_id": item.variant_id,
+        "product_id": item.product_id, "sku": item.sku, "name": item.name, "quantity": item.quantity,
+        "unit_price": item.unit_price, "timeout": float(payment_timeout_seconds)})).first()
+    if row is None:
+        return None
+    return OrderRecord(
+        id=new.id, user_id=new.user_id, number=row.number, status=OrderStatus.AWAITING_PAYMENT, status_seq=1,
+        cancellation_reason=None, cart_id=None, idempotency_key=new.idempotency_key,
+        request_fingerprint=new.request_fingerprint, currency=new.currency, subtotal=item.line_total,
+        discount=Decimal("0.00"), total=item.line_total, shipping_address=None,  # type: ignore[arg-type]
+        created_at=row.created_at, updated_at=row.updated_at)
+
+
+# payOrder: the payment method is attached once (payment_provider IS NULL), only while payment is awaited.
+_ATTACH_PAYMENT = text(f"""
+WITH s AS (
+    UPDATE {SCHEMA}.order_sagas
+    SET payment_provider = CAST(:provider AS text), payment_token = CAST(:token AS text), updated_at = now()
+    WHERE order_id = CAST(:id AS bigint) AND user_id = CAST(:user_id AS bigint) AND step = 'AWAITING_PAYMENT'
+      AND payment_provider IS NULL
+    RETURNING order_id
+)
+UPDATE {SCHEMA}.orders o SET shipping_address = CAST(:address AS jsonb), updated_at = now()
+FROM s WHERE o.id = s.order_id AND o.user_id = CAST(:user_id AS bigint) AND o.status = 'AWAITING_PAYMENT'
+RETURNING o.id
+""")
+
+
+async def attach_payment(session: AsyncSession, order_id: int, user_id: int, *, provider: str, token: str,
+                         shipping_address: dict[str, Any]) -> bool:
+    """False when the order is not awaiting payment or already has a payment method."""
+    row = (await session.execute(_ATTACH_PAYMENT, {
+        "id": order_id, "user_id": user_id, "provider": provider, "token": token,
+        "address": orjson.dumps(shipping_address).decode()})).first()
+    return row is not None

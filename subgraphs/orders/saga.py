@@ -69,9 +69,21 @@ def payment_timeout_sweeper(resources: WorkerResources) -> Callable[[], Awaitabl
     return sweep
 
 
+def flash_sale_order_handler(resources: WorkerResources) -> Callable[[AsyncSession, EventEnvelope], Awaitable[None]]:
+    """flashsale.purchased: the promotions reconciler hands over a reservation whose order the purchase
+    request did not create (a crash or a timeout in between); creating it twice is impossible (same key)."""
+    async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+        reservation = service.FlashSaleReservationIn.from_payload(envelope.payload)  # malformed -> retried, DLQ
+        await service.create_flash_sale_order(session, resources.settings, reservation)
+
+    return handle
+
+
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     return [ConsumerSpec(name="orders-saga", schema="orders", topics=events.SAGA_TOPICS,
-                         handler=saga_handler(resources))]
+                         handler=saga_handler(resources)),
+            ConsumerSpec(name="orders-flash-sales", schema="orders", topics=(events.FLASH_SALE_PURCHASED,),
+                         handler=flash_sale_order_handler(resources))]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

@@ -115,7 +115,8 @@ class Order:
     subtotal: Money
     discount: Money
     total: Money
-    shipping_address: OrderAddress
+    shipping_address: Optional[OrderAddress] = strawberry.field(
+        description="Null only for a flash-sale order not yet paid (payOrder supplies it)")
     cancellation_reason: Optional[CancellationReasonEnum]  # type: ignore[valid-type]
     created_at: datetime
     updated_at: datetime
@@ -127,7 +128,8 @@ class Order:
         return cls(id=strawberry.ID(str(order.id)), number=order.number, status=order.status,
                    subtotal=Money.of(order.subtotal, order.currency), discount=Money.of(order.discount, order.currency),
                    total=Money.of(order.total, order.currency),
-                   shipping_address=OrderAddress.from_dict(order.shipping_address),
+                   shipping_address=OrderAddress.from_dict(order.shipping_address)
+                   if order.shipping_address is not None else None,
                    cancellation_reason=CancellationReason(order.cancellation_reason) if order.cancellation_reason
                    else None, created_at=order.created_at, updated_at=order.updated_at,
                    user=User(id=strawberry.ID(str(order.user_id))), _record=order)
@@ -249,6 +251,27 @@ class PlaceOrderInput:
             coupon_code=self.coupon_code)
 
 
+@strawberry.input(description="Pay an order created without a payment method (a flash-sale purchase).")
+class PayOrderInput:
+    order_id: strawberry.ID
+    payment_method: PaymentMethodInput
+    shipping_address_id: Optional[strawberry.ID] = strawberry.field(
+        default=None, description="A saved address; exactly one of shippingAddressId and shippingAddress")
+    shipping_address: Optional[ShippingAddressInput] = None
+
+    def to_service(self) -> service.PayOrderIn:
+        address = self.shipping_address
+        return service.PayOrderIn(
+            order_id=parse_id(self.order_id, field="orderId"),
+            payment_method=service.PaymentMethodIn(provider=self.payment_method.provider,
+                                                   token=self.payment_method.token),
+            shipping_address_id=parse_id(self.shipping_address_id, field="shippingAddressId")
+            if self.shipping_address_id is not None else None,
+            shipping_address=service.AddressIn(line1=address.line1, line2=address.line2, city=address.city,
+                                               region=address.region, postal_code=address.postal_code,
+                                               country=address.country) if address is not None else None)
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The owner or an admin (else FORBIDDEN); null for an unknown id.")
@@ -274,6 +297,16 @@ class Mutation:
         if placed.history is not None:
             ctx.loader(HistoryByOrderIdLoader).prime(placed.order.id, placed.history)
         return Order.from_record(placed.order)
+
+    @strawberry.mutation(description="The buyer pays an AWAITING_PAYMENT order that has no payment method yet (a "
+                                      "flash-sale order): the saga then charges it as for placeOrder. CONFLICT "
+                                      "once a payment was submitted or the order left AWAITING_PAYMENT.")
+    async def pay_order(self, info: strawberry.Info, input: PayOrderInput) -> Order:
+        ctx: RequestContext = info.context
+        order = await service.pay_order(await ctx.session(), http=ctx.resources.extras[clients.INTERNAL_HTTP],
+                                        settings=ctx.settings, caller=ctx.require_user(),
+                                        authorization=ctx.authorization, pay_in=input.to_service())
+        return Order.from_record(order)
 
     @strawberry.mutation(description="The owner or an admin, before the order ships; CONFLICT afterwards.")
     async def cancel_order(self, info: strawberry.Info, id: strawberry.ID) -> Order:

@@ -25,7 +25,7 @@ from kernel.outbox import add_event
 from kernel.settings import Settings
 from subgraphs.orders import clients, events, repository
 from subgraphs.orders.errors import (EmptyCart, IdempotencyKeyReused, IllegalTransition, NotYourOrder, OrderNotFound,
-                                     UnknownCoupon)
+                                     PaymentAlreadySubmitted, UnknownCoupon)
 from subgraphs.orders.models import (SCHEMA, CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord,
                                      OrderStatus)
 
@@ -398,3 +398,108 @@ def is_final_for_watchers(history: list[HistoryRecord]) -> bool:
     if last.to_status is not S.CANCELLED or any(h.to_status is S.PAID for h in history):
         return False
     return last.from_status is S.PENDING or last.reason in ("OUT_OF_STOCK", "PAYMENT_DECLINED")
+
+
+# ---- flash-sale orders ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FlashSaleReservationIn:
+    """A unit reservation made by promotions' purchase script (`flashsale.purchased` payload)."""
+    reservation_id: int
+    sale_id: int
+    user_id: int
+    variant_id: int
+    product_id: int
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    currency: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "FlashSaleReservationIn":
+        """Raises ValueError/KeyError on a malformed payload (a producer bug: retried, then parked)."""
+        reservation = cls(reservation_id=int(payload["reservation_id"]), sale_id=int(payload["sale_id"]),
+                          user_id=int(payload["user_id"]), variant_id=int(payload["variant_id"]),
+                          product_id=int(payload["product_id"]), sku=str(payload["sku"]), name=str(payload["name"]),
+                          quantity=int(payload["quantity"]),
+                          unit_price=Decimal(str(payload["unit_price"])).quantize(_CENT),
+                          currency=str(payload["currency"]))
+        if (reservation.quantity <= 0 or reservation.unit_price < 0 or not _CURRENCY.match(reservation.currency)
+                or min(reservation.reservation_id, reservation.sale_id, reservation.user_id) <= 0):
+            raise ValueError("flash-sale reservation out of range")
+        return reservation
+
+    def fingerprint(self) -> bytes:
+        canonical = dataclasses.asdict(self) | {"unit_price": str(self.unit_price)}
+        return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def flash_sale_idempotency_key(reservation_id: int) -> str:
+    return f"flash-sale:{reservation_id}"
+
+
+async def create_flash_sale_order(session: AsyncSession, settings: Settings,
+                                  reservation: FlashSaleReservationIn) -> tuple[OrderRecord, bool]:
+    """The order of a flash-sale reservation: created AWAITING_PAYMENT at the sale price, or the one already
+    created for it (the purchase request and the reconciler may both ask). Returns (order, created)."""
+    key = flash_sale_idempotency_key(reservation.reservation_id)
+    existing = await repository.get_order_by_key(session, reservation.user_id, key)
+    if existing is not None:
+        return existing, False
+    line_total = (reservation.unit_price * reservation.quantity).quantize(_CENT)
+    item = OrderItemRecord(order_id=reservation.reservation_id, id=next_id(), variant_id=reservation.variant_id,
+                           product_id=reservation.product_id, sku=reservation.sku, name=reservation.name,
+                           quantity=reservation.quantity, unit_price=reservation.unit_price, line_total=line_total)
+    order = await repository.insert_flash_sale_order_if_new(session, repository.NewFlashSaleOrder(
+        id=reservation.reservation_id, user_id=reservation.user_id, flash_sale_id=reservation.sale_id,
+        idempotency_key=key, request_fingerprint=reservation.fingerprint(), currency=reservation.currency,
+        item=item), payment_timeout_seconds=settings.order_payment_timeout_seconds)
+    if order is None:
+        winner = await repository.get_order_by_key(session, reservation.user_id, key)
+        if winner is None:
+            raise Conflict("A concurrent request is creating this order; retry")
+        return winner, False
+    payload = events.order_placed(order, [item]) | {"flash_sale_id": str(reservation.sale_id),
+                                                    "reservation_id": str(reservation.reservation_id),
+                                                    "status": S.AWAITING_PAYMENT.value}
+    await add_event(session, SCHEMA, events.ORDER_PLACED, key=order.id, payload=payload)
+    return order, True
+
+
+@dataclasses.dataclass(frozen=True)
+class PayOrderIn:
+    order_id: int
+    payment_method: PaymentMethodIn
+    shipping_address_id: int | None = None
+    shipping_address: AddressIn | None = None
+
+
+async def pay_order(session: AsyncSession, *, http: clients.PeerClient, settings: Settings,
+                    caller: Principal, authorization: str | None, pay_in: PayOrderIn) -> OrderRecord:
+    """Attach the payment method and shipping address to an order created without them (a flash-sale order),
+    then let the saga charge it: emits order.confirmed, which payments acts on, exactly as for placeOrder."""
+    checked = validate_place_order(PlaceOrderIn(
+        idempotency_key="pay-order", payment_method=pay_in.payment_method,
+        shipping_address_id=pay_in.shipping_address_id, shipping_address=pay_in.shipping_address), settings)
+    order = await get_order_or_raise(session, pay_in.order_id)
+    if order.user_id != caller.user_id:
+        raise NotYourOrder()  # paying is the buyer's act; an admin can cancel, not pay
+    if order.status is not S.AWAITING_PAYMENT:
+        raise IllegalTransition(order.id, order.status.value, S.PAID.value)
+    if checked.shipping_address_id is not None:
+        body = await clients.fetch_address(http, settings.users_service_url, address_id=checked.shipping_address_id,
+                                           authorization=authorization)
+        shipping = _address_from_users(body, caller.user_id)
+    else:
+        shipping = checked.shipping_address.as_dict()  # type: ignore[union-attr]
+    attached = await repository.attach_payment(
+        session, order.id, caller.user_id, provider=checked.payment_method.provider,
+        token=checked.payment_method.token, shipping_address=shipping)
+    if not attached:
+        raise PaymentAlreadySubmitted(order.id)
+    await add_event(session, SCHEMA, events.ORDER_CONFIRMED, key=order.id, payload=events.transition_payload(
+        S.AWAITING_PAYMENT, order_id=order.id, user_id=order.user_id, from_status=S.AWAITING_PAYMENT, reason=None,
+        total=order.total, currency=order.currency, payment_provider=checked.payment_method.provider,
+        payment_token=checked.payment_method.token, items=[]))
+    return dataclasses.replace(order, shipping_address=shipping)

@@ -1,0 +1,19 @@
+"""ASGI app of the promotions subgraph, plus its internal endpoints (coupons.INTERNAL_ROUTES: what the cart
+and orders ask of coupons). Flash-sale purchases create their order through orders' internal endpoint, and
+the catalog is asked for a variant's name and price when a sale is created, through one pooled client."""
+from __future__ import annotations
+
+from typing import Any
+
+from kernel.app import create_app
+from kernel.peers import INTERNAL_HTTP, PeerClient, build_internal_client
+from kernel.settings import Settings, get_settings
+from subgraphs.promotions import coupons
+from subgraphs.promotions.schema import schema
+
+
+def build_app(settings: Settings | None = None, *, internal_http: PeerClient | None = None) -> Any:
+    settings = settings or get_settings()
+    http = internal_http or build_internal_client(settings.internal_http_timeout_seconds)
+    return create_app("promotions", schema, settings=settings, extras={INTERNAL_HTTP: http},
+                      routes=list(coupons.INTERNAL_ROUTES))
