@@ -29,7 +29,8 @@ def order_placed(order_id: int, *lines: tuple[int, int]) -> dict[str, Any]:
 def test_one_consumer_group_subscribes_to_the_contract_topics(sessions) -> None:
     [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
     assert (spec.name, spec.schema) == ("inventory", "inventory")
-    assert spec.topics == ("product.created", "product.updated", "order.placed", "order.paid", "order.cancelled")
+    assert spec.topics == ("product.created", "product.updated", "order.placed", "order.paid", "order.cancelled",
+                           "flashsale.scheduled", "flashsale.ended")
 
 
 async def test_product_created_registers_variants_with_a_zero_row_per_warehouse(deliver, stock: Stock) -> None:
