@@ -169,7 +169,11 @@ def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
                                                  "SAGA_SWEEP_INTERVAL_SECONDS": "0.5",
                                                  # Every test shares one client IP; the limit has its own
                                                  # router in test_router_limits.py.
-                                                 "ROUTER_RATE_LIMIT_PER_MINUTE": "0"})
+                                                 "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
+                                                 "FLASH_SALE_IP_RATE_PER_SECOND": "100000",
+                                                 "FLASH_SALE_IP_BURST": "100000",
+                                                 "FLASH_SALE_RECONCILE_INTERVAL_SECONDS": "0.5",
+                                                 "FLASH_SALE_RECONCILE_GRACE_SECONDS": "2"})
     running = Platform(config).start()
     yield running
     running.stop()

@@ -1,22 +1,29 @@
 """Events of the inventory domain (payloads: docs/commerce-spine.md; ids are strings).
 
 Emitted via the outbox, in service.py, in the same transaction as the change:
-  inventory.reserved       key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
-  inventory.out_of_stock   key order_id    {order_id, variant_ids: [...]}            (nothing was reserved)
-  inventory.committed      key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
-  inventory.released       key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
-                                           (items: released reservations and restocked committed ones)
-  inventory.stock_changed  key variant_id  {variant_id, on_hand, reserved, available, in_stock}  (totals)
-  inventory.low_stock      key variant_id  {variant_id, available, threshold}   (once per downward crossing)
+  inventory.reserved         key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
+  inventory.out_of_stock     key order_id    {order_id, variant_ids: [...]}            (nothing was reserved)
+  inventory.committed        key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
+  inventory.released         key order_id    {order_id, items: [{variant_id, warehouse_id, quantity}]}
+                                             (items: released reservations and restocked committed ones)
+  inventory.flash_sale_held  key sale_id     {sale_id, variant_id, quantity, held}    (held: all units or none)
+  inventory.stock_changed    key variant_id  {variant_id, on_hand, reserved, available, in_stock}  (totals)
+  inventory.low_stock        key variant_id  {variant_id, available, threshold}   (once per downward crossing)
 
 Consumed by the `inventory` consumer group (inbox in schema `inventory`), see `consumer_specs`:
   product.created / product.updated  -> register the variants, zero stock rows in every warehouse
   order.placed                       -> reserve all lines or none -> inventory.reserved | inventory.out_of_stock
+                                        (an order of a flash sale, `flash_sale_id` set, is skipped: the sale's
+                                        hold already covers it, and its order.paid / order.cancelled find no
+                                        reservation and change nothing)
   order.paid                         -> commit the reservation -> inventory.committed
   order.cancelled                    -> release (or restock a committed reservation) -> inventory.released
+  flashsale.scheduled                -> hold the sale's units, all or none -> inventory.flash_sale_held
+  flashsale.ended                    -> sold units leave stock, the rest are released -> inventory.stock_changed
 
 Exact redeliveries stop at the consumer's inbox; anything else that repeats (a re-sent event with a new id,
-an order.placed after its order.cancelled) is absorbed by the reservation statuses in service.py.
+an order.placed after its order.cancelled, a second flashsale.ended) is absorbed by the reservation statuses
+in service.py.
 """
 from __future__ import annotations
 
@@ -35,8 +42,9 @@ from subgraphs.inventory.models import SCHEMA
 log = logging.getLogger("nexuscart.inventory.events")
 
 EMITTED = ("inventory.reserved", "inventory.out_of_stock", "inventory.committed", "inventory.released",
-           "inventory.stock_changed", "inventory.low_stock")
-CONSUMED = ("product.created", "product.updated", "order.placed", "order.paid", "order.cancelled")
+           "inventory.flash_sale_held", "inventory.stock_changed", "inventory.low_stock")
+CONSUMED = ("product.created", "product.updated", "order.placed", "order.paid", "order.cancelled",
+            "flashsale.scheduled", "flashsale.ended")
 CONSUMER_GROUP = "inventory"
 
 
@@ -60,6 +68,13 @@ async def on_product_changed(session: AsyncSession, payload: dict[str, Any]) -> 
 
 async def on_order_placed(session: AsyncSession, payload: dict[str, Any]) -> bool:
     order_id = _id(payload["order_id"], "order_id")
+    if payload.get("flash_sale_id") is not None:
+        # The sale's hold already set these units aside; reserving again would count them twice. Nothing is
+        # recorded, so the order's paid / cancelled events find no reservation either.
+        sale_id = _id(payload["flash_sale_id"], "flash_sale_id")
+        log.info("order.placed of a flash sale: covered by the sale's hold",
+                 extra={"order_id": order_id, "sale_id": sale_id})
+        return False
     items = [(_id(i["variant_id"], "variant_id"), i["quantity"]) for i in payload["items"]]
     result = await service.reserve_for_order(session, order_id, items)
     return result.reserved and not result.duplicate
@@ -77,12 +92,25 @@ async def on_order_cancelled(session: AsyncSession, payload: dict[str, Any]) -> 
     return bool(await service.release_order(session, _id(payload["order_id"], "order_id")))
 
 
+async def on_flash_sale_scheduled(session: AsyncSession, payload: dict[str, Any]) -> bool:
+    hold = await service.hold_for_flash_sale(session, _id(payload["sale_id"], "sale_id"),
+                                             _id(payload["variant_id"], "variant_id"), payload["quantity"])
+    return hold.held and not hold.duplicate
+
+
+async def on_flash_sale_ended(session: AsyncSession, payload: dict[str, Any]) -> bool:
+    settlement = await service.settle_flash_sale(session, _id(payload["sale_id"], "sale_id"), payload["sold"])
+    return settlement.changed
+
+
 HANDLERS: dict[str, Callable[[AsyncSession, dict[str, Any]], Awaitable[bool]]] = {
     "product.created": on_product_changed,
     "product.updated": on_product_changed,
     "order.placed": on_order_placed,
     "order.paid": on_order_paid,
     "order.cancelled": on_order_cancelled,
+    "flashsale.scheduled": on_flash_sale_scheduled,
+    "flashsale.ended": on_flash_sale_ended,
 }
 
 

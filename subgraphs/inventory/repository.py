@@ -288,6 +288,18 @@ async def set_reservation_status(session: AsyncSession, order_id: int, line: Res
     return result.rowcount == 1
 
 
+async def close_reservation(session: AsyncSession, order_id: int, line: ReservationLine, status: str,
+                            quantity: int) -> bool:
+    """Move a line on from `line.status` to `status`, keeping `quantity` of it (a flash sale's hold that
+    shipped only part of its units records what shipped; the rest went back to stock)."""
+    result = await session.execute(text("""
+        UPDATE inventory.reservations SET status = :new, quantity = :q, updated_at = now()
+        WHERE order_id = :o AND variant_id = :v AND warehouse_id = :w AND status = :old"""),
+        {"o": order_id, "v": line.variant_id, "w": line.warehouse_id, "old": line.status, "new": status,
+         "q": quantity})
+    return result.rowcount == 1
+
+
 async def reservations_of(session: AsyncSession, order_id: int) -> list[ReservationLine]:
     result = await session.execute(text("""
         SELECT variant_id, warehouse_id, quantity, status FROM inventory.reservations

@@ -1,4 +1,4 @@
-"""Business rules of inventory: reservations for the order saga, manual adjustments, demo stock.
+"""Business rules of inventory: reservations for the order saga, flash-sale holds, manual adjustments, demo stock.
 
 No GraphQL and no commits here: the edge (GraphQL request, event consumer, seed) owns the transaction,
 and every event below goes to the outbox in that same transaction.
@@ -238,6 +238,119 @@ async def release_order(session: AsyncSession, order_id: int) -> list[Reservatio
     await add_event(session, SCHEMA, "inventory.released", key=order_id, payload=_items_payload(order_id, changed))
     await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in changed))
     return changed
+
+
+# ---- flash sales ------------------------------------------------------------------------------------------
+# A flash sale (promotions) sets units of one variant aside before it starts and settles them when it ends.
+# The hold is a reservation like an order's, keyed by the sale id in the same tables (Snowflake ids never
+# collide across domains), so the stock rows, locks and CHECKs that keep orders from overselling also keep
+# sales and orders from overselling each other. The sale's own orders reserve nothing (the hold covers
+# them), and the hold is never announced as inventory.reserved / out_of_stock: the order saga reads those
+# keyed by order id.
+
+class InvalidFlashSaleEvent(ValueError):
+    """A flash-sale event that cannot be applied as written (a producer bug): the consumer retries, then
+    parks it on the DLQ rather than guessing."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlashSaleHold:
+    sale_id: int
+    variant_id: int
+    quantity: int
+    held: bool
+    lines: list[ReservationLine]         # what is held for the sale (empty unless held)
+    duplicate: bool = False              # the sale had been decided before; nothing changed now
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlashSaleSettlement:
+    sale_id: int
+    shipped: list[ReservationLine]       # lines that left stock now (COMMITTED, quantity = units shipped)
+    released: list[ReservationLine]      # units returned to general availability now (line quantities)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.shipped or self.released)
+
+
+async def hold_for_flash_sale(session: AsyncSession, sale_id: int, variant_id: int, quantity: int) -> FlashSaleHold:
+    """Set `quantity` units of a variant aside for a flash sale: all of them or none, split over warehouses
+    like an order. Emits `inventory.flash_sale_held` (held false when not enough is available or the variant
+    is unknown) and, when units were held, the stock events. The first decision about a sale is final: a
+    repeated call (or one after the sale was settled) returns it with `duplicate=True` and changes and emits
+    nothing."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+        raise InvalidFlashSaleEvent(f"flash sale {sale_id}: quantity {quantity!r} is not a positive integer")
+    if not await repository.claim_order(session, sale_id, RESERVED):
+        lines = await repository.reservations_of(session, sale_id)
+        held = await repository.order_outcome(session, sale_id) == RESERVED
+        return FlashSaleHold(sale_id=sale_id, variant_id=variant_id, quantity=quantity, held=held, lines=lines,
+                             duplicate=True)
+
+    locked = await repository.lock_stock(session, [variant_id])
+    lines, short = _allocate({variant_id: quantity}, locked)  # an unknown variant has no rows: short
+    held = not short
+    if held:
+        for _, warehouse_id, units in lines:
+            if not await repository.reserve_units(session, variant_id, warehouse_id, units):
+                raise RuntimeError(f"stock of variant {variant_id} in warehouse {warehouse_id} changed under lock")
+        await repository.insert_reservations(session, sale_id, lines)
+    else:
+        await repository.set_order_outcome(session, sale_id, OUT_OF_STOCK)
+    await add_event(session, SCHEMA, "inventory.flash_sale_held", key=sale_id, payload={
+        "sale_id": str(sale_id), "variant_id": str(variant_id), "quantity": quantity, "held": held})
+    if held:
+        await _emit_stock_changes(session, _totals_of(locked), [variant_id])
+    return FlashSaleHold(sale_id=sale_id, variant_id=variant_id, quantity=quantity, held=held,
+                         lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in lines] if held else [])
+
+
+async def settle_flash_sale(session: AsyncSession, sale_id: int, sold: int) -> FlashSaleSettlement:
+    """The sale ended having sold `sold` units: that many of its held units leave stock (on_hand and reserved
+    both drop), the rest go back to general availability (reserved drops). Held lines end COMMITTED (their
+    quantity cut to what shipped from them) or RELEASED; units ship from the largest holds first, so a sale
+    ships from as few warehouses as it can. Emits `inventory.stock_changed`.
+
+    Only RESERVED lines are settled, so a repeated call changes nothing, and a sale that was never held
+    settles as a no-op. A sale inventory has not heard of yet (flashsale.ended overtook flashsale.scheduled)
+    is recorded as CANCELLED when nothing was sold, so a late hold cannot lock its units forever; `sold`
+    above the units held (or negative) is a producer bug, raised for the consumer to retry and park."""
+    if isinstance(sold, bool) or not isinstance(sold, int) or sold < 0:
+        raise InvalidFlashSaleEvent(f"flash sale {sale_id}: sold {sold!r} is not a non-negative integer")
+    if await repository.claim_order(session, sale_id, CANCELLED):
+        if sold:  # rolled back with the claim: retried, the hold may have arrived by then
+            raise InvalidFlashSaleEvent(f"flash sale {sale_id} sold {sold} units but inventory holds none for it")
+        return FlashSaleSettlement(sale_id=sale_id, shipped=[], released=[])
+    open_lines = await repository.lock_reservations(session, sale_id, [RESERVED])
+    if not open_lines:
+        return FlashSaleSettlement(sale_id=sale_id, shipped=[], released=[])
+    held = sum(l.quantity for l in open_lines)
+    if sold > held:
+        raise InvalidFlashSaleEvent(f"flash sale {sale_id} sold {sold} units but held only {held}")
+
+    locked = await repository.lock_stock(session, (l.variant_id for l in open_lines))
+    to_ship = sold
+    shipped: list[ReservationLine] = []
+    released: list[ReservationLine] = []
+    for line in sorted(open_lines, key=lambda l: (-l.quantity, l.variant_id, l.warehouse_id)):
+        ship = min(to_ship, line.quantity)
+        back = line.quantity - ship
+        to_ship -= ship
+        if ship and not await repository.ship_units(session, line.variant_id, line.warehouse_id, ship):
+            raise RuntimeError(f"hold of flash sale {sale_id} exceeds the reserved stock of "
+                               f"variant {line.variant_id} in warehouse {line.warehouse_id}")
+        if back and not await repository.unreserve_units(session, line.variant_id, line.warehouse_id, back):
+            raise RuntimeError(f"cannot return {back} of variant {line.variant_id} to warehouse "
+                               f"{line.warehouse_id} for flash sale {sale_id}")
+        status, quantity = (COMMITTED, ship) if ship else (RELEASED, line.quantity)
+        await repository.close_reservation(session, sale_id, line, status, quantity)
+        if ship:
+            shipped.append(dataclasses.replace(line, quantity=ship, status=COMMITTED))
+        if back:
+            released.append(dataclasses.replace(line, quantity=back, status=RELEASED))
+    await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in open_lines))
+    return FlashSaleSettlement(sale_id=sale_id, shipped=shipped, released=released)
 
 
 # ---- catalog projection -----------------------------------------------------------------------------------
