@@ -10,13 +10,15 @@ Scenarios: anonymous browse through the router (its short-TTL response cache ans
 the inventory check (`variant(id) { stock { available inStock } }` over ~170 demo variants) anonymous and
 signed in;
 checkout (placeOrder through the router, on carts prepared beforehand) and, from the orders' own
-history, placeOrder -> PAID through the whole Kafka saga under that load. BENCH_ONLY=browse|stock|checkout
-runs one group.
+history, placeOrder -> PAID through the whole Kafka saga under that load; the flash sale
+(tests/load/flash_sale_bench.py: purchaseFlashSale at 64 and 256 clients, oversell count, the bare Lua script).
+BENCH_ONLY=browse|stock|checkout|flash runs one group.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import os
 import random
@@ -229,12 +231,16 @@ async def saga_latency(database_url: str, order_ids: list[int], started: float, 
 
 def _token(data_dir: Path, user_id: int, role: str) -> str:
     """An access token signed with the booted platform's key."""
+    return _issuer(data_dir).issue(user_id, [role])
+
+
+@functools.lru_cache(maxsize=4)
+def _issuer(data_dir: Path):  # noqa: ANN202
     from kernel.auth import TokenIssuer
     from kernel.settings import Settings
     keys = data_dir / "keys"
-    issuer = TokenIssuer.from_settings(Settings(jwt_private_key_file=keys / "jwt-private.pem",
-                                                access_token_ttl_seconds=3600))
-    return issuer.issue(user_id, [role])
+    return TokenIssuer.from_settings(Settings(jwt_private_key_file=keys / "jwt-private.pem",
+                                              access_token_ttl_seconds=3600))
 
 
 def main() -> int:
@@ -248,8 +254,10 @@ def main() -> int:
         data_dir = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
         print(f"booting the platform with demo data in {data_dir} ...", flush=True)
         # One load generator is one client IP: the per-IP router limit would measure itself, not the platform.
+        from tests.load.flash_sale_bench import BENCH_ENV
         platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True,
-                                                     extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0"})).start()
+                                                     extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0",
+                                                                **BENCH_ENV})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
         token = _token(data_dir, 1, "CUSTOMER")
     only = os.environ.get("BENCH_ONLY", "")
@@ -267,6 +275,11 @@ def main() -> int:
             results += await stock_scenarios(router_url, concurrency, duration, token)
         if only in ("", "checkout") and token and admin:
             results += await checkout_scenarios(router_url, concurrency, duration, token, admin, database_url)
+        if only in ("", "flash") and platform is not None:
+            from tests.load.flash_sale_bench import flash_sale_scenarios
+            results += await flash_sale_scenarios(
+                router_url, platform.subgraph_url("promotions"), platform.infra.redis_url, database_url, admin,
+                lambda user_id: _token(platform.config.data_dir, user_id, "CUSTOMER"), duration)
         return results
 
     try:
