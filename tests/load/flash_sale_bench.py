@@ -1,9 +1,9 @@
 """The flash-sale part of `make bench` (BENCH_ONLY=flash runs only this).
 
-For each concurrency level (64 and 256 clients): a fresh sale of 2,000 units, at most 2 per buyer, opened for
+For each concurrency level (64 and 256 clients): a fresh sale of 500 units, at most 2 per buyer, opened for
 real (inventory holds the stock over Kafka); one-time purchase tokens issued beforehand for 4,096 buyers through
 the API (straight to the promotions subgraph, untimed); then purchaseFlashSale through the router, each
-request a different buyer's token. The first 2,000 units succeed (each creating its order in orders), the rest
+request a different buyer's token. The first 500 units succeed (each creating its order in orders), the rest
 answer SOLD_OUT, as in a real flash sale. After the run, the sold units are counted in orders' own table:
 oversell = units in orders beyond the sale's stock, which must be 0.
 Also: the same purchase straight to the promotions subgraph (router overhead), and the bare Lua script's
@@ -24,7 +24,7 @@ import httpx
 from kernel.db import asyncpg_dsn
 from tests.load.httpload import LoadResult, graphql_body, run_load
 
-SALE_STOCK = 2_000
+SALE_STOCK = 500
 PER_USER_LIMIT = 2
 BUYERS = 4_096
 ADJUST = """mutation($v: ID!, $w: ID!, $d: Int!) { adjustStock(variantId: $v, warehouseId: $w, delta: $d,
