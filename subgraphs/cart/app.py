@@ -2,7 +2,8 @@
 
 GET /internal/checkout?cart_id=<id or empty>  (Authorization: Bearer <the caller's token>)
   200 {cart_id, user_id, items: [{item_id, variant_id, product_id, sku, name, quantity, unit_price, currency}],
-       subtotal, currency}            ids and money are strings, quantity an integer; user_id null for a guest cart
+       subtotal, currency, coupon_code}  ids and money are strings, quantity an integer; user_id null for a guest
+                                         cart; coupon_code the applied coupon's code or null
   401 / 403 / 404 / 409 {code, message}  same access rules as the GraphQL API; 409 CONFLICT when a line's
                                          variant is no longer sold (or the lines mix currencies)
 It is on the placeOrder hot path: one token check in-process, one Lua script call, no Postgres.
@@ -19,8 +20,9 @@ from starlette.routing import Route
 from kernel.app import create_app
 from kernel.errors import AppError, ErrorCode
 from kernel.graphql import RequestContext, ServiceResources
-from kernel.settings import Settings
+from kernel.settings import Settings, get_settings
 from subgraphs.cart import service
+from subgraphs.cart.clients import INTERNAL_HTTP, PeerClient, build_internal_client
 from subgraphs.cart.schema import schema
 
 _STATUS = {ErrorCode.BAD_USER_INPUT: 400, ErrorCode.UNAUTHENTICATED: 401, ErrorCode.FORBIDDEN: 403,
@@ -44,6 +46,9 @@ async def checkout(request: Request) -> Response:
     return _json(service.checkout_payload(cart))
 
 
-def build_app(settings: Settings | None = None) -> Any:
-    return create_app("cart", schema, settings=settings,
+def build_app(settings: Settings | None = None, *, internal_http: PeerClient | None = None) -> Any:
+    """applyCoupon asks promotions (`settings.promotions_service_url`) through one pooled PeerClient."""
+    settings = settings or get_settings()
+    http = internal_http or build_internal_client(settings.internal_http_timeout_seconds)
+    return create_app("cart", schema, settings=settings, extras={INTERNAL_HTTP: http},
                       routes=[Route("/internal/checkout", checkout, methods=["GET"])])

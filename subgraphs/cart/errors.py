@@ -65,6 +65,11 @@ class CartNotPurchasable(Conflict):
         super().__init__(message, subject=variant_ids)
 
 
+class InvalidCouponCode(BadUserInput):
+    def __init__(self) -> None:
+        super().__init__("'code' must be 3..32 characters: letters, digits, '-' or '_'", field="code")
+
+
 __all__ = ["AppError", "ErrorCode", "OutOfStock", "InvalidQuantity", "QuantityLimit", "CartFull", "CartIdRequired",
            "CartNotFound", "CartItemNotFound", "VariantNotFound", "CartOwnedByAnotherUser", "CartRequiresLogin",
-           "CartNotPurchasable"]
+           "CartNotPurchasable", "InvalidCouponCode"]

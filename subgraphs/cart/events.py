@@ -9,7 +9,8 @@ domains' facts in Redis (repository.py lists the keys):
                                           variants missing from an update are marked gone
     product.deleted                    -> the product's variants are marked gone, for good
     inventory.stock_changed            -> available units per variant
-    order.placed                       -> the ordered quantities leave the cart it was placed from
+    order.placed                       -> the ordered quantities leave the cart it was placed from, and so
+                                          does the coupon the order redeemed (`coupon_code`)
 
 The inbox row commits in Postgres, separately from these Redis writes: if that commit fails after Redis was
 written, the event is delivered again. Every handler is therefore idempotent by itself: projections store
@@ -69,7 +70,8 @@ async def take_ordered_items(redis: Redis, payload: dict[str, Any], *, ttl_secon
         return False
     items = [(int(i["variant_id"]), int(i["quantity"])) for i in payload.get("items", [])]
     return await repository.take_ordered(redis, cart_id=str(cart_id), order_id=str(payload["order_id"]),
-                                         items=items, now_ms=int(time.time() * 1000), ttl=ttl_seconds)
+                                         items=items, now_ms=int(time.time() * 1000), ttl=ttl_seconds,
+                                         coupon_code=payload.get("coupon_code"))
 
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 DEFAULT_CURRENCY = "USD"  # an empty cart still answers `subtotal`; one store currency is the norm
@@ -50,11 +50,41 @@ class CartLine:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AppliedCoupon:
+    """The terms of the coupon applied to a cart, as promotions quoted them at applyCoupon (coupons are never
+    edited, so the terms stay true). The cart prices its own discount from them for display; placeOrder's
+    redemption in promotions is what counts, and may still refuse (e.g. the coupon was used up meanwhile)."""
+    code: str
+    kind: str  # PERCENT | FIXED
+    value: Decimal
+    currency: str
+    min_subtotal: Decimal
+    starts_at: datetime
+    ends_at: datetime | None
+
+    def applies(self, subtotal: Decimal, currency: str, now: datetime) -> bool:
+        return (currency == self.currency and subtotal >= self.min_subtotal and self.starts_at <= now
+                and (self.ends_at is None or now < self.ends_at))
+
+    def discount(self, subtotal: Decimal, currency: str, now: datetime) -> Decimal:
+        """The same rule as promotions' coupons.discount_for: PERCENT rounded half-up to cents, FIXED capped at
+        the subtotal; 0 while the cart does not qualify."""
+        if not self.applies(subtotal, currency, now):
+            return Decimal("0.00")
+        if self.kind == "PERCENT":
+            amount = (subtotal * self.value / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+        else:
+            amount = self.value
+        return min(amount, subtotal).quantize(CENT)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CartView:
     id: str
     user_id: int | None  # None: a guest cart
     updated_at: datetime
     lines: tuple[CartLine, ...]
+    coupon: AppliedCoupon | None = None
 
     @property
     def currency(self) -> str:
@@ -68,6 +98,11 @@ class CartView:
         """Sum of the lines still sold, in the cart's currency (a deleted variant cannot be bought)."""
         currency = self.currency
         return sum((l.line_total for l in self.lines if l.purchasable and l.currency == currency), Decimal(0))
+
+    def discount(self, now: datetime | None = None) -> Decimal:
+        if self.coupon is None:
+            return Decimal("0.00")
+        return self.coupon.discount(self.subtotal, self.currency, now or datetime.now(timezone.utc))
 
     @property
     def item_count(self) -> int:

@@ -1,7 +1,8 @@
 """Redis storage of the cart domain: carts and the catalog/stock projections, one Lua script per operation.
 
 Keys (every id is a decimal string; cart ids are `secrets.token_urlsafe` strings)
-  cart:{cart_id}               hash  user ('' for a guest cart), created, updated (epoch ms), seq (line counter)
+  cart:{cart_id}               hash  user ('' for a guest cart), created, updated (epoch ms), seq (line counter),
+                                     coupon_code and coupon (the applied coupon's terms as JSON), when one is applied
   cart:{cart_id}:items         hash  variant_id -> "position:quantity" (one line per variant)
   cart:{cart_id}:orders        set   order ids already taken out of this cart (order.placed is applied once)
   cart:user:{user_id}          string -> the user's cart id
@@ -26,13 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from kernel.redis import lua_script
-from subgraphs.cart.models import CartLine, CartView, datetime_from_ms
+from subgraphs.cart.models import AppliedCoupon, CartLine, CartView, datetime_from_ms
 
 
 def cart_key(cart_id: str) -> str:
@@ -129,10 +132,11 @@ local function stock_of(vid)
   return tonumber(redis.call('GET', stock_key(vid)) or '0') or 0
 end
 
--- The cart with each line's projection: 'OK', id, user, updated, then 10 strings per line.
+-- The cart with each line's projection: 'OK', id, user, updated, coupon terms ('' for none), then 10
+-- strings per line.
 local function view(cid)
-  local m = redis.call('HMGET', meta_key(cid), 'user', 'updated')
-  local out = {'OK', cid, m[1] or '', m[2] or '0'}
+  local m = redis.call('HMGET', meta_key(cid), 'user', 'updated', 'coupon')
+  local out = {'OK', cid, m[1] or '', m[2] or '0', m[3] or ''}
   local items = redis.call('HGETALL', items_key(cid))
   for i = 1, #items, 2 do
     local vid = items[i]
@@ -268,19 +272,47 @@ for _, line in ipairs(lines) do
     end
   end
 end
+-- A coupon applied to the guest cart comes along unless the user's cart has one of its own.
+local guest_coupon = redis.call('HMGET', meta_key(guest), 'coupon_code', 'coupon')
+if guest_coupon[1] and not redis.call('HGET', meta_key(cid), 'coupon_code') then
+  redis.call('HSET', meta_key(cid), 'coupon_code', guest_coupon[1], 'coupon', guest_coupon[2])
+end
 redis.call('DEL', meta_key(guest), items_key(guest), orders_key(guest))
 touch(cid, caller, now, ttl)
 return view(cid)
 """
 
-# ARGV: cart id, order id, now, ttl, then variant id / quantity pairs. The order id set makes a
-# redelivered order.placed (inbox commit failed after this ran) a no-op.
+# ARGV: cart id ('' = the caller's cart), caller, coupon code, coupon terms (JSON), now, ttl. Replaces the
+# coupon applied before, if any: a cart carries one coupon.
+_SET_COUPON_LUA = _PRELUDE + """
+local cid, owner, err = target(ARGV[1], ARGV[2])
+if err then return {'ERR', err, ''} end
+redis.call('HSET', meta_key(cid), 'coupon_code', ARGV[3], 'coupon', ARGV[4])
+touch(cid, owner, ARGV[5], tonumber(ARGV[6]))
+return view(cid)
+"""
+
+# ARGV: cart id, caller, now, ttl. Removing when none is applied is not an error.
+_REMOVE_COUPON_LUA = _PRELUDE + """
+local cid, owner, err = target(ARGV[1], ARGV[2])
+if err then return {'ERR', err, ''} end
+redis.call('HDEL', meta_key(cid), 'coupon_code', 'coupon')
+touch(cid, owner, ARGV[3], tonumber(ARGV[4]))
+return view(cid)
+"""
+
+# ARGV: cart id, order id, now, ttl, the order's coupon code ('' for none), then variant id / quantity pairs.
+# The order id set makes a redelivered order.placed (inbox commit failed after this ran) a no-op. The coupon
+# the order redeemed leaves the cart with the lines (another code applied since stays).
 _ORDER_PLACED_LUA = _PRELUDE + """
-local cid, order_id, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local cid, order_id, now, ttl, coupon = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local owner = redis.call('HGET', meta_key(cid), 'user')
 if not owner then return 0 end
 if redis.call('SADD', orders_key(cid), order_id) == 0 then return 0 end
-for i = 5, #ARGV, 2 do
+if coupon ~= '' and redis.call('HGET', meta_key(cid), 'coupon_code') == coupon then
+  redis.call('HDEL', meta_key(cid), 'coupon_code', 'coupon')
+end
+for i = 6, #ARGV, 2 do
   local vid = ARGV[i]
   local pos, have = parse_line(redis.call('HGET', items_key(cid), vid))
   if pos then
@@ -365,9 +397,9 @@ def _outcome(raw: Sequence[Any]) -> Outcome | None:
         return None
     if status == "ERR":
         return Rejection(values[1], values[2])
-    cart_id, user, updated = values[1], values[2], values[3]
+    cart_id, user, updated, coupon = values[1], values[2], values[3], values[4]
     lines = []
-    for i in range(4, len(values), 10):
+    for i in range(5, len(values), 10):
         vid, pos, qty, pid, name, sku, price, currency, gone, stock = values[i:i + 10]
         lines.append(CartLine(variant_id=int(vid), quantity=int(qty), position=int(pos),
                               product_id=int(pid) if pid else None, name=name or None, sku=sku or None,
@@ -375,7 +407,27 @@ def _outcome(raw: Sequence[Any]) -> Outcome | None:
                               stock=int(stock) if stock.lstrip("-").isdigit() else 0))
     lines.sort(key=lambda line: line.position)
     return CartView(id=cart_id, user_id=int(user) if user else None, updated_at=datetime_from_ms(int(updated)),
-                    lines=tuple(lines))
+                    lines=tuple(lines), coupon=coupon_from_json(coupon) if coupon else None)
+
+
+def coupon_terms(coupon: AppliedCoupon) -> str:
+    """How the applied coupon is stored in the cart hash."""
+    return orjson.dumps({"code": coupon.code, "kind": coupon.kind, "value": str(coupon.value),
+                         "currency": coupon.currency, "min_subtotal": str(coupon.min_subtotal),
+                         "starts_at": coupon.starts_at.isoformat(),
+                         "ends_at": coupon.ends_at.isoformat() if coupon.ends_at else None}).decode()
+
+
+def coupon_from_json(raw: str | bytes | dict[str, Any]) -> AppliedCoupon:
+    """Parses stored terms, or promotions' quote (the same fields); raises ValueError when malformed."""
+    try:
+        terms = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        return AppliedCoupon(code=str(terms["code"]), kind=str(terms["kind"]), value=Decimal(str(terms["value"])),
+                             currency=str(terms["currency"]), min_subtotal=Decimal(str(terms["min_subtotal"])),
+                             starts_at=datetime.fromisoformat(terms["starts_at"]),
+                             ends_at=datetime.fromisoformat(terms["ends_at"]) if terms.get("ends_at") else None)
+    except (orjson.JSONDecodeError, KeyError, TypeError, InvalidOperation) as exc:
+        raise ValueError("malformed coupon terms") from exc
 
 
 async def _run(redis: Redis, source: str, args: Sequence[Any]) -> Any:
@@ -412,9 +464,19 @@ async def merge(redis: Redis, *, guest_cart_id: str, caller: str, new_cart_id: s
     return _outcome(raw)  # type: ignore[return-value]
 
 
+async def set_coupon(redis: Redis, *, cart_id: str, caller: str, coupon: AppliedCoupon, now_ms: int,
+                     ttl: int) -> Outcome:
+    raw = await _run(redis, _SET_COUPON_LUA, [cart_id, caller, coupon.code, coupon_terms(coupon), now_ms, ttl])
+    return _outcome(raw)  # type: ignore[return-value]
+
+
+async def remove_coupon(redis: Redis, *, cart_id: str, caller: str, now_ms: int, ttl: int) -> Outcome:
+    return _outcome(await _run(redis, _REMOVE_COUPON_LUA, [cart_id, caller, now_ms, ttl]))  # type: ignore[return-value]
+
+
 async def take_ordered(redis: Redis, *, cart_id: str, order_id: str, items: Sequence[tuple[int, int]],
-                       now_ms: int, ttl: int) -> bool:
-    args: list[Any] = [cart_id, order_id, now_ms, ttl]
+                       now_ms: int, ttl: int, coupon_code: str | None = None) -> bool:
+    args: list[Any] = [cart_id, order_id, now_ms, ttl, coupon_code or ""]
     for variant_id, quantity in items:
         args += [variant_id, quantity]
     return bool(await _run(redis, _ORDER_PLACED_LUA, args))

@@ -5,7 +5,7 @@ query or mutation costs one Redis round trip and no per-field resolvers.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Optional
 
@@ -15,7 +15,7 @@ from strawberry.federation.schema_directives import Key
 
 from kernel.graphql import RequestContext, build_schema
 from kernel.ids import parse_id
-from subgraphs.cart import service
+from subgraphs.cart import clients, service
 from subgraphs.cart.models import CartLine, CartView, format_money
 
 
@@ -57,19 +57,38 @@ class CartItem:
                    available=line.available)
 
 
+@strawberry.type(description="The coupon applied to a cart (applyCoupon).")
+class CartCoupon:
+    code: str
+    discount: Money = strawberry.field(description="What it takes off this cart now; 0 while not applicable")
+    applicable: bool = strawberry.field(
+        description="False while the cart does not qualify (subtotal below the coupon's minimum, another currency, "
+                    "outside its window): placeOrder would then refuse the code")
+
+
 @strawberry.type
 class Cart:
     id: strawberry.ID = strawberry.field(description="Unguessable; whoever holds a guest cart's id can use it")
     items: list[CartItem]
     subtotal: Money = strawberry.field(description="Sum of the lines whose variant is still sold")
+    coupon: Optional[CartCoupon] = strawberry.field(description="The applied coupon; placeOrder redeems it")
+    discount: Money = strawberry.field(description="The applied coupon's discount (0 without one)")
+    total: Money = strawberry.field(description="subtotal - discount")
     item_count: int = strawberry.field(description="Total units over all lines")
     updated_at: datetime
 
     @classmethod
     def from_view(cls, cart: CartView) -> "Cart":
-        currency = cart.currency
+        currency, now = cart.currency, datetime.now(timezone.utc)
+        discount = cart.discount(now)
+        coupon = None
+        if cart.coupon is not None:
+            coupon = CartCoupon(code=cart.coupon.code, discount=Money(amount=format_money(discount), currency=currency),
+                                applicable=cart.coupon.applies(cart.subtotal, currency, now))
         return cls(id=strawberry.ID(cart.id), items=[CartItem.from_line(l, currency) for l in cart.lines],
-                   subtotal=Money(amount=format_money(cart.subtotal), currency=currency),
+                   subtotal=Money(amount=format_money(cart.subtotal), currency=currency), coupon=coupon,
+                   discount=Money(amount=format_money(discount), currency=currency),
+                   total=Money(amount=format_money(cart.subtotal - discount), currency=currency),
                    item_count=cart.item_count, updated_at=cart.updated_at)
 
 
@@ -123,6 +142,23 @@ class Mutation:
     async def clear_cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Cart:
         ctx = _ctx(info)
         cart = await service.clear_cart(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None)
+        return Cart.from_view(cart)
+
+    @strawberry.mutation(description="Apply a coupon code (case-insensitive) to the cart, replacing any applied "
+                                     "before. BAD_USER_INPUT: unknown code or the cart does not qualify; CONFLICT: "
+                                     "not active, fully redeemed, or the caller's uses are spent.")
+    async def apply_coupon(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+                           code: str) -> Cart:
+        ctx = _ctx(info)
+        cart = await service.apply_coupon(ctx.redis, ctx.resources.extras[clients.INTERNAL_HTTP], ctx.settings,
+                                          caller=ctx.user, authorization=ctx.authorization, cart_id=cart_id or None,
+                                          code=code)
+        return Cart.from_view(cart)
+
+    @strawberry.mutation(description="Remove the applied coupon (no error when none is applied).")
+    async def remove_coupon(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Cart:
+        ctx = _ctx(info)
+        cart = await service.remove_coupon(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None)
         return Cart.from_view(cart)
 
     @strawberry.mutation(description="Move a guest cart into the caller's cart (login required); the guest cart is deleted.")

@@ -18,10 +18,10 @@ from kernel.auth import Principal
 from kernel.errors import AppError
 from kernel.outbox import add_event
 from kernel.settings import Settings
-from subgraphs.cart import repository
+from subgraphs.cart import clients, repository
 from subgraphs.cart.errors import (CartFull, CartIdRequired, CartItemNotFound, CartNotFound, CartNotPurchasable,
-                                   CartOwnedByAnotherUser, CartRequiresLogin, InvalidQuantity, OutOfStock,
-                                   QuantityLimit, VariantNotFound)
+                                   CartOwnedByAnotherUser, CartRequiresLogin, InvalidCouponCode, InvalidQuantity,
+                                   OutOfStock, QuantityLimit, VariantNotFound)
 from subgraphs.cart.models import CartView, format_money
 from subgraphs.cart.repository import Outcome, Rejection
 
@@ -30,6 +30,7 @@ MAX_QUANTITY = 100
 # token_urlsafe(16): 22 characters, 128 random bits. Anything that cannot be a cart id is simply unknown
 # (and never reaches a Redis key name).
 _CART_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_COUPON_CODE = re.compile(r"[A-Z0-9_-]{3,32}")
 
 
 def new_cart_id() -> str:
@@ -153,6 +154,43 @@ async def merge_cart(redis: Redis, settings: Settings, *, caller: Principal, gue
     return _cart(outcome)
 
 
+# ---- coupons ----------------------------------------------------------------------------------------------
+
+async def apply_coupon(redis: Redis, http: clients.PeerClient, settings: Settings, *, caller: Principal | None,
+                       authorization: str | None, cart_id: str | None, code: str) -> CartView:
+    """Apply `code` to the cart (replacing a coupon applied before) once promotions says it applies to the
+    cart as it is now. The cart keeps the coupon's terms to show its discount; whether the code is still good
+    at checkout is promotions' decision when placeOrder redeems it. A refusal changes nothing."""
+    normalized = (code or "").strip().upper()
+    if not _COUPON_CODE.fullmatch(normalized):
+        raise InvalidCouponCode()
+    cart_arg = _cart_id(cart_id)
+    if not cart_arg and caller is None:
+        raise CartIdRequired()
+    cart = _cart(await repository.view_cart(redis, cart_id=cart_arg, caller=_caller(caller)))
+    try:
+        terms = await clients.quote_coupon(http, settings.promotions_service_url, code=normalized,
+                                           subtotal=cart.subtotal, currency=cart.currency,
+                                           authorization=authorization)
+    except AppError as exc:
+        exc.field = "code"
+        raise
+    try:
+        coupon = repository.coupon_from_json(terms)
+    except ValueError as exc:
+        raise clients.PeerUnavailable("promotions: malformed coupon quote") from exc
+    outcome = await repository.set_coupon(redis, cart_id=cart.id, caller=_caller(caller), coupon=coupon,
+                                          now_ms=_now_ms(), ttl=settings.cart_ttl_seconds)
+    return _cart(outcome)
+
+
+async def remove_coupon(redis: Redis, settings: Settings, *, caller: Principal | None,
+                        cart_id: str | None) -> CartView:
+    outcome = await repository.remove_coupon(redis, cart_id=_cart_id(cart_id), caller=_caller(caller),
+                                             now_ms=_now_ms(), ttl=settings.cart_ttl_seconds)
+    return _cart(outcome)
+
+
 # ---- checkout (orders asks over internal HTTP) -----------------------------------------------------------
 
 async def checkout_snapshot(redis: Redis, *, caller: Principal | None, cart_id: str | None) -> CartView:
@@ -183,4 +221,6 @@ def checkout_payload(cart: CartView) -> dict[str, Any]:
                    "currency": line.currency} for line in cart.lines],
         "subtotal": format_money(cart.subtotal),
         "currency": currency,
+        # placeOrder redeems it when its input names no coupon; promotions decides whether it still applies.
+        "coupon_code": cart.coupon.code if cart.coupon is not None else None,
     }

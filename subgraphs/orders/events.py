@@ -55,7 +55,7 @@ def order_placed(order: OrderRecord, items: Sequence[OrderItemRecord]) -> dict[s
         "items": [{"variant_id": str(i.variant_id), "product_id": str(i.product_id), "sku": i.sku, "name": i.name,
                    "quantity": i.quantity, "unit_price": money(i.unit_price)} for i in items],
         "subtotal": money(order.subtotal), "discount": money(order.discount), "total": money(order.total),
-        "currency": order.currency, "placed_at": iso(order.created_at),
+        "currency": order.currency, "placed_at": iso(order.created_at), "coupon_code": order.coupon_code,
     }
 
 

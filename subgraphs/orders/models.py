@@ -49,6 +49,7 @@ class OrderRecord:
     shipping_address: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    coupon_code: str | None = None  # the code whose discount the order carries (upper-case)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

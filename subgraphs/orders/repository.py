@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from subgraphs.orders.models import SCHEMA, HistoryRecord, OrderItemRecord, OrderRecord, OrderStatus
 
 _ORDER_COLUMNS = ("id, user_id, number, status, status_seq, cancellation_reason, cart_id, idempotency_key, "
-                  "request_fingerprint, currency, subtotal, discount, total, shipping_address, created_at, updated_at")
+                  "request_fingerprint, currency, subtotal, discount, total, shipping_address, created_at, updated_at, "
+                  "coupon_code")
 
 
 def _json(value: Any) -> Any:
@@ -33,7 +34,8 @@ def _order(row: Any) -> OrderRecord:
         status_seq=m["status_seq"], cancellation_reason=m["cancellation_reason"], cart_id=m["cart_id"],
         idempotency_key=m["idempotency_key"], request_fingerprint=bytes(m["request_fingerprint"]),
         currency=m["currency"], subtotal=m["subtotal"], discount=m["discount"], total=m["total"],
-        shipping_address=_json(m["shipping_address"]), created_at=m["created_at"], updated_at=m["updated_at"])
+        shipping_address=_json(m["shipping_address"]), created_at=m["created_at"], updated_at=m["updated_at"],
+        coupon_code=m["coupon_code"])
 
 
 def _history(row: Any) -> HistoryRecord:
@@ -60,6 +62,7 @@ class NewOrder:
     payment_provider: str
     payment_token: str
     items: Sequence[OrderItemRecord]
+    coupon_code: str | None = None
 
 
 # One round trip: the order, its items (one multi-row insert from arrays), the first history row and the saga
@@ -68,14 +71,18 @@ class NewOrder:
 _INSERT_ORDER = text(f"""
 WITH o AS (
     INSERT INTO {SCHEMA}.orders (id, user_id, number, status, status_seq, cart_id, idempotency_key,
-                                 request_fingerprint, currency, subtotal, discount, total, shipping_address)
+                                 request_fingerprint, currency, subtotal, discount, total, shipping_address,
+                                 coupon_code)
     SELECT CAST(:id AS bigint), CAST(:user_id AS bigint),
            'NC-' || lpad(q.n::text, greatest(8, length(q.n::text)), '0'), 'PENDING', 1, CAST(:cart_id AS text),
            CAST(:idempotency_key AS text), CAST(:fingerprint AS bytea), CAST(:currency AS text),
            CAST(:subtotal AS numeric), CAST(:discount AS numeric), CAST(:total AS numeric),
-           CAST(:shipping_address AS jsonb)
+           CAST(:shipping_address AS jsonb), CAST(:coupon_code AS text)
     FROM (SELECT nextval('{SCHEMA}.order_number_seq') AS n) q
-    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    -- No conflict target: every unique index arbitrates. Two requests with one idempotency key that redeemed a
+    -- coupon carry the same order id (promotions answers the first request's), so the loser may collide on the
+    -- primary key as well as on the key; either way it inserts nothing and answers with the winner's order.
+    ON CONFLICT DO NOTHING
     RETURNING id, number, created_at, updated_at
 ), i AS (
     INSERT INTO {SCHEMA}.order_items (order_id, id, variant_id, product_id, sku, name, quantity, unit_price,
@@ -108,7 +115,7 @@ async def insert_order_if_key_free(session: AsyncSession, new: NewOrder) -> Orde
         "product_ids": [i.product_id for i in items], "skus": [i.sku for i in items],
         "names": [i.name for i in items], "quantities": [i.quantity for i in items],
         "unit_prices": [i.unit_price for i in items], "line_totals": [i.line_total for i in items],
-        "provider": new.payment_provider, "token": new.payment_token,
+        "provider": new.payment_provider, "token": new.payment_token, "coupon_code": new.coupon_code,
     })).first()
     if row is None:
         return None
@@ -117,7 +124,7 @@ async def insert_order_if_key_free(session: AsyncSession, new: NewOrder) -> Orde
         cancellation_reason=None, cart_id=new.cart_id, idempotency_key=new.idempotency_key,
         request_fingerprint=new.request_fingerprint, currency=new.currency, subtotal=new.subtotal,
         discount=new.discount, total=new.total, shipping_address=new.shipping_address,
-        created_at=row.created_at, updated_at=row.updated_at)
+        created_at=row.created_at, updated_at=row.updated_at, coupon_code=new.coupon_code)
 
 
 async def get_order_by_key(session: AsyncSession, user_id: int, idempotency_key: str) -> OrderRecord | None:

@@ -134,6 +134,10 @@ class Order:
                    else None, created_at=order.created_at, updated_at=order.updated_at,
                    user=User(id=strawberry.ID(str(order.user_id))), _record=order)
 
+    @strawberry.field(description="The coupon whose discount the order carries (upper-case); null: none")
+    def coupon_code(self) -> Optional[str]:
+        return self._record.coupon_code
+
     @strawberry.field
     async def items(self, info: strawberry.Info) -> list[OrderItem]:
         items = await info.context.loader(ItemsByOrderIdLoader).load(self._record.id)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.auth import Principal
 from kernel.db import after_commit
-from kernel.errors import BadUserInput, Conflict, Forbidden
+from kernel.errors import AppError, BadUserInput, Conflict, Forbidden
 from kernel.ids import next_id
 from kernel.outbox import add_event
 from kernel.settings import Settings
@@ -46,6 +46,7 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 _CENT = Decimal("0.01")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUPON_CODE = re.compile(r"[A-Z0-9_-]{3,32}")
 
 
 def status_channel(order_id: int) -> str:
@@ -122,14 +123,18 @@ def validate_place_order(order_in: PlaceOrderIn, settings: Settings) -> PlaceOrd
     cart_id = (order_in.cart_id or "").strip() or None
     if cart_id is not None and len(cart_id) > 128:
         raise BadUserInput("'cartId' is not a valid cart id", field="cartId")
-    coupon = (order_in.coupon_code or "").strip() or None
-    if coupon is not None:
-        # Coupons arrive with the promotions subgraph; until then no code exists, so every code is unknown
-        # (refused up front rather than silently ignored: the customer expects the discount).
-        raise UnknownCoupon(coupon)
+    coupon = normalize_coupon_code(order_in.coupon_code)
     return PlaceOrderIn(idempotency_key=key, payment_method=PaymentMethodIn(provider=provider, token=token),
                         cart_id=cart_id, shipping_address_id=order_in.shipping_address_id,
-                        shipping_address=address, coupon_code=None)
+                        shipping_address=address, coupon_code=coupon)
+
+
+def normalize_coupon_code(raw: str | None) -> str | None:
+    """Codes are case-insensitive (promotions stores them upper-case); one that cannot exist is refused here."""
+    code = (raw or "").strip().upper() or None
+    if code is not None and not _COUPON_CODE.fullmatch(code):
+        raise UnknownCoupon(code[:40])
+    return code
 
 
 def request_fingerprint(order_in: PlaceOrderIn) -> bytes:
@@ -217,24 +222,75 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
     shipping = (_address_from_users(address[0], caller_id) if address
                 else order_in.shipping_address.as_dict())  # type: ignore[union-attr]
     subtotal = sum((i.line_total for i in items), Decimal("0.00"))
-    discount = Decimal("0.00")  # coupons come with the promotions subgraph
     order_id = next_id()
+    # The input's code, else the one applied to the cart. Redeemed last, once nothing else can refuse the order.
+    coupon_code = order_in.coupon_code or _cart_coupon(snapshot)
+    discount = Decimal("0.00")
+    if coupon_code is not None:
+        discount, order_id = await _redeem_coupon(http, settings, coupon_code, subtotal=subtotal, currency=currency,
+                                                  idempotency_key=order_in.idempotency_key, order_id=order_id,
+                                                  authorization=authorization)
     items = [dataclasses.replace(i, order_id=order_id) for i in items]
     order = await repository.insert_order_if_key_free(session, repository.NewOrder(
         id=order_id, user_id=caller_id, cart_id=cart_id, idempotency_key=order_in.idempotency_key,
         request_fingerprint=fingerprint, currency=currency, subtotal=subtotal, discount=discount,
         total=subtotal - discount, shipping_address=shipping, payment_provider=order_in.payment_method.provider,
-        payment_token=order_in.payment_method.token, items=items))
+        payment_token=order_in.payment_method.token, items=items, coupon_code=coupon_code))
     if order is None:
         # A concurrent request with the same key won (ON CONFLICT waited for its commit): answer with its order.
         winner = await repository.get_order_by_key(session, caller_id, order_in.idempotency_key)
         if winner is None:
             raise Conflict("A concurrent request with this idempotencyKey is still in progress; retry")
+        if coupon_code is not None and winner.id != order_id:
+            # The winner is a different request (no coupon): the use redeemed for our order would never be
+            # released by a cancellation, so it is given back now.
+            await _release_coupon(http, settings, order_id=order_id, authorization=authorization)
         return _replay(winner, fingerprint)
     await add_event(session, SCHEMA, events.ORDER_PLACED, key=order.id, payload=events.order_placed(order, items))
     history = [HistoryRecord(order_id=order.id, seq=1, from_status=None, to_status=S.PENDING, reason=None,
                              at=order.created_at)]
     return PlacedOrder(order=order, items=items, history=history, created=True)
+
+
+def _cart_coupon(snapshot: dict[str, Any]) -> str | None:
+    code = snapshot.get("coupon_code")
+    return normalize_coupon_code(code) if isinstance(code, str) else None
+
+
+async def _redeem_coupon(http: clients.PeerClient, settings: Settings, code: str, *, subtotal: Decimal,
+                         currency: str, idempotency_key: str, order_id: int,
+                         authorization: str | None) -> tuple[Decimal, int]:
+    """Promotions takes one use of the code for this request, atomically against its limits, and answers the
+    discount and the order id to create the order with: ours, or for a request it has seen before (same user
+    and idempotency key: a retry, or a concurrent duplicate) the id the first one chose, so at most one order
+    exists per redemption. Its refusals (unknown code, not applicable, expired, fully redeemed) reach the
+    client with promotions' message and code, and no order is created."""
+    try:
+        body = await clients.redeem_coupon(http, settings.promotions_service_url, code=code, subtotal=subtotal,
+                                           currency=currency, idempotency_key=idempotency_key, order_id=order_id,
+                                           authorization=authorization)
+    except AppError as exc:
+        exc.field = "couponCode"
+        raise
+    try:
+        discount = Decimal(str(body["discount"])).quantize(_CENT)
+        redeemed_for = int(body["order_id"])
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise clients.PeerUnavailable("promotions: malformed redemption") from exc
+    if not Decimal(0) <= discount <= subtotal or redeemed_for <= 0:
+        raise clients.PeerUnavailable("promotions: redemption out of range")
+    return discount, redeemed_for
+
+
+async def _release_coupon(http: clients.PeerClient, settings: Settings, *, order_id: int,
+                          authorization: str | None) -> None:
+    """Best effort: a failure is logged, and the client's answer (the winner's order, or a CONFLICT for a reused
+    idempotency key) stands."""
+    try:
+        await clients.release_coupon(http, settings.promotions_service_url, order_id=order_id,
+                                     authorization=authorization)
+    except (AppError, clients.PeerUnavailable):
+        log.error("coupon release failed", extra={"order_id": order_id})
 
 
 def _replay(order: OrderRecord, fingerprint: bytes) -> PlacedOrder:

@@ -16,6 +16,8 @@ decimal string, errors `{code, message}` with 400/401/403/409 as kernel.peers ma
   POST /internal/coupons/redeem  {code, subtotal, currency, idempotency_key, order_id}  (token required)
         -> 200 {... the quote fields, order_id, redemption_id, replayed}   placeOrder's redemption; `order_id`
         is the id the order must be created with (the first request's for a replay).
+  POST /internal/coupons/release {order_id}  (token required) -> 200 {released}   the caller's redemption for
+        an order that will never exist (its idempotency key was taken by a different request); idempotent.
 """
 from __future__ import annotations
 
@@ -317,19 +319,29 @@ async def _quote_route(session: AsyncSession, caller: Principal | None, body: di
     return _terms(result.coupon, result.discount)
 
 
-async def _redeem_route(session: AsyncSession, caller: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
+async def _release_route(session: AsyncSession, caller: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
     if caller is None:
         raise Unauthenticated()
-    subtotal, currency = _order_amount(body)
-    key, order_id = body.get("idempotency_key"), body.get("order_id")
-    if not isinstance(key, str) or not 1 <= len(key) <= 128:
-        raise BadUserInput("'idempotency_key' must be 1..128 characters", field="idempotencyKey")
+    return {"released": await release_order(session, order_id=_order_id(body), user_id=caller.user_id)}
+
+
+def _order_id(body: dict[str, Any]) -> int:
     try:
-        order_id = int(order_id)  # type: ignore[arg-type]
+        order_id = int(body.get("order_id"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise BadUserInput("'order_id' must be an id") from None
     if not 0 < order_id < 1 << 63:
         raise BadUserInput("'order_id' must be an id")
+    return order_id
+
+
+async def _redeem_route(session: AsyncSession, caller: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
+    if caller is None:
+        raise Unauthenticated()
+    subtotal, currency = _order_amount(body)
+    key, order_id = body.get("idempotency_key"), _order_id(body)
+    if not isinstance(key, str) or not 1 <= len(key) <= 128:
+        raise BadUserInput("'idempotency_key' must be 1..128 characters", field="idempotencyKey")
     result = await redeem(session, user_id=caller.user_id, code=_code(body), subtotal=subtotal, currency=currency,
                           idempotency_key=key, order_id=order_id)
     return {**_terms(result.coupon, result.discount), "order_id": str(result.order_id),
@@ -363,4 +375,5 @@ def _endpoint(work: Callable[[AsyncSession, Principal | None, dict[str, Any]], A
 INTERNAL_ROUTES: list[Route] = [
     Route("/internal/coupons/quote", _endpoint(_quote_route), methods=["POST"]),
     Route("/internal/coupons/redeem", _endpoint(_redeem_route), methods=["POST"]),
+    Route("/internal/coupons/release", _endpoint(_release_route), methods=["POST"]),
 ]

@@ -24,7 +24,8 @@ async def test_the_callers_cart_as_order_lines(cart_api, cart_http, make_variant
     by_default = await checkout(cart_http, "", token)
     by_id = await checkout(cart_http, cart["id"], token)
 
-    expected = {"cart_id": cart["id"], "user_id": str(user_id), "subtotal": "47.48", "currency": "USD", "items": [
+    expected = {"cart_id": cart["id"], "user_id": str(user_id), "subtotal": "47.48", "currency": "USD",
+                "coupon_code": None, "items": [
         {"item_id": str(shoe["variant_id"]), "variant_id": str(shoe["variant_id"]),
          "product_id": str(shoe["product_id"]), "sku": shoe["sku"], "name": "Trail Shoe", "quantity": 2,
          "unit_price": "19.99", "currency": "USD"},

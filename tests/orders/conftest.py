@@ -100,7 +100,8 @@ class FakePeers:
             return JSONResponse({"code": "FORBIDDEN", "message": "Not your cart"}, status_code=403)
         subtotal = sum(Decimal(i["unit_price"]) * i["quantity"] for i in cart["items"])
         return JSONResponse({"cart_id": cart_id, "user_id": str(cart["user_id"]) if cart["user_id"] else None,
-                             "items": cart["items"], "subtotal": f"{subtotal:.2f}", "currency": cart["currency"]})
+                             "items": cart["items"], "subtotal": f"{subtotal:.2f}", "currency": cart["currency"],
+                             "coupon_code": cart.get("coupon_code")})
 
     async def address(self, request: Request) -> JSONResponse:
         caller = self._caller(request)
@@ -238,7 +239,7 @@ class SagaDriver:
 
     def __init__(self, resources: WorkerResources) -> None:
         from subgraphs.orders.events import consumer_specs
-        (spec,) = consumer_specs(resources)
+        spec = next(s for s in consumer_specs(resources) if s.name == "orders-saga")
         self.dead_letters: list[Any] = []
         driver = self
 

@@ -28,9 +28,10 @@ async def paid(saga, order_id: str) -> str:  # noqa: ANN001
                                                      "currency": "USD", "provider": "simulated"})
 
 
-def test_the_worker_gets_one_consumer_and_the_sweeper(worker_resources) -> None:  # noqa: ANN001
-    (spec,) = consumer_specs(worker_resources)
+def test_the_worker_gets_the_saga_and_flash_sale_consumers_and_the_sweeper(worker_resources) -> None:  # noqa: ANN001
+    spec, flash = consumer_specs(worker_resources)
     assert (spec.name, spec.schema) == ("orders-saga", "orders")
+    assert (flash.name, flash.schema, flash.topics) == ("orders-flash-sales", "orders", ("flashsale.purchased",))
     assert set(spec.topics) == {"inventory.reserved", "inventory.out_of_stock", "payment.successful",
                                 "payment.failed", "payment.refunded"} == set(SAGA_TOPICS)
     (task,) = periodic_tasks(worker_resources)
