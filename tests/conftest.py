@@ -66,8 +66,16 @@ async def _reset(stack: Infrastructure) -> None:
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[]) "
             "AND tablename <> 'schema_migrations'", [s.name for s in SUBGRAPHS])
         if tables:
-            await conn.execute("TRUNCATE " + ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables)
-                               + " CASCADE")
+            statement = "TRUNCATE " + ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables) + " CASCADE"
+            for attempt in range(5):
+                try:
+                    await conn.execute(statement)
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    # The e2e platform keeps running between tests (workers, reconciler); its transactions
+                    # and this TRUNCATE's table locks can cross. Postgres picked us as the victim: again.
+                    if attempt == 4:
+                        raise
     finally:
         await conn.close()
     client = Redis.from_url(stack.redis_url)

@@ -9,11 +9,15 @@ from kernel.app import create_app
 from kernel.peers import INTERNAL_HTTP, PeerClient, build_internal_client
 from kernel.settings import Settings, get_settings
 from subgraphs.promotions import coupons
+from subgraphs.promotions.purchase_fast_path import PurchaseFastPath
 from subgraphs.promotions.schema import schema
 
 
 def build_app(settings: Settings | None = None, *, internal_http: PeerClient | None = None) -> Any:
     settings = settings or get_settings()
     http = internal_http or build_internal_client(settings.internal_http_timeout_seconds)
-    return create_app("promotions", schema, settings=settings, extras={INTERNAL_HTTP: http},
-                      routes=list(coupons.INTERNAL_ROUTES))
+    app = create_app("promotions", schema, settings=settings, extras={INTERNAL_HTTP: http},
+                     routes=list(coupons.INTERNAL_ROUTES))
+    # Inside the correlation/metrics middleware, in front of the GraphQL endpoint: purchaseFlashSale's own path.
+    app.app = PurchaseFastPath(app.app, app.app.state.resources, schema._schema)
+    return app

@@ -237,6 +237,10 @@ _RULES: OrderedDict[int, FlashSaleRecord] = OrderedDict()
 _RULES_MAX = 1024
 
 
+def cached_sale_rules(sale_id: int) -> FlashSaleRecord | None:
+    return _RULES.get(sale_id)
+
+
 async def sale_rules(session: AsyncSession | None, sale_id: int,
                      session_getter: Any = None) -> FlashSaleRecord:
     sale = _RULES.get(sale_id)

@@ -375,7 +375,8 @@ async def test_reconciler_turns_a_reservation_without_an_order_into_one(
     _, admin = await make_user("ADMIN")
     sale = await _open_sale(api, apps, sessions, redis, admin, stock=5, limit=2)
     buyer_id, _ = await make_user()
-    rules = await flash_sales.sale_rules(None, int(sale["id"]), session_getter=lambda: _session(sessions))
+    async with sessions() as session:
+        rules = await flash_sales.sale_rules(session, int(sale["id"]))
     issued_nonce = "crashnonce1"
     await store.issue_token(redis, rules.id, user_id=buyer_id, nonce=issued_nonce, ttl_seconds=60)
     outcome = await store.purchase(redis, rules.id, user_id=buyer_id, quantity=2, nonce=issued_nonce,
@@ -397,10 +398,6 @@ async def test_reconciler_turns_a_reservation_without_an_order_into_one(
     assert [(o["id"], o["user_id"], o["quantity"], o["status"]) for o in orders] == [
         (777_000_001, buyer_id, 2, "AWAITING_PAYMENT")]
     assert (await _reconcile(sessions, redis, settings)).forwarded == 0  # handed over once
-
-
-async def _session(sessions: async_sessionmaker[AsyncSession]) -> AsyncSession:
-    return sessions()
 
 
 async def test_unpaid_orders_return_their_units_and_the_sale_settles_with_inventory(
