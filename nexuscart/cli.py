@@ -53,7 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = int(os.environ.get(f"NEXUSCART_{subgraph.name.upper()}_WORKERS", args.workers or subgraph.workers))
     uvicorn.run(subgraph.app_factory, factory=True, host=args.host, port=args.port, workers=workers,
                 loop="uvloop", http="httptools", ws="websockets", log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5)
+                lifespan="on", timeout_graceful_shutdown=5,
+                # Callers (the router, peers) pool keep-alive connections and drop idle ones within seconds; the
+                # server must never close first, or a request sent on a connection it is closing fails ("socket
+                # hang up" in the router, seen once in the flash-sale bench with uvicorn's default 5 s).
+                timeout_keep_alive=75)
     return 0
 
 

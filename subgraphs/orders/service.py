@@ -500,9 +500,7 @@ async def create_flash_sale_order(session: AsyncSession, settings: Settings,
     """The order of a flash-sale reservation: created AWAITING_PAYMENT at the sale price, or the one already
     created for it (the purchase request and the reconciler may both ask). Returns (order, created)."""
     key = flash_sale_idempotency_key(reservation.reservation_id)
-    existing = await repository.get_order_by_key(session, reservation.user_id, key)
-    if existing is not None:
-        return existing, False
+    # Insert first: the common case is a new order, and ON CONFLICT answers a repeat without a prior SELECT.
     line_total = (reservation.unit_price * reservation.quantity).quantize(_CENT)
     item = OrderItemRecord(order_id=reservation.reservation_id, id=next_id(), variant_id=reservation.variant_id,
                            product_id=reservation.product_id, sku=reservation.sku, name=reservation.name,

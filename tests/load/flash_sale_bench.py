@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -104,12 +105,15 @@ async def _sold_units(database_url: str, sale_id: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _purchase_run(name: str, url: str, sale_id: str, pairs: collections.deque[tuple[str, str]], *,
-                        concurrency: int, duration: float) -> tuple[LoadResult, collections.Counter[str]]:
+async def _purchase_run(name: str, url: str, sale_id: str, pairs: collections.deque[tuple[str, str]],
+                        buyers: list[str], *, concurrency: int, duration: float) -> tuple[LoadResult, collections.Counter[str]]:
     statuses: collections.Counter[str] = collections.Counter()
 
+    spent = itertools.cycle(buyers)
+
     def request(_: int) -> tuple[bytes, dict[str, str]]:
-        access, token = pairs.popleft() if pairs else ("", "exhausted")
+        # Once the issued tokens run out, buyers retry with a spent one (INVALID_TOKEN, still the whole path).
+        access, token = pairs.popleft() if pairs else (next(spent), "spent.1.x")
         return (graphql_body(PURCHASE, {"id": sale_id, "token": token, "key": uuid.uuid4().hex}),
                 {"authorization": f"Bearer {access}"} if access else {})
 
@@ -168,7 +172,7 @@ async def flash_sale_scenarios(router_url: str, promotions_url: str, redis_url: 
             sale_id = await _open_sale(http, router_url, admin)
             pairs = await _issue_tokens(promotions_url, sale_id, buyers, int(duration * 1_500))
             result, statuses = await _purchase_run(f"flash sale: purchaseFlashSale {label}", url, sale_id, pairs,
-                                                   concurrency=concurrency, duration=duration)
+                                                   buyers, concurrency=concurrency, duration=duration)
             results.append(result)
             remaining = (await _post(http, router_url, SALE, {"id": sale_id}))["flashSale"]["remainingStock"]
             orders, units = await _sold_units(database_url, sale_id)
