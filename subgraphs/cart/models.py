@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+
+from kernel.money import coupon_discount
 
 CENT = Decimal("0.01")
 DEFAULT_CURRENCY = "USD"  # an empty cart still answers `subtotal`; one store currency is the norm
@@ -67,15 +69,10 @@ class AppliedCoupon:
                 and (self.ends_at is None or now < self.ends_at))
 
     def discount(self, subtotal: Decimal, currency: str, now: datetime) -> Decimal:
-        """The same rule as promotions' coupons.discount_for: PERCENT rounded half-up to cents, FIXED capped at
-        the subtotal; 0 while the cart does not qualify."""
+        """The rule promotions redeems with (kernel.money); 0 while the cart does not qualify."""
         if not self.applies(subtotal, currency, now):
             return Decimal("0.00")
-        if self.kind == "PERCENT":
-            amount = (subtotal * self.value / 100).quantize(CENT, rounding=ROUND_HALF_UP)
-        else:
-            amount = self.value
-        return min(amount, subtotal).quantize(CENT)
+        return coupon_discount(self.kind, self.value, subtotal)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

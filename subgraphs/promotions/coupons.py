@@ -26,7 +26,7 @@ import enum
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -39,6 +39,7 @@ from kernel.auth import Principal
 from kernel.errors import AppError, BadUserInput, Unauthenticated
 from kernel.graphql import RequestContext, ServiceResources
 from kernel.ids import next_id
+from kernel.money import coupon_discount
 from kernel.peers import error_response, json_response
 from subgraphs.promotions import coupon_repository as repository
 from subgraphs.promotions.coupon_repository import CouponRecord, RedemptionRecord
@@ -138,11 +139,7 @@ def validate_create(coupon_in: CreateCouponIn, *, created_by: int | None, now: d
 
 def discount_for(coupon: CouponRecord, subtotal: Decimal) -> Decimal:
     """PERCENT: the share of the subtotal, rounded half-up to cents; FIXED: the amount, never above the subtotal."""
-    if coupon.kind == CouponKind.PERCENT.value:
-        discount = (subtotal * coupon.value / _HUNDRED).quantize(_CENT, rounding=ROUND_HALF_UP)
-    else:
-        discount = coupon.value
-    return min(discount, subtotal).quantize(_CENT)
+    return coupon_discount(coupon.kind, coupon.value, subtotal)
 
 
 def is_active(coupon: CouponRecord, now: datetime) -> bool:
