@@ -127,9 +127,10 @@ async def _purchase_run(name: str, url: str, sale_id: str, pairs: collections.de
     return result, statuses
 
 
-async def _bare_script_ops(redis_url: str, duration: float, concurrency: int = 64) -> LoadResult:
-    """The purchase script alone: a loaded sale, tokens pre-issued, `concurrency` asyncio tasks calling it
-    back to back from this process (redis-py included, no HTTP, no GraphQL)."""
+async def _bare_script_ops(redis_url: str, duration: float, concurrency: int = 64) -> tuple[LoadResult, float]:
+    """The purchase script alone: a loaded sale, one-time tokens issued beforehand (untimed, pipelined), then
+    `concurrency` asyncio tasks calling it back to back from this process (redis-py included; no HTTP, no
+    GraphQL). Also Redis's own time per call (INFO commandstats), the script's cost without any client."""
     from redis.asyncio import Redis
 
     from subgraphs.promotions import flash_sale_store as store
@@ -139,26 +140,37 @@ async def _bare_script_ops(redis_url: str, duration: float, concurrency: int = 6
     await store.load_sale(redis, sale_id, starts_ms=now_ms - 1000, ends_ms=now_ms + 3_600_000,
                           per_user_limit=PER_USER_LIMIT, total_stock=SALE_STOCK)
     limits = store.BucketLimits(1e9, 10**9, 1e9, 10**9)
+    planned = int(duration * 12_000)
+    for start in range(0, planned, 2_000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for n in range(start, min(start + 2_000, planned)):
+                pipe.set(store.sale_key(sale_id, f"tok:n{n}"), 1 + n % BUYERS, ex=300)
+            await pipe.execute()
     latencies: list[float] = []
+    counter = iter(range(planned))
+    await redis.config_resetstat()
     stop_at = time.perf_counter() + duration
-    counter = iter(range(10**9))
 
     async def worker() -> None:
-        while time.perf_counter() < stop_at:
-            n = next(counter)
-            user = 1 + n % BUYERS
-            nonce = f"n{n}"
-            await store.issue_token(redis, sale_id, user_id=user, nonce=nonce, ttl_seconds=60)
+        for n in counter:
+            if time.perf_counter() >= stop_at:
+                return
             sent = time.perf_counter()
-            await store.purchase(redis, sale_id, user_id=user, quantity=1, nonce=nonce, idempotency_key=f"k{n}",
-                                 reservation_id=10**15 + n, client_ip="bench", limits=limits)
+            await store.purchase(redis, sale_id, user_id=1 + n % BUYERS, quantity=1, nonce=f"n{n}",
+                                 idempotency_key=f"k{n}", reservation_id=10**15 + n, client_ip="bench", limits=limits)
             latencies.append((time.perf_counter() - sent) * 1000)
 
     try:
+        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        stats = await redis.info("commandstats")
     finally:
         await redis.aclose()
-    return LoadResult("bare Lua purchase script (redis-py, 1 process)", concurrency, duration, latencies, 0)
+    evalsha = stats.get("cmdstat_evalsha") or {}
+    server_us = float(evalsha.get("usec_per_call", 0.0))
+    return (LoadResult("bare Lua purchase script (redis-py, 1 process)", concurrency, elapsed, latencies, 0),
+            server_us)
 
 
 async def flash_sale_scenarios(router_url: str, promotions_url: str, redis_url: str, database_url: str,
@@ -179,7 +191,10 @@ async def flash_sale_scenarios(router_url: str, promotions_url: str, redis_url: 
             oversell = max(0, units - SALE_STOCK)
             notes.append(f"    c={concurrency} {label}: {dict(statuses)}; sold {SALE_STOCK - remaining} of "
                          f"{SALE_STOCK}, orders hold {units} units in {orders} orders, oversell {oversell}")
-    results.append(await _bare_script_ops(redis_url, min(duration, 10.0)))
+    bare, server_us = await _bare_script_ops(redis_url, min(duration, 10.0))
+    results.append(bare)
+    notes.append(f"    bare script: Redis spends {server_us:.1f} us per call (~{1e6 / server_us:,.0f} calls/s on one "
+                 f"core, no client)" if server_us else "    bare script: no commandstats")
     for note in notes:
         print(note)
     return results
