@@ -52,24 +52,34 @@ async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 
 @pytest.fixture(scope="module")
 async def apps(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    """Real catalog and orders served over HTTP, and the in-process promotions app pointing at them."""
+    """Real catalog, users and orders served over HTTP, and the in-process promotions app pointing at them."""
     from subgraphs.catalog.app import build_app as catalog_app
     from subgraphs.orders.app import build_app as orders_app
     from subgraphs.promotions.app import build_app as promotions_app
-    async with serve_locally(catalog_app(settings)) as catalog_url, serve_locally(orders_app(settings)) as orders_url:
-        app = promotions_app(settings.model_copy(update={
-            "catalog_service_url": catalog_url, "orders_service_url": orders_url,
-            "flash_sale_ip_rate_per_second": 1_000_000.0, "flash_sale_ip_burst": 1_000_000,
-            "flash_sale_token_issue_per_minute": 20}))
-        resources: ServiceResources = app.app.state.resources
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://promotions",
-                                     timeout=60) as http, \
-                httpx.AsyncClient(base_url=catalog_url, timeout=30) as catalog_http, \
-                httpx.AsyncClient(base_url=orders_url, timeout=30) as orders_http:
-            yield {"promotions": GraphQLClient(http, "/graphql"), "resources": resources,
-                   "catalog": GraphQLClient(catalog_http, "/graphql"), "orders": GraphQLClient(orders_http, "/graphql")}
-        await resources.extras[INTERNAL_HTTP].aclose()
-        await resources.redis.aclose()
+    from subgraphs.users.app import build_app as users_app
+    async with serve_locally(catalog_app(settings)) as catalog_url, serve_locally(users_app(settings)) as users_url:
+        orders = orders_app(settings.model_copy(update={"users_service_url": users_url}))
+        promotions = promotions_app(settings.model_copy(update={
+            "catalog_service_url": catalog_url, "flash_sale_ip_rate_per_second": 1_000_000.0,
+            "flash_sale_ip_burst": 1_000_000, "flash_sale_token_issue_per_minute": 20}))
+        resources: ServiceResources = promotions.app.state.resources
+        try:
+            async with serve_locally(orders) as orders_url, \
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=promotions), base_url="http://promotions",
+                                      timeout=60) as http, \
+                    httpx.AsyncClient(base_url=catalog_url, timeout=30) as catalog_http, \
+                    httpx.AsyncClient(base_url=users_url, timeout=30) as users_http, \
+                    httpx.AsyncClient(base_url=orders_url, timeout=30) as orders_http:
+                # orders listens only now: point promotions at it before the first request
+                resources.settings = resources.settings.model_copy(update={"orders_service_url": orders_url})
+                yield {"promotions": GraphQLClient(http, "/graphql"), "resources": resources,
+                       "users": GraphQLClient(users_http, "/graphql"), "catalog": GraphQLClient(catalog_http, "/graphql"),
+                       "orders": GraphQLClient(orders_http, "/graphql")}
+        finally:
+            # Served without lifespans: close what the apps would close at shutdown.
+            await orders.app.state.resources.extras[INTERNAL_HTTP].aclose()
+            await resources.extras[INTERNAL_HTTP].aclose()
+            await resources.redis.aclose()
 
 
 @pytest.fixture
@@ -216,6 +226,33 @@ async def test_purchase_creates_an_order_at_the_sale_price_that_the_buyer_then_p
     assert len(await _outbox(db_admin, "orders", "order.confirmed")) == 1
     assert await db_admin.fetchval("SELECT user_id FROM orders.orders WHERE id = $1",
                                    int(result["orderId"])) == buyer_id
+
+
+async def test_pay_with_a_saved_address_of_ones_own_only(api: GraphQLClient, apps: dict[str, Any], sessions: Any,
+                                                         redis: Redis, make_user: Any, db_admin: asyncpg.Pool) -> None:
+    _, admin = await make_user("ADMIN")
+    sale = await _open_sale(api, apps, sessions, redis, admin, stock=5, limit=2)
+    _, buyer = await make_user()
+    _, stranger = await make_user()
+    users: GraphQLClient = apps["users"]
+    add = "mutation($i: AddressInput!) { addAddress(input: $i) { id } }"
+    mine = (await users.ok(add, {"i": ADDRESS}, buyer))["addAddress"]["id"]
+    theirs = (await users.ok(add, {"i": ADDRESS | {"city": "Nice"}}, stranger))["addAddress"]["id"]
+    order_id = (await _buy(api, buyer, sale["id"]))["orderId"]
+    orders: GraphQLClient = apps["orders"]
+    card = {"provider": "simulated", "token": "tok_visa"}
+    assert await orders.error_code(PAY, {"input": {"orderId": order_id, "shippingAddressId": theirs,
+                                                   "paymentMethod": card}}, buyer) == "FORBIDDEN"
+    assert await orders.error_code(PAY, {"input": {"orderId": order_id, "paymentMethod": card}},
+                                   buyer) == "BAD_USER_INPUT"  # neither address given
+    assert await orders.error_code(PAY, {"input": {"orderId": order_id, "shippingAddressId": mine,
+                                                   "paymentMethod": {"provider": "nope", "token": "t"}}},
+                                   buyer) == "BAD_USER_INPUT"
+    assert await _outbox(db_admin, "orders", "order.confirmed") == []  # nothing was attached by the refusals
+    paid = await orders.ok(PAY, {"input": {"orderId": order_id, "shippingAddressId": mine, "paymentMethod": card}},
+                           buyer)
+    assert paid["payOrder"] == {"id": order_id, "status": "AWAITING_PAYMENT", "shippingAddress": {"city": "Lyon"}}
+    assert len(await _outbox(db_admin, "orders", "order.confirmed")) == 1
 
 
 async def test_tokens_are_one_time_and_bound_to_user_and_sale(api: GraphQLClient, apps: dict[str, Any],
