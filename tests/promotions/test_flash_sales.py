@@ -285,7 +285,7 @@ async def test_outside_the_window_is_not_active_and_tokens_are_not_issued_early(
     result = await _buy(api, buyer, soon["id"])
     assert result["status"] == "NOT_ACTIVE" and result["remainingStock"] == 5
     # A sale whose window has passed: NOT_ACTIVE, nothing sold.
-    short = await _open_sale(api, apps, sessions, redis, admin, stock=5, limit=1, starts_in=-1, lasts=1.5)
+    short = await _open_sale(api, apps, sessions, redis, admin, stock=5, limit=1, starts_in=-1, lasts=4)
     token = (await api.ok(ISSUE, {"id": short["id"]}, buyer))["issueFlashSaleToken"]["token"]
     while (await api.ok(SALE, {"id": short["id"]}))["flashSale"]["status"] != "ENDED":
         await asyncio.sleep(0.1)
@@ -441,7 +441,7 @@ async def test_unpaid_orders_return_their_units_and_the_sale_settles_with_invent
         api: GraphQLClient, apps: dict[str, Any], sessions: Any, redis: Redis, make_user: Any, settings: Settings,
         db_admin: asyncpg.Pool) -> None:
     _, admin = await make_user("ADMIN")
-    sale = await _open_sale(api, apps, sessions, redis, admin, stock=4, limit=2, lasts=4)
+    sale = await _open_sale(api, apps, sessions, redis, admin, stock=4, limit=2, lasts=8)
     _, payer = await make_user()
     _, idler = await make_user()
     paid = await _buy(api, payer, sale["id"], quantity=2)
