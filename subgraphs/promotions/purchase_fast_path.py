@@ -194,6 +194,8 @@ class PurchaseFastPath:
                 return default
             value = variables.get(source[1], plan.variable_defaults.get(source[1], default)) \
                 if source[0] == "var" else source[1]
+            if value is None:
+                return default
             if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise _Fallback()
             if kind is str and not isinstance(value, str):
@@ -213,7 +215,7 @@ class PurchaseFastPath:
         caller = resources.verifier.verify(token.strip())
         sale_id = parse_id(argument("saleId", str), field="saleId")
         purchase_token, key = argument("token", str), argument("idempotencyKey", str)
-        quantity = argument("quantity", int, 1)
+        quantity = argument("quantity", int, 1)  # an explicit null also means the default, as in the schema
         if purchase_token is None or key is None:
             raise _Fallback()
         sale = flash_sales.cached_sale_rules(sale_id)

@@ -161,7 +161,7 @@ class FlashSaleMutation:
                                       "the units reserved in one step. The same idempotencyKey returns the same "
                                       "result and never buys twice.")
     async def purchase_flash_sale(self, info: strawberry.Info, sale_id: strawberry.ID, token: str,
-                                  idempotency_key: str, quantity: int = 1) -> FlashSalePurchase:
+                                  idempotency_key: str, quantity: Optional[int] = 1) -> FlashSalePurchase:
         ctx: RequestContext = info.context
         caller = ctx.require_user()
         sale = await flash_sales.sale_rules(None, parse_id(sale_id, field="saleId"), session_getter=ctx.session)
@@ -170,7 +170,7 @@ class FlashSaleMutation:
         forwarded = request.headers.get("x-forwarded-for") if request is not None else None
         result = await flash_sales.purchase(
             ctx.redis, ctx.settings, ctx.resources.extras[INTERNAL_HTTP], caller=caller, sale=sale,
-            purchase_in=flash_sales.PurchaseIn(sale_id=sale.id, token=token, quantity=quantity,
+            purchase_in=flash_sales.PurchaseIn(sale_id=sale.id, token=token, quantity=1 if quantity is None else quantity,
                                                idempotency_key=idempotency_key),
             client_ip=flash_sales.client_bucket_ip(forwarded, peer), authorization=ctx.authorization)
         order_id = strawberry.ID(str(result.order_id)) if result.order_id else None
