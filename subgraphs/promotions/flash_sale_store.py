@@ -263,10 +263,6 @@ async def reservations_after_cursor(redis: Redis, sale_id: int, *, older_than_ms
     return [], not newer
 
 
-async def advance_cursor(redis: Redis, sale_id: int, stream_id: str) -> None:
-    await redis.set(sale_key(sale_id, "cursor"), stream_id)
-
-
 async def sale_counters(redis: Redis, sale_id: int) -> dict[str, int]:
     values = await redis.hgetall(sale_key(sale_id, "sale"))
     return {k.decode(): int(v) for k, v in values.items()}
