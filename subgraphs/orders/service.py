@@ -104,27 +104,36 @@ def _clean_address(address: AddressIn) -> AddressIn:
     return cleaned
 
 
+def validate_address_and_payment(address_id: int | None, address: AddressIn | None, payment_method: PaymentMethodIn,
+                                 settings: Settings) -> tuple[AddressIn | None, PaymentMethodIn]:
+    """What placeOrder and payOrder both take: exactly one of a saved address and an address, and a payment
+    method of a configured provider. Returns the cleaned address (None for a saved one) and payment method."""
+    if (address_id is None) == (address is None):
+        raise BadUserInput("Pass exactly one of 'shippingAddressId' and 'shippingAddress'", field="shippingAddress")
+    cleaned = _clean_address(address) if address is not None else None
+    providers = {p.strip() for p in settings.payment_providers.split(",") if p.strip()}
+    provider = payment_method.provider.strip()
+    if provider not in providers:
+        raise BadUserInput(f"'paymentMethod.provider' must be one of: {', '.join(sorted(providers))}",
+                           field="paymentMethod.provider")
+    token = payment_method.token.strip()
+    if not token or len(token) > 512:
+        raise BadUserInput("'paymentMethod.token' must be 1..512 characters", field="paymentMethod.token")
+    return cleaned, PaymentMethodIn(provider=provider, token=token)
+
+
 def validate_place_order(order_in: PlaceOrderIn, settings: Settings) -> PlaceOrderIn:
     """Everything checkable without I/O, before anything is fetched or written."""
     key = order_in.idempotency_key.strip()
     if not 8 <= len(key) <= 128:
         raise BadUserInput("'idempotencyKey' must be 8..128 characters", field="idempotencyKey")
-    if (order_in.shipping_address_id is None) == (order_in.shipping_address is None):
-        raise BadUserInput("Pass exactly one of 'shippingAddressId' and 'shippingAddress'", field="shippingAddress")
-    address = _clean_address(order_in.shipping_address) if order_in.shipping_address is not None else None
-    providers = {p.strip() for p in settings.payment_providers.split(",") if p.strip()}
-    provider = order_in.payment_method.provider.strip()
-    if provider not in providers:
-        raise BadUserInput(f"'paymentMethod.provider' must be one of: {', '.join(sorted(providers))}",
-                           field="paymentMethod.provider")
-    token = order_in.payment_method.token.strip()
-    if not token or len(token) > 512:
-        raise BadUserInput("'paymentMethod.token' must be 1..512 characters", field="paymentMethod.token")
+    address, payment_method = validate_address_and_payment(
+        order_in.shipping_address_id, order_in.shipping_address, order_in.payment_method, settings)
     cart_id = (order_in.cart_id or "").strip() or None
     if cart_id is not None and len(cart_id) > 128:
         raise BadUserInput("'cartId' is not a valid cart id", field="cartId")
     coupon = normalize_coupon_code(order_in.coupon_code)
-    return PlaceOrderIn(idempotency_key=key, payment_method=PaymentMethodIn(provider=provider, token=token),
+    return PlaceOrderIn(idempotency_key=key, payment_method=payment_method,
                         cart_id=cart_id, shipping_address_id=order_in.shipping_address_id,
                         shipping_address=address, coupon_code=coupon)
 
@@ -533,27 +542,26 @@ async def pay_order(session: AsyncSession, *, http: clients.PeerClient, settings
                     caller: Principal, authorization: str | None, pay_in: PayOrderIn) -> OrderRecord:
     """Attach the payment method and shipping address to an order created without them (a flash-sale order),
     then let the saga charge it: emits order.confirmed, which payments acts on, exactly as for placeOrder."""
-    checked = validate_place_order(PlaceOrderIn(
-        idempotency_key="pay-order", payment_method=pay_in.payment_method,
-        shipping_address_id=pay_in.shipping_address_id, shipping_address=pay_in.shipping_address), settings)
+    address, payment_method = validate_address_and_payment(pay_in.shipping_address_id, pay_in.shipping_address,
+                                                           pay_in.payment_method, settings)
     order = await get_order_or_raise(session, pay_in.order_id)
     if order.user_id != caller.user_id:
         raise NotYourOrder()  # paying is the buyer's act; an admin can cancel, not pay
     if order.status is not S.AWAITING_PAYMENT:
         raise IllegalTransition(order.id, order.status.value, S.PAID.value)
-    if checked.shipping_address_id is not None:
-        body = await clients.fetch_address(http, settings.users_service_url, address_id=checked.shipping_address_id,
+    if pay_in.shipping_address_id is not None:
+        body = await clients.fetch_address(http, settings.users_service_url, address_id=pay_in.shipping_address_id,
                                            authorization=authorization)
         shipping = _address_from_users(body, caller.user_id)
     else:
-        shipping = checked.shipping_address.as_dict()  # type: ignore[union-attr]
+        shipping = address.as_dict()  # type: ignore[union-attr]
     attached = await repository.attach_payment(
-        session, order.id, caller.user_id, provider=checked.payment_method.provider,
-        token=checked.payment_method.token, shipping_address=shipping)
+        session, order.id, caller.user_id, provider=payment_method.provider, token=payment_method.token,
+        shipping_address=shipping)
     if not attached:
         raise PaymentAlreadySubmitted(order.id)
     await add_event(session, SCHEMA, events.ORDER_CONFIRMED, key=order.id, payload=events.transition_payload(
         S.AWAITING_PAYMENT, order_id=order.id, user_id=order.user_id, from_status=S.AWAITING_PAYMENT, reason=None,
-        total=order.total, currency=order.currency, payment_provider=checked.payment_method.provider,
-        payment_token=checked.payment_method.token, items=[]))
+        total=order.total, currency=order.currency, payment_provider=payment_method.provider,
+        payment_token=payment_method.token, items=[]))
     return dataclasses.replace(order, shipping_address=shipping)

@@ -241,13 +241,12 @@ def cached_sale_rules(sale_id: int) -> FlashSaleRecord | None:
     return _RULES.get(sale_id)
 
 
-async def sale_rules(session: AsyncSession | None, sale_id: int,
-                     session_getter: Any = None) -> FlashSaleRecord:
+async def sale_rules(session: AsyncSession, sale_id: int) -> FlashSaleRecord:
+    """The sale's definition, from this process's copy (the purchase path checks `cached_sale_rules` first, so
+    it opens no session once the copy is warm)."""
     sale = _RULES.get(sale_id)
     if sale is not None:
         return sale
-    if session is None:
-        session = await session_getter()
     sale = await get_sale_or_raise(session, sale_id)
     if sale.stock_status is StockStatus.HELD:
         _RULES[sale_id] = sale
@@ -370,15 +369,16 @@ async def reconcile_sale(session: AsyncSession, redis: Redis, settings: Settings
     grace_ms = int(settings.flash_sale_reconcile_grace_seconds * 1000)
     reservations, caught_up = await store.reservations_after_cursor(
         redis, sale.id, older_than_ms=int(time.time() * 1000) - grace_ms)
+    forwarded: list[int] = []
     for reservation in reservations:
         if not await store.is_ordered(redis, sale.id, reservation.reservation_id):
             await add_event(session, SCHEMA, FLASH_SALE_PURCHASED, key=reservation.reservation_id,
                             payload=reservation_payload(sale, reservation.reservation_id, reservation.user_id,
                                                         reservation.quantity))
-            report.forwarded += 1
+            forwarded.append(reservation.reservation_id)
+    report.forwarded += len(forwarded)
     if reservations:
         last = reservations[-1]
-        forwarded = [r.reservation_id for r in reservations]
 
         async def after() -> None:
             async with redis.pipeline(transaction=False) as pipe:

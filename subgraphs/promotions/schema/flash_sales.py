@@ -17,7 +17,7 @@ from kernel.ids import parse_id
 from kernel.peers import INTERNAL_HTTP
 from subgraphs.promotions import flash_sale_store as store
 from subgraphs.promotions import flash_sales, repository
-from subgraphs.promotions.models import FlashSaleRecord
+from subgraphs.promotions.models import FlashSaleRecord, StockStatus
 from subgraphs.promotions.models import FlashSaleStatus as FlashSaleStatusValue
 
 FlashSaleStatus = strawberry.enum(FlashSaleStatusValue, name="FlashSaleStatus")
@@ -73,7 +73,7 @@ class FlashSale:
     @classmethod
     def from_record(cls, sale: FlashSaleRecord, remaining: int | None) -> "FlashSale":
         if remaining is None:  # not loaded yet (PREPARING) or never (UNAVAILABLE)
-            remaining = 0 if sale.stock_status.value != "PENDING" else sale.total_stock
+            remaining = sale.total_stock if sale.stock_status is StockStatus.PENDING else 0
         return cls(id=strawberry.ID(str(sale.id)), variant=ProductVariant(id=strawberry.ID(str(sale.variant_id))),
                    name=sale.name, sku=sale.sku, sale_price=Money.of(sale.sale_price, sale.currency),
                    regular_price=Money.of(sale.regular_price, sale.currency), starts_at=sale.starts_at,
@@ -164,7 +164,8 @@ class FlashSaleMutation:
                                   idempotency_key: str, quantity: Optional[int] = 1) -> FlashSalePurchase:
         ctx: RequestContext = info.context
         caller = ctx.require_user()
-        sale = await flash_sales.sale_rules(None, parse_id(sale_id, field="saleId"), session_getter=ctx.session)
+        sid = parse_id(sale_id, field="saleId")
+        sale = flash_sales.cached_sale_rules(sid) or await flash_sales.sale_rules(await ctx.session(), sid)
         request = ctx.request
         peer = request.client.host if request is not None and request.client else None
         forwarded = request.headers.get("x-forwarded-for") if request is not None else None
