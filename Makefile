@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP     := $(VENV)/.installed
 ROUTER_STAMP := router/node_modules/.installed
 
-.PHONY: install run test bench schema schema-check clean
+.PHONY: install run test lint bench schema schema-check clean
 
 install: $(PY_STAMP) $(ROUTER_STAMP)
 
@@ -23,11 +23,15 @@ $(ROUTER_STAMP): router/package.json router/package-lock.json
 run: install            ## boot the whole platform (embedded Postgres/Redis/Kafka unless *_URL env vars are set)
 	$(BIN)/nexuscart run
 
-test: install           ## the whole suite: unit, integration, end-to-end through the router
+test: install lint      ## lint, types, then the whole suite: unit, integration, end-to-end through the router
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: install           ## ruff (style, imports, bugs) and mypy (types), as CI runs them
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 bench: install          ## throughput and p50/p99 latency of the hot paths, through the router and direct
-	$(BIN)/python -m tests.load.bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 schema: install         ## export every subgraph's SDL to schema/ and compose schema/supergraph.graphql
 	$(BIN)/nexuscart export-schema

@@ -55,7 +55,7 @@ class CorrelationMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-request-id", correlation_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", correlation_id.encode())]
             await send(message)
 
         try:
@@ -91,7 +91,7 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
         try:
             await resources.redis.ping()
             checks["redis"] = "ok"
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - health reports, never raises
             checks["redis"] = "down"
         healthy = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if healthy else "degraded", "service": service, "checks": checks},
@@ -104,7 +104,7 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Every process needs its own Snowflake node id: leased from Redis, so uvicorn workers and replicas
         # never collide without anyone assigning NODE_ID by hand.
-        _, lease_key = await ids.claim_node_id(resources.redis)
+        _node_id, lease_key = await ids.claim_node_id(resources.redis)
         renewal = asyncio.create_task(ids.renew_node_lease(resources.redis, lease_key))
         yield
         renewal.cancel()

@@ -27,7 +27,7 @@ class Principal:
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
 
-    def require_role(self, *roles: str) -> "Principal":
+    def require_role(self, *roles: str) -> Principal:
         if not self.has_role(*roles):
             raise Forbidden()
         return self
@@ -65,6 +65,13 @@ def ensure_keypair(directory: Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
+def _key_file(path: Path | None, variable: str, purpose: str) -> bytes:
+    """A PEM file named by a setting; a missing setting stops the process at start-up with a clear message."""
+    if path is None:
+        raise SystemExit(f"{variable} is required to {purpose}")
+    return Path(path).read_bytes()
+
+
 class TokenVerifier:
     def __init__(self, public_keys: list[rsa.RSAPublicKey], *, issuer: str, audience: str) -> None:
         self._keys = {key_id(k): k for k in public_keys}
@@ -72,11 +79,11 @@ class TokenVerifier:
         self._audience = audience
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TokenVerifier":
-        if settings.jwt_public_key_file is None:
-            raise SystemExit("JWT_PUBLIC_KEY_FILE is required to verify access tokens")
-        key = serialization.load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
-        assert isinstance(key, rsa.RSAPublicKey)
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        key = serialization.load_pem_public_key(
+            _key_file(settings.jwt_public_key_file, "JWT_PUBLIC_KEY_FILE", "verify access tokens"))
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SystemExit("JWT_PUBLIC_KEY_FILE must hold an RSA public key")
         return cls([key], issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
     def jwks(self) -> dict[str, Any]:
@@ -109,11 +116,11 @@ class TokenIssuer:
         self.ttl_seconds = ttl_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TokenIssuer":
-        if settings.jwt_private_key_file is None:
-            raise SystemExit("JWT_PRIVATE_KEY_FILE is required to issue access tokens")
-        key = serialization.load_pem_private_key(Path(settings.jwt_private_key_file).read_bytes(), password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
+    def from_settings(cls, settings: Settings) -> TokenIssuer:
+        key = serialization.load_pem_private_key(
+            _key_file(settings.jwt_private_key_file, "JWT_PRIVATE_KEY_FILE", "issue access tokens"), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise SystemExit("JWT_PRIVATE_KEY_FILE must hold an RSA private key")
         return cls(key, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                    ttl_seconds=settings.access_token_ttl_seconds)
 

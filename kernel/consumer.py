@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -18,14 +18,17 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kernel.db import run_callbacks, take_after_commit
-from kernel.events import EventEnvelope
+from kernel.events import EventEnvelope, EventPayload
 from kernel.kafka import DLQ_TOPIC
 from kernel.logs import correlation_id_var
+from kernel.uow import unit_of_work
 
 log = logging.getLogger("nexuscart.consumer")
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+# Handles one payload type: (session, the parsed payload). Typed as Any: a mapping cannot tie each key's type to
+# its value's parameter.
+PayloadHandler = Callable[[AsyncSession, Any], Awaitable[Any]]
 
 
 @dataclasses.dataclass
@@ -42,15 +45,34 @@ class ConsumerSpec:
     """One consumer group a domain runs in the worker process (workers/runtime.py).
 
     `name` is the consumer group id and the inbox's consumer column; `schema` the domain schema holding
-    that inbox; the handler runs inside the inbox transaction and dispatches on `envelope.event_type`."""
+    that inbox; `handlers` maps each payload type the group handles to its handler, so the group subscribes to
+    exactly those types' topics. `handler` runs inside the inbox transaction: it parses the envelope's payload
+    into its type (MalformedEvent: retried, then the DLQ) and calls that type's handler."""
     name: str
     schema: str
-    topics: tuple[str, ...]
-    handler: EventHandler
+    handlers: Mapping[type[EventPayload], PayloadHandler]
     # Events of one partition per transaction. 1 for a handler that acts outside Postgres before its commit
     # (a payment provider): a batch rolled back for ANOTHER event's failure would undo the record of an act
     # that stays done, and a concurrent handler can decide on that gap before the one-by-one re-run.
     transaction_batch: int = 20
+    _by_topic: dict[str, tuple[type[EventPayload], PayloadHandler]] = dataclasses.field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_topic", {t.topic: (t, h) for t, h in self.handlers.items()})
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self._by_topic)
+
+    async def handler(self, session: AsyncSession, envelope: EventEnvelope) -> None:
+        entry = self._by_topic.get(envelope.event_type)
+        if entry is None:  # another event type on one of our topics: not ours to act on, and not a failure
+            log.warning("event type not handled by this group",
+                        extra={"consumer": self.name, "event_type": envelope.event_type})
+            return
+        payload_type, handle = entry
+        await handle(session, payload_type.from_payload(envelope.payload))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,20 +136,16 @@ class IdempotentConsumer:
             envelopes = [EventEnvelope.from_json(r.value) for r in records]
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             return False
-        async with self.session_factory() as session:
-            try:
-                async with session.begin():
-                    for envelope in envelopes:
-                        correlation_id_var.set(envelope.correlation_id)
-                        if await self._record_in_inbox(session, envelope):
-                            await self.handler(session, envelope)
-            except Exception as exc:  # noqa: BLE001 - retried one by one, where failures are isolated
-                take_after_commit(session)
-                log.info("batch failed; applying its events one by one",
-                         extra={"consumer": self.name, "events": len(envelopes), "error": type(exc).__name__})
-                return False
-            callbacks = take_after_commit(session)
-        await run_callbacks(callbacks)
+        try:
+            async with unit_of_work(self.session_factory) as session:
+                for envelope in envelopes:
+                    correlation_id_var.set(envelope.correlation_id)
+                    if await self._record_in_inbox(session, envelope):
+                        await self.handler(session, envelope)
+        except Exception as exc:  # noqa: BLE001 - retried one by one, where failures are isolated
+            log.info("batch failed; applying its events one by one",
+                     extra={"consumer": self.name, "events": len(envelopes), "error": type(exc).__name__})
+            return False
         return True
 
     async def _record_in_inbox(self, session: AsyncSession, envelope: EventEnvelope) -> bool:
@@ -149,7 +167,7 @@ class IdempotentConsumer:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return await self._apply_once(envelope)
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then parked
+            except Exception as exc:  # any handler failure is retried, then parked
                 if attempt == self.max_attempts:
                     log.exception("event failed; parking on DLQ",
                                   extra={"event_id": envelope.event_id, "consumer": self.name})
@@ -162,16 +180,11 @@ class IdempotentConsumer:
         raise AssertionError("unreachable")
 
     async def _apply_once(self, envelope: EventEnvelope) -> str:
-        async with self.session_factory() as session:
-            try:
-                async with session.begin():
-                    if not await self._record_in_inbox(session, envelope):
-                        return "duplicate"
-                    await self.handler(session, envelope)
-            finally:
-                callbacks = take_after_commit(session)
-        # Only reached when the transaction committed (an exception skips it, dropping the callbacks).
-        await run_callbacks(callbacks)
+        # Committed (then its after-commit callbacks run) or, when anything raises, rolled back with them dropped.
+        async with unit_of_work(self.session_factory) as session:
+            if not await self._record_in_inbox(session, envelope):
+                return "duplicate"
+            await self.handler(session, envelope)
         return "applied"
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:

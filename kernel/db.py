@@ -1,19 +1,28 @@
-"""Async SQLAlchemy engine and sessions. One Postgres schema per domain; a domain's models bind to it."""
+"""Async SQLAlchemy engine and sessions. One Postgres schema per domain; a domain's models bind to it.
+
+How a domain talks to Postgres (one way, everywhere):
+  - All SQL of a domain lives in its repository.py (one repository module per aggregate is fine, e.g.
+    promotions' coupon_repository.py). Services never build statements and never call session.execute / add /
+    delete / get themselves; they call repository functions and may flush.
+  - Statements are SQLAlchemy Core built on the tables of the domain's models.py: select / insert / update /
+    delete, and `sqlalchemy.dialects.postgresql.insert(...).on_conflict_do_...` for upserts.
+  - `text()` only where Core cannot say it clearly (a data-modifying CTE, FOR UPDATE SKIP LOCKED over a join,
+    unnest bulk writes, ...) or on a measured hot path, each with a one-line comment saying why.
+  - ORM-mapped classes are fine as table definitions and as read results; a write that loads a row, changes
+    its attributes and flushes is acceptable inside a repository function only.
+Transactions and after-commit work belong to kernel/uow.py.
+"""
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import MetaData
+from sqlalchemy import ARRAY, ColumnElement, CursorResult, Result, any_, bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import QueryableAttribute
 
 from kernel.settings import Settings
-
-log = logging.getLogger("nexuscart.db")
-_AFTER_COMMIT = "nexuscart_after_commit"
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -45,31 +54,16 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def domain_base(schema: str) -> type[DeclarativeBase]:
-    """A declarative base whose tables live in the domain's own Postgres schema."""
-
-    class Base(DeclarativeBase):
-        metadata = MetaData(schema=schema)
-
-    Base.__name__ = f"{schema.title()}Base"
-    return Base
+def any_of(column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any],
+           item_type: Any) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: the values travel as ONE array parameter, so the statement text (and the
+    driver's prepared statement) is the same for any number of values, unlike `in_`."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(item_type)))
 
 
-def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[Any]]) -> None:
-    """Run `callback` once `session`'s transaction has committed (cache invalidation, live pushes): things
-    that must not be seen before the new state is visible. Services call this; the edge that owns the
-    transaction (the GraphQL request context, the event consumer) runs the callbacks after its commit."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+def rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT / UPDATE / DELETE without RETURNING touched. At runtime `session.execute` returns a
+    CursorResult for those statements, but SQLAlchemy types it as Result since 2.0.44; its changelog says to
+    cast, which is done here once."""
+    return cast("CursorResult[Any]", result).rowcount
 
-
-def take_after_commit(session: AsyncSession) -> list[Callable[[], Awaitable[Any]]]:
-    """The callbacks queued on `session`, removed from it (to run after commit, or drop on rollback)."""
-    return session.info.pop(_AFTER_COMMIT, [])
-
-
-async def run_callbacks(callbacks: list[Callable[[], Awaitable[Any]]]) -> None:
-    for callback in callbacks:
-        try:
-            await callback()
-        except Exception:  # committed already: report, but do not turn success into an error
-            log.exception("after-commit callback failed")

@@ -73,6 +73,22 @@ class RateLimited(AppError):
     code = ErrorCode.RATE_LIMITED
 
 
+class OutOfStock(AppError):
+    code = ErrorCode.OUT_OF_STOCK
+
+
+# The HTTP status an expected failure travels with between services (kernel/internal_server.py answers with it,
+# kernel/internal_client.py raises the same error again from the body's code). One table for both sides.
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_USER_INPUT: 400, ErrorCode.UNAUTHENTICATED: 401, ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.OUT_OF_STOCK: 409, ErrorCode.RATE_LIMITED: 429,
+}
+# For a body without a code (a proxy's error page): the status alone.
+CODE_FOR_STATUS: dict[int, ErrorCode] = {400: ErrorCode.BAD_USER_INPUT, 401: ErrorCode.UNAUTHENTICATED,
+                                         403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND,
+                                         409: ErrorCode.CONFLICT, 429: ErrorCode.RATE_LIMITED}
+
+
 _INTERNAL_MESSAGE = "Internal server error"
 # graphql-core's wording when input coercion fails; any other ValueError/TypeError is our bug.
 _COERCION_PREFIXES = ("Variable '$", "Argument '", "Expected value of type", "Expected type")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
+
+from kernel.errors import BadUserInput
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -68,7 +70,7 @@ def next_id() -> int:
 NODE_LEASE_SECONDS = 60
 
 
-async def claim_node_id(redis: "Redis") -> tuple[int, str]:
+async def claim_node_id(redis: Redis) -> tuple[int, str]:
     """Lease a node id no running process holds: `SET NX` with a TTL the holder keeps renewing
     (`renew_node_lease`), so a crashed process frees its id and a restart loop never wraps onto a live one.
     Node 0 stays out of the pool: it is the default of short-lived tools that claim nothing."""
@@ -82,20 +84,35 @@ async def claim_node_id(redis: "Redis") -> tuple[int, str]:
     raise RuntimeError("all 1023 Snowflake node ids are leased; too many processes share this Redis")
 
 
-async def renew_node_lease(redis: "Redis", key: str) -> None:
+async def renew_node_lease(redis: Redis, key: str) -> None:
     while True:
         await asyncio.sleep(NODE_LEASE_SECONDS / 3)  # renew well inside the lease
         await redis.expire(key, NODE_LEASE_SECONDS)
 
 
-def parse_id(value: str | int, *, field: str = "id") -> int:
-    """Parse a client-supplied ID; anything that is not a positive integer is BAD_USER_INPUT."""
-    from kernel.errors import BadUserInput
+MAX_ID = (1 << 63) - 1  # ids are Postgres bigint
+
+
+def is_valid_id(value: object) -> TypeGuard[int]:
+    """A stored id: an int in 1..MAX_ID (bool is not an id)."""
+    return type(value) is int and 0 < value <= MAX_ID
+
+
+def as_id(value: object) -> int | None:
+    """`value` (an int or its decimal string) as an id, or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
     try:
         parsed = int(value)
-    except (TypeError, ValueError):
-        raise BadUserInput(f"'{field}' is not a valid id", field=field) from None
-    if parsed <= 0 or parsed >= 1 << 63:
+    except ValueError:
+        return None
+    return parsed if is_valid_id(parsed) else None
+
+
+def parse_id(value: object, *, field: str = "id") -> int:
+    """Parse a client-supplied ID; anything that is not a positive 63-bit integer is BAD_USER_INPUT."""
+    parsed = as_id(value)
+    if parsed is None:
         raise BadUserInput(f"'{field}' is not a valid id", field=field)
     return parsed
 
@@ -103,8 +120,4 @@ def parse_id(value: str | int, *, field: str = "id") -> int:
 def entity_key(value: object) -> int | None:
     """An entity key the router passes in a federation representation. Garbage resolves to None, so the
     entity is null like an unknown id, rather than failing the whole `_entities` fetch."""
-    from kernel.errors import BadUserInput
-    try:
-        return parse_id(value)  # type: ignore[arg-type]
-    except BadUserInput:
-        return None
+    return as_id(value)

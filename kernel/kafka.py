@@ -1,31 +1,17 @@
-"""aiokafka producer/consumer construction and the topic catalogue."""
+"""aiokafka producer/consumer construction and the topics to create."""
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from kernel.events import load_contracts
+
 log = logging.getLogger("nexuscart.kafka")
 
-# DESIGN.md's event catalogue; topic name == event type. Added to it: `order.refunded` (the saga's last
-# compensation step), `inventory.low_stock`, and `inventory.stock_changed` (the available level of one
-# variant after any change, which the cart's availability projection is fed from).
-TOPICS = (
-    "user.registered",
-    "product.created", "product.updated", "product.deleted", "product.viewed",
-    "cart.item_added",
-    "order.placed", "order.confirmed", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
-    "order.refunded",
-    "inventory.reserved", "inventory.out_of_stock", "inventory.released", "inventory.committed",
-    "inventory.low_stock", "inventory.stock_changed",
-    "payment.successful", "payment.failed", "payment.refunded",
-    "shipment.created", "shipment.status_updated",
-    "review.created",
-    "flashsale.scheduled", "flashsale.purchased", "flashsale.ended", "inventory.flash_sale_held",
-    "coupon.redemption_released",
-)
 DLQ_TOPIC = "nexuscart.dlq"
 DEFAULT_PARTITIONS = 3
 
@@ -47,18 +33,24 @@ def create_consumer(bootstrap_servers: str, group_id: str, topics: list[str], *,
                             enable_auto_commit=False, auto_offset_reset=auto_offset_reset, fetch_max_wait_ms=100)
 
 
-async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS + (DLQ_TOPIC,),
+def all_topics() -> tuple[str, ...]:
+    """Every topic an event payload type declares (each domain's events.py; topic name == event type), plus the
+    DLQ. A topic exists because something produces it: its payload type is the producer's contract."""
+    return (*sorted(load_contracts()), DLQ_TOPIC)
+
+
+async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] | None = None,
                         partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Create the missing ones of `topics` (default: `all_topics()`)."""
+    wanted = all_topics() if topics is None else topics
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created them between list and create
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between list and create
             log.info("created topics", extra={"topics": [t.name for t in missing]})
     finally:
         await admin.close()

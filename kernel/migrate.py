@@ -31,7 +31,8 @@ async def migrate_domain(conn: asyncpg.Connection, schema: str, package: str) ->
     await conn.execute(f"""
         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
             name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())""")
-    applied = {r["name"]: r["checksum"] for r in await conn.fetch(f"SELECT name, checksum FROM {schema}.schema_migrations")}
+    rows = await conn.fetch(f"SELECT name, checksum FROM {schema}.schema_migrations")
+    applied = {r["name"]: r["checksum"] for r in rows}
     done: list[str] = []
     for source, (name, sql) in [("kernel", f) for f in _migration_files("kernel.migrations")] + \
                                [(schema, f) for f in _migration_files(package)]:

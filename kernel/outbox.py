@@ -5,26 +5,25 @@ before the transaction commits. The relay (workers/outbox_relay.py) publishes an
 """
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.events import EventEnvelope
+from kernel.events import EventEnvelope, EventPayload
 from kernel.logs import correlation_id_var
 
 NOTIFY_CHANNEL = "nexuscart_outbox"
 
 
-async def add_event(session: AsyncSession, schema: str, event_type: str, *, key: str | int,
-                    payload: dict[str, Any], event_version: int = 1) -> EventEnvelope:
-    """Queue `event_type` (also its topic) keyed by the aggregate id, so one aggregate stays ordered."""
-    envelope = EventEnvelope.new(event_type, payload, correlation_id=correlation_id_var.get(),
+async def add_event(session: AsyncSession, schema: str, event: EventPayload, *, key: str | int,
+                    event_version: int = 1) -> EventEnvelope:
+    """Queue `event` on its payload type's topic (also the envelope's event type), keyed by the aggregate id so
+    one aggregate's events stay ordered on one partition."""
+    envelope = EventEnvelope.new(event.topic, event.to_payload(), correlation_id=correlation_id_var.get(),
                                  event_version=event_version)
     await session.execute(
         text(f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope) "
              f"VALUES (CAST(:event_id AS uuid), :topic, :key, :envelope)"),
-        {"event_id": envelope.event_id, "topic": event_type, "key": str(key), "envelope": envelope.to_json()},
+        {"event_id": envelope.event_id, "topic": event.topic, "key": str(key), "envelope": envelope.to_json()},
     )
     await session.execute(text("SELECT pg_notify(:channel, :schema)"),
                           {"channel": NOTIFY_CHANNEL, "schema": schema})

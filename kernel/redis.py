@@ -14,6 +14,17 @@ def create_redis(settings: Settings) -> Redis:
                           health_check_interval=30)
 
 
+def reply_bytes(value: bytes | str) -> bytes:
+    """A Redis reply as bytes. create_redis's client answers bytes (decode_responses=False), but redis-py types
+    replies as `bytes | str` because one client class serves both modes."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def reply_text(value: bytes | str) -> str:
+    """A Redis reply as text (see reply_bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 _scripts: dict[str, Any] = {}
 
 

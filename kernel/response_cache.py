@@ -55,6 +55,8 @@ class Generation:
         if raw is None:
             await redis.set(self.key, secrets.randbits(48), nx=True)
             raw = await redis.get(self.key)
+        if raw is None:  # deleted again between the SET and the GET (a flush): the next read sets it anew
+            raise RuntimeError(f"{self.key} was deleted while being set")
         return int(raw)
 
     def bump_in(self, pipe: Pipeline) -> None:
@@ -83,9 +85,10 @@ def _root_fields(execution: Any) -> set[str] | None:
     if len(operations) != 1:
         return None
     selections = operations[0].selection_set.selections
-    if not all(isinstance(s, FieldNode) for s in selections):
+    fields = [s for s in selections if isinstance(s, FieldNode)]
+    if len(fields) != len(selections):
         return None
-    return {s.name.value for s in selections}  # type: ignore[union-attr]
+    return {f.name.value for f in fields}
 
 
 def response_cache_extension(*, generation: Generation, root_fields: frozenset[str] | None = None,
@@ -98,7 +101,7 @@ def response_cache_extension(*, generation: Generation, root_fields: frozenset[s
     """
 
     class ResponseCacheExtension(SchemaExtension):
-        async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        async def on_execute(self) -> AsyncIterator[None]:
             execution = self.execution_context
             ctx = execution.context
             if not isinstance(ctx, RequestContext) or execution.operation_type != OperationType.QUERY:

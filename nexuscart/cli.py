@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from nexuscart.registry import SUBGRAPHS, get_subgraph, migration_plan
@@ -61,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_async(coro_factory) -> int:  # type: ignore[no-untyped-def]
+def _run_async(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     import uvloop
 
     async def main() -> None:

@@ -6,28 +6,46 @@ import random
 from decimal import Decimal
 
 # (category, parent, brands, nouns, variant axis, variant values, price range)
-CATEGORY_PLAN: tuple[tuple[str, str | None, tuple[str, ...], tuple[str, ...], str, tuple[str, ...], tuple[int, int]], ...] = (
-    ("Electronics", None, ("Voltix", "Nimbus"), ("Charger", "Power Bank"), "capacity", ("10000 mAh", "20000 mAh"), (15, 60)),
-    ("Phones", "Electronics", ("Voltix", "Orbit"), ("Smartphone", "Phone Case"), "storage", ("128 GB", "256 GB", "512 GB"), (199, 999)),
-    ("Laptops", "Electronics", ("Nimbus", "Keystone"), ("Ultrabook", "Laptop Stand"), "memory", ("16 GB", "32 GB"), (499, 2199)),
-    ("Audio", "Electronics", ("Sonora", "Voltix"), ("Headphones", "Earbuds", "Speaker"), "color", ("Black", "White", "Blue"), (29, 349)),
-    ("Home & Kitchen", None, ("Hearthly", "Copperleaf"), ("Kettle", "Toaster"), "color", ("Steel", "Cream"), (25, 120)),
-    ("Cookware", "Home & Kitchen", ("Copperleaf", "Ironclad"), ("Skillet", "Dutch Oven", "Saucepan"), "size", ("20 cm", "24 cm", "28 cm"), (30, 240)),
-    ("Furniture", "Home & Kitchen", ("Oakhaven", "Lindqvist"), ("Desk Chair", "Bookshelf", "Side Table"), "finish", ("Oak", "Walnut"), (80, 650)),
-    ("Sports", None, ("Stride", "Summit"), ("Water Bottle", "Yoga Mat"), "color", ("Green", "Grey"), (12, 70)),
-    ("Running", "Sports", ("Stride", "Fleetfoot"), ("Running Shoe", "Trail Shoe"), "size", ("40", "41", "42", "43", "44"), (60, 180)),
-    ("Cycling", "Sports", ("Spoke & Co", "Summit"), ("Helmet", "Bike Light", "Saddle"), "size", ("S", "M", "L"), (20, 160)),
-    ("Books", None, ("Inkwell Press", "Northwind Books"), ("Novel", "Cookbook", "Field Guide"), "format", ("Paperback", "Hardcover"), (9, 45)),
-    ("Toys", None, ("Brickly", "Playwise"), ("Building Set", "Puzzle", "Plush Bear"), "age", ("3+", "8+"), (10, 90)),
-    ("Beauty", None, ("Lumen", "Verdance"), ("Face Serum", "Hand Cream"), "size", ("30 ml", "50 ml"), (12, 75)),
-    ("Fashion", None, ("Threadline", "Marlow"), ("Jacket", "T-Shirt", "Scarf"), "size", ("S", "M", "L", "XL"), (18, 220)),
-    ("Garden", None, ("Greenfold", "Terracotta"), ("Planter", "Pruning Shears", "Hose"), "size", ("Small", "Large"), (10, 95)),
-    ("Pet Supplies", None, ("Pawsome", "Tailwind"), ("Dog Bed", "Cat Tree", "Leash"), "size", ("S", "M", "L"), (15, 140)),
+CategoryPlan = tuple[str, str | None, tuple[str, ...], tuple[str, ...], str, tuple[str, ...], tuple[int, int]]
+CATEGORY_PLAN: tuple[CategoryPlan, ...] = (
+    ("Electronics", None, ("Voltix", "Nimbus"), ("Charger", "Power Bank"),
+     "capacity", ("10000 mAh", "20000 mAh"), (15, 60)),
+    ("Phones", "Electronics", ("Voltix", "Orbit"), ("Smartphone", "Phone Case"),
+     "storage", ("128 GB", "256 GB", "512 GB"), (199, 999)),
+    ("Laptops", "Electronics", ("Nimbus", "Keystone"), ("Ultrabook", "Laptop Stand"),
+     "memory", ("16 GB", "32 GB"), (499, 2199)),
+    ("Audio", "Electronics", ("Sonora", "Voltix"), ("Headphones", "Earbuds", "Speaker"),
+     "color", ("Black", "White", "Blue"), (29, 349)),
+    ("Home & Kitchen", None, ("Hearthly", "Copperleaf"), ("Kettle", "Toaster"),
+     "color", ("Steel", "Cream"), (25, 120)),
+    ("Cookware", "Home & Kitchen", ("Copperleaf", "Ironclad"), ("Skillet", "Dutch Oven", "Saucepan"),
+     "size", ("20 cm", "24 cm", "28 cm"), (30, 240)),
+    ("Furniture", "Home & Kitchen", ("Oakhaven", "Lindqvist"), ("Desk Chair", "Bookshelf", "Side Table"),
+     "finish", ("Oak", "Walnut"), (80, 650)),
+    ("Sports", None, ("Stride", "Summit"), ("Water Bottle", "Yoga Mat"),
+     "color", ("Green", "Grey"), (12, 70)),
+    ("Running", "Sports", ("Stride", "Fleetfoot"), ("Running Shoe", "Trail Shoe"),
+     "size", ("40", "41", "42", "43", "44"), (60, 180)),
+    ("Cycling", "Sports", ("Spoke & Co", "Summit"), ("Helmet", "Bike Light", "Saddle"),
+     "size", ("S", "M", "L"), (20, 160)),
+    ("Books", None, ("Inkwell Press", "Northwind Books"), ("Novel", "Cookbook", "Field Guide"),
+     "format", ("Paperback", "Hardcover"), (9, 45)),
+    ("Toys", None, ("Brickly", "Playwise"), ("Building Set", "Puzzle", "Plush Bear"),
+     "age", ("3+", "8+"), (10, 90)),
+    ("Beauty", None, ("Lumen", "Verdance"), ("Face Serum", "Hand Cream"),
+     "size", ("30 ml", "50 ml"), (12, 75)),
+    ("Fashion", None, ("Threadline", "Marlow"), ("Jacket", "T-Shirt", "Scarf"),
+     "size", ("S", "M", "L", "XL"), (18, 220)),
+    ("Garden", None, ("Greenfold", "Terracotta"), ("Planter", "Pruning Shears", "Hose"),
+     "size", ("Small", "Large"), (10, 95)),
+    ("Pet Supplies", None, ("Pawsome", "Tailwind"), ("Dog Bed", "Cat Tree", "Leash"),
+     "size", ("S", "M", "L"), (15, 140)),
 )
 ADJECTIVES = ("Classic", "Pro", "Lite", "Max", "Eco", "Urban", "Nomad", "Prime", "Compact", "Everyday",
               "Studio", "Trail", "Aero", "Solid", "Signature")
 SELLERS = (("seller.north@nexuscart.dev", "Nora", "North"), ("seller.south@nexuscart.dev", "Sam", "South"),
            ("seller.east@nexuscart.dev", "Esme", "East"))
+WAREHOUSES = (("WH-EAST", "East Coast Fulfilment Center"), ("WH-WEST", "West Coast Fulfilment Center"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +84,19 @@ def demo_products(count: int = 240, seed: int = 20261122) -> list[DemoProduct]:
             specifications={"warranty_years": rng.choice([1, 2, 3]), "weight_g": rng.randint(50, 5000)},
             variants=variants, seller_index=i % len(SELLERS)))
     return products
+
+
+SOLD_OUT, LOW, WELL_STOCKED = "sold out", "low", "well stocked"
+
+
+def demo_stock(rng: random.Random) -> tuple[str, list[int]]:
+    """One variant's units in each of the WAREHOUSES: most variants well stocked, about one in ten low (below
+    the alert threshold) and one in twelve sold out, so the storefront shows every state."""
+    roll = rng.random()
+    if roll < 0.08:
+        return SOLD_OUT, [0, 0]
+    if roll < 0.18:
+        quantities = [rng.randint(1, 4), 0]
+        rng.shuffle(quantities)
+        return LOW, quantities
+    return WELL_STOCKED, [rng.randint(5, 120), rng.choice([0, rng.randint(5, 120)])]

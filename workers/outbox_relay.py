@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-
 from typing import Any
 
 import asyncpg
@@ -34,7 +33,8 @@ def relay_health(max_silence_seconds: float) -> HealthCheck:
     """Healthy while relay rounds keep succeeding."""
 
     def check() -> tuple[bool, dict[str, Any]]:
-        silence = time.time() - LAST_SUCCESS._value.get()  # noqa: SLF001 - our own gauge
+        (gauge,) = LAST_SUCCESS.collect()  # the gauge's value through prometheus_client's public API
+        silence = time.time() - gauge.samples[0].value
         return silence <= max_silence_seconds, {"seconds_since_last_round": round(silence, 1)}
 
     return check

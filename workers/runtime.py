@@ -1,17 +1,20 @@
 """The worker process: every domain's event consumers and periodic jobs (the order saga among them).
 
-Each domain declares what it runs in its own `subgraphs/<name>/events.py` (`consumer_specs`, and
-optionally `periodic_tasks`); this module only hosts them: one Kafka consumer group per spec wrapped in
-the kernel's IdempotentConsumer (inbox, retries with backoff, DLQ), plus the periodic loops, plus
-/health and /metrics. State lives in Postgres and Kafka offsets, so a killed worker resumes where it left.
+Each domain declares what it runs in its own `subgraphs/<name>/consumers.py` (`consumer_specs(resources)` and
+`periodic_tasks(resources)`; its `events.py` is only the contract of what it emits); this module only hosts
+them: one Kafka consumer group per spec wrapped in the kernel's IdempotentConsumer (inbox, retries with
+backoff, DLQ), plus the periodic loops, plus /health and /metrics. State lives in Postgres and Kafka offsets,
+so a killed worker resumes where it left.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import time
+from types import ModuleType
 from typing import Any
 
 from prometheus_client import Counter
@@ -22,24 +25,26 @@ from kernel.db import create_engine, create_session_factory
 from kernel.kafka import create_consumer, create_producer, ensure_topics
 from kernel.redis import create_redis
 from kernel.settings import Settings
+from nexuscart.registry import SUBGRAPHS
 from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.worker")
 
-# Domains whose events.py runs consumers or periodic jobs, in start order.
-EVENT_DOMAINS = ("inventory", "payments", "orders", "cart", "promotions")
-
 PERIODIC_FAILURES = Counter("nexuscart_periodic_task_failures_total", "Periodic task runs that raised", ["task"])
+
+
+def consumer_modules() -> list[ModuleType]:
+    """Every domain's consumers.py (a domain that consumes nothing and runs no job has none), in registry order."""
+    names = [f"subgraphs.{subgraph.name}.consumers" for subgraph in SUBGRAPHS]
+    return [importlib.import_module(name) for name in names if importlib.util.find_spec(name) is not None]
 
 
 def collect(resources: WorkerResources, only: set[str] | None = None) -> tuple[list[ConsumerSpec], list[PeriodicTask]]:
     consumers: list[ConsumerSpec] = []
     periodic: list[PeriodicTask] = []
-    for domain in EVENT_DOMAINS:
-        module = importlib.import_module(f"subgraphs.{domain}.events")
+    for module in consumer_modules():
         consumers += module.consumer_specs(resources)
-        if hasattr(module, "periodic_tasks"):
-            periodic += module.periodic_tasks(resources)
+        periodic += module.periodic_tasks(resources)
     if only:
         consumers = [c for c in consumers if c.name in only]
         periodic = [p for p in periodic if p.name in only]
@@ -50,7 +55,7 @@ async def _run_periodic(task: PeriodicTask, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await task.run()
-        except Exception:  # noqa: BLE001 - one failed sweep must not end the loop; the next one retries
+        except Exception:  # one failed sweep must not end the loop; the next one retries
             PERIODIC_FAILURES.labels(task.name).inc()
             log.exception("periodic task failed", extra={"task": task.name})
         with contextlib.suppress(TimeoutError):
@@ -95,8 +100,8 @@ class Worker:
                     backoff_base_seconds=settings.consumer_backoff_base_seconds,
                     transaction_batch=spec.transaction_batch)
                 self.tasks[spec.name] = asyncio.create_task(runner.run(), name=spec.name)
-            for task in periodic:
-                self.tasks[task.name] = asyncio.create_task(_run_periodic(task, stop), name=task.name)
+            for job in periodic:
+                self.tasks[job.name] = asyncio.create_task(_run_periodic(job, stop), name=job.name)
             log.info("worker started", extra={"consumers": [c.name for c in consumer_specs],
                                               "periodic": [p.name for p in periodic]})
             # Run until asked to stop, or until a task dies (then exit non-zero so a supervisor restarts us).

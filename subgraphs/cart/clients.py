@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kernel.peers import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, post_json
+from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, post_json
 
 __all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "quote_coupon"]
 

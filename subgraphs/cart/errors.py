@@ -70,6 +70,19 @@ class InvalidCouponCode(BadUserInput):
         super().__init__("'code' must be 3..32 characters: letters, digits, '-' or '_'", field="code")
 
 
-__all__ = ["AppError", "ErrorCode", "OutOfStock", "InvalidQuantity", "QuantityLimit", "CartFull", "CartIdRequired",
-           "CartNotFound", "CartItemNotFound", "VariantNotFound", "CartOwnedByAnotherUser", "CartRequiresLogin",
-           "CartNotPurchasable", "InvalidCouponCode"]
+__all__ = [
+    "AppError",
+    "CartFull",
+    "CartIdRequired",
+    "CartItemNotFound",
+    "CartNotFound",
+    "CartNotPurchasable",
+    "CartOwnedByAnotherUser",
+    "CartRequiresLogin",
+    "ErrorCode",
+    "InvalidCouponCode",
+    "InvalidQuantity",
+    "OutOfStock",
+    "QuantityLimit",
+    "VariantNotFound",
+]

@@ -4,17 +4,12 @@ the kernel's outbox and inbox."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from kernel.money import coupon_discount
 
-CENT = Decimal("0.01")
 DEFAULT_CURRENCY = "USD"  # an empty cart still answers `subtotal`; one store currency is the norm
-
-
-def format_money(amount: Decimal) -> str:
-    return str(amount.quantize(CENT))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,17 +89,18 @@ class CartView:
     def subtotal(self) -> Decimal:
         """Sum of the lines still sold, in the cart's currency (a deleted variant cannot be bought)."""
         currency = self.currency
-        return sum((l.line_total for l in self.lines if l.purchasable and l.currency == currency), Decimal(0))
+        return sum((line.line_total for line in self.lines if line.purchasable and line.currency == currency),
+                   Decimal(0))
 
     def discount(self, now: datetime | None = None) -> Decimal:
         if self.coupon is None:
             return Decimal("0.00")
-        return self.coupon.discount(self.subtotal, self.currency, now or datetime.now(timezone.utc))
+        return self.coupon.discount(self.subtotal, self.currency, now or datetime.now(UTC))
 
     @property
     def item_count(self) -> int:
-        return sum(l.quantity for l in self.lines)
+        return sum(line.quantity for line in self.lines)
 
 
 def datetime_from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

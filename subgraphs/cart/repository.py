@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from kernel.errors import BadUserInput
+from kernel.money import check_currency, parse_amount
 from kernel.redis import lua_script
 from subgraphs.cart.models import AppliedCoupon, CartLine, CartView, datetime_from_ms
 
@@ -410,6 +412,14 @@ def _outcome(raw: Sequence[Any]) -> Outcome | None:
                     lines=tuple(lines), coupon=coupon_from_json(coupon) if coupon else None)
 
 
+def _written(raw: Sequence[Any]) -> Outcome:
+    """A write script's answer: the cart it left, or a rejection (only the view script answers NONE)."""
+    outcome = _outcome(raw)
+    if outcome is None:
+        raise RuntimeError("a cart write script answered NONE")
+    return outcome
+
+
 def coupon_terms(coupon: AppliedCoupon) -> str:
     """How the applied coupon is stored in the cart hash."""
     return orjson.dumps({"code": coupon.code, "kind": coupon.kind, "value": str(coupon.value),
@@ -422,11 +432,13 @@ def coupon_from_json(raw: str | bytes | dict[str, Any]) -> AppliedCoupon:
     """Parses stored terms, or promotions' quote (the same fields); raises ValueError when malformed."""
     try:
         terms = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-        return AppliedCoupon(code=str(terms["code"]), kind=str(terms["kind"]), value=Decimal(str(terms["value"])),
-                             currency=str(terms["currency"]), min_subtotal=Decimal(str(terms["min_subtotal"])),
+        return AppliedCoupon(code=str(terms["code"]), kind=str(terms["kind"]),
+                             value=parse_amount(terms["value"], field="value"),
+                             currency=check_currency(terms["currency"]),
+                             min_subtotal=parse_amount(terms["min_subtotal"], field="min_subtotal"),
                              starts_at=datetime.fromisoformat(terms["starts_at"]),
                              ends_at=datetime.fromisoformat(terms["ends_at"]) if terms.get("ends_at") else None)
-    except (orjson.JSONDecodeError, KeyError, TypeError, InvalidOperation) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, BadUserInput) as exc:
         raise ValueError("malformed coupon terms") from exc
 
 
@@ -442,36 +454,36 @@ async def add_item(redis: Redis, *, cart_id: str, caller: str, new_cart_id: str,
                    now_ms: int, ttl: int, max_lines: int, max_quantity: int) -> Outcome:
     raw = await _run(redis, _ADD_LUA, [cart_id, caller, new_cart_id, variant_id, quantity, now_ms, ttl,
                                        max_lines, max_quantity])
-    return _outcome(raw)  # type: ignore[return-value]
+    return _written(raw)
 
 
 async def set_item_quantity(redis: Redis, *, cart_id: str, caller: str, variant_id: int, quantity: int,
                             now_ms: int, ttl: int) -> Outcome:
-    return _outcome(await _run(redis, _UPDATE_LUA, [cart_id, caller, variant_id, quantity, now_ms, ttl]))  # type: ignore[return-value]
+    return _written(await _run(redis, _UPDATE_LUA, [cart_id, caller, variant_id, quantity, now_ms, ttl]))
 
 
 async def remove_item(redis: Redis, *, cart_id: str, caller: str, variant_id: int, now_ms: int, ttl: int) -> Outcome:
-    return _outcome(await _run(redis, _REMOVE_LUA, [cart_id, caller, variant_id, now_ms, ttl]))  # type: ignore[return-value]
+    return _written(await _run(redis, _REMOVE_LUA, [cart_id, caller, variant_id, now_ms, ttl]))
 
 
 async def clear(redis: Redis, *, cart_id: str, caller: str, now_ms: int, ttl: int) -> Outcome:
-    return _outcome(await _run(redis, _CLEAR_LUA, [cart_id, caller, now_ms, ttl]))  # type: ignore[return-value]
+    return _written(await _run(redis, _CLEAR_LUA, [cart_id, caller, now_ms, ttl]))
 
 
 async def merge(redis: Redis, *, guest_cart_id: str, caller: str, new_cart_id: str, now_ms: int, ttl: int,
                 max_lines: int, max_quantity: int) -> Outcome:
     raw = await _run(redis, _MERGE_LUA, [guest_cart_id, caller, new_cart_id, now_ms, ttl, max_lines, max_quantity])
-    return _outcome(raw)  # type: ignore[return-value]
+    return _written(raw)
 
 
 async def set_coupon(redis: Redis, *, cart_id: str, caller: str, coupon: AppliedCoupon, now_ms: int,
                      ttl: int) -> Outcome:
     raw = await _run(redis, _SET_COUPON_LUA, [cart_id, caller, coupon.code, coupon_terms(coupon), now_ms, ttl])
-    return _outcome(raw)  # type: ignore[return-value]
+    return _written(raw)
 
 
 async def remove_coupon(redis: Redis, *, cart_id: str, caller: str, now_ms: int, ttl: int) -> Outcome:
-    return _outcome(await _run(redis, _REMOVE_COUPON_LUA, [cart_id, caller, now_ms, ttl]))  # type: ignore[return-value]
+    return _written(await _run(redis, _REMOVE_COUPON_LUA, [cart_id, caller, now_ms, ttl]))
 
 
 async def take_ordered(redis: Redis, *, cart_id: str, order_id: str, items: Sequence[tuple[int, int]],

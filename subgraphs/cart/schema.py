@@ -5,27 +5,21 @@ query or mutation costs one Redis round trip and no per-field resolvers.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Optional
 
 import strawberry
 from strawberry import UNSET
 from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 
-from kernel.graphql import RequestContext, build_schema
+from kernel.graphql import Info, Money, RequestContext, build_schema
 from kernel.ids import parse_id
 from subgraphs.cart import clients, service
-from subgraphs.cart.models import CartLine, CartView, format_money
+from subgraphs.cart.models import CartLine, CartView
 
 
-@strawberry.federation.type(shareable=True, description="An amount of money; amount is a decimal string.")
-class Money:
-    amount: str = strawberry.field(description="Decimal string with 2 places, e.g. \"19.99\"")
-    currency: str = strawberry.field(description="ISO 4217 code, e.g. \"USD\"")
-
-
-@strawberry.federation.type(directives=[Key(fields="id", resolvable=False)])
+@strawberry.federation.type(directives=[Key(fields=FieldSet("id"), resolvable=False)])
 class ProductVariant:
     """Stub of the catalog's entity: only the key; the router fetches its fields from catalog and inventory."""
 
@@ -39,19 +33,19 @@ class CartItem:
     quantity: int
     unit_price: Money = strawberry.field(description="Current catalog price of the variant")
     line_total: Money
-    name: Optional[str] = strawberry.field(description="Product name, from the cart's catalog copy")
-    sku: Optional[str]
-    product_id: Optional[strawberry.ID]
+    name: str | None = strawberry.field(description="Product name, from the cart's catalog copy")
+    sku: str | None
+    product_id: strawberry.ID | None
     available: bool = strawberry.field(
         description="Still sold and in stock for this quantity; false lines cannot be checked out as they are")
 
     @classmethod
-    def from_line(cls, line: CartLine, cart_currency: str) -> "CartItem":
+    def from_line(cls, line: CartLine, cart_currency: str) -> CartItem:
         currency = line.currency or cart_currency
         return cls(id=strawberry.ID(str(line.item_id)), variant=ProductVariant(id=strawberry.ID(str(line.variant_id))),
                    quantity=line.quantity,
-                   unit_price=Money(amount=format_money(line.unit_price or Decimal(0)), currency=currency),
-                   line_total=Money(amount=format_money(line.line_total), currency=currency),
+                   unit_price=Money.of(line.unit_price or Decimal(0), currency),
+                   line_total=Money.of(line.line_total, currency),
                    name=line.name, sku=line.sku,
                    product_id=strawberry.ID(str(line.product_id)) if line.product_id is not None else None,
                    available=line.available)
@@ -71,24 +65,23 @@ class Cart:
     id: strawberry.ID = strawberry.field(description="Unguessable; whoever holds a guest cart's id can use it")
     items: list[CartItem]
     subtotal: Money = strawberry.field(description="Sum of the lines whose variant is still sold")
-    coupon: Optional[CartCoupon] = strawberry.field(description="The applied coupon; placeOrder redeems it")
+    coupon: CartCoupon | None = strawberry.field(description="The applied coupon; placeOrder redeems it")
     discount: Money = strawberry.field(description="The applied coupon's discount (0 without one)")
     total: Money = strawberry.field(description="subtotal - discount")
     item_count: int = strawberry.field(description="Total units over all lines")
     updated_at: datetime
 
     @classmethod
-    def from_view(cls, cart: CartView) -> "Cart":
-        currency, now = cart.currency, datetime.now(timezone.utc)
+    def from_view(cls, cart: CartView) -> Cart:
+        currency, now = cart.currency, datetime.now(UTC)
         discount = cart.discount(now)
         coupon = None
         if cart.coupon is not None:
-            coupon = CartCoupon(code=cart.coupon.code, discount=Money(amount=format_money(discount), currency=currency),
+            coupon = CartCoupon(code=cart.coupon.code, discount=Money.of(discount, currency),
                                 applicable=cart.coupon.applies(cart.subtotal, currency, now))
-        return cls(id=strawberry.ID(cart.id), items=[CartItem.from_line(l, currency) for l in cart.lines],
-                   subtotal=Money(amount=format_money(cart.subtotal), currency=currency), coupon=coupon,
-                   discount=Money(amount=format_money(discount), currency=currency),
-                   total=Money(amount=format_money(cart.subtotal - discount), currency=currency),
+        return cls(id=strawberry.ID(cart.id), items=[CartItem.from_line(line, currency) for line in cart.lines],
+                   subtotal=Money.of(cart.subtotal, currency), coupon=coupon, discount=Money.of(discount, currency),
+                   total=Money.of(cart.subtotal - discount, currency),
                    item_count=cart.item_count, updated_at=cart.updated_at)
 
 
@@ -96,8 +89,8 @@ class Cart:
 # turned into None (the caller's cart) with `cart_id or None`.
 
 
-def _ctx(info: strawberry.Info) -> RequestContext:
-    ctx: RequestContext = info.context
+def _ctx(info: Info) -> RequestContext:
+    ctx = info.context
     ctx.mark_uncacheable()  # a cart is private to whoever holds it
     return ctx
 
@@ -105,7 +98,7 @@ def _ctx(info: strawberry.Info) -> RequestContext:
 @strawberry.type
 class Query:
     @strawberry.field(description="A cart by id; without cartId the caller's own cart (null without a token or cart).")
-    async def cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Optional[Cart]:
+    async def cart(self, info: Info, cart_id: strawberry.ID | None = UNSET) -> Cart | None:
         ctx = _ctx(info)
         cart = await service.get_cart(ctx.redis, caller=ctx.user, cart_id=cart_id or None)
         return Cart.from_view(cart) if cart else None
@@ -114,7 +107,7 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Without cartId: the caller's cart (created if needed), or a new guest cart.")
-    async def add_to_cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+    async def add_to_cart(self, info: Info, cart_id: strawberry.ID | None = UNSET, *,
                           variant_id: strawberry.ID, quantity: int) -> Cart:
         ctx = _ctx(info)
         caller, variant = ctx.user, parse_id(variant_id, field="variantId")
@@ -123,7 +116,7 @@ class Mutation:
         return Cart.from_view(cart)
 
     @strawberry.mutation(description="Set a line's quantity (1..100).")
-    async def update_cart_item(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+    async def update_cart_item(self, info: Info, cart_id: strawberry.ID | None = UNSET, *,
                                item_id: strawberry.ID, quantity: int) -> Cart:
         ctx = _ctx(info)
         cart = await service.update_cart_item(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None,
@@ -131,7 +124,7 @@ class Mutation:
         return Cart.from_view(cart)
 
     @strawberry.mutation
-    async def remove_cart_item(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+    async def remove_cart_item(self, info: Info, cart_id: strawberry.ID | None = UNSET, *,
                                item_id: strawberry.ID) -> Cart:
         ctx = _ctx(info)
         cart = await service.remove_cart_item(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None,
@@ -139,7 +132,7 @@ class Mutation:
         return Cart.from_view(cart)
 
     @strawberry.mutation
-    async def clear_cart(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Cart:
+    async def clear_cart(self, info: Info, cart_id: strawberry.ID | None = UNSET) -> Cart:
         ctx = _ctx(info)
         cart = await service.clear_cart(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None)
         return Cart.from_view(cart)
@@ -147,7 +140,7 @@ class Mutation:
     @strawberry.mutation(description="Apply a coupon code (case-insensitive) to the cart, replacing any applied "
                                      "before. BAD_USER_INPUT: unknown code or the cart does not qualify; CONFLICT: "
                                      "not active, fully redeemed, or the caller's uses are spent.")
-    async def apply_coupon(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET, *,
+    async def apply_coupon(self, info: Info, cart_id: strawberry.ID | None = UNSET, *,
                            code: str) -> Cart:
         ctx = _ctx(info)
         cart = await service.apply_coupon(ctx.redis, ctx.resources.extras[clients.INTERNAL_HTTP], ctx.settings,
@@ -156,13 +149,14 @@ class Mutation:
         return Cart.from_view(cart)
 
     @strawberry.mutation(description="Remove the applied coupon (no error when none is applied).")
-    async def remove_coupon(self, info: strawberry.Info, cart_id: Optional[strawberry.ID] = UNSET) -> Cart:
+    async def remove_coupon(self, info: Info, cart_id: strawberry.ID | None = UNSET) -> Cart:
         ctx = _ctx(info)
         cart = await service.remove_coupon(ctx.redis, ctx.settings, caller=ctx.user, cart_id=cart_id or None)
         return Cart.from_view(cart)
 
-    @strawberry.mutation(description="Move a guest cart into the caller's cart (login required); the guest cart is deleted.")
-    async def merge_cart(self, info: strawberry.Info, guest_cart_id: strawberry.ID) -> Cart:
+    @strawberry.mutation(description="Move a guest cart into the caller's cart (login required); "
+                                     "the guest cart is deleted.")
+    async def merge_cart(self, info: Info, guest_cart_id: strawberry.ID) -> Cart:
         ctx = _ctx(info)
         cart = await service.merge_cart(ctx.redis, ctx.settings, caller=ctx.require_user(),
                                         guest_cart_id=guest_cart_id)

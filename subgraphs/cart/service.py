@@ -16,13 +16,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.auth import Principal
 from kernel.errors import AppError
+from kernel.money import format_money, normalize_coupon_code
 from kernel.outbox import add_event
 from kernel.settings import Settings
 from subgraphs.cart import clients, repository
-from subgraphs.cart.errors import (CartFull, CartIdRequired, CartItemNotFound, CartNotFound, CartNotPurchasable,
-                                   CartOwnedByAnotherUser, CartRequiresLogin, InvalidCouponCode, InvalidQuantity,
-                                   OutOfStock, QuantityLimit, VariantNotFound)
-from subgraphs.cart.models import CartView, format_money
+from subgraphs.cart.errors import (
+    CartFull,
+    CartIdRequired,
+    CartItemNotFound,
+    CartNotFound,
+    CartNotPurchasable,
+    CartOwnedByAnotherUser,
+    CartRequiresLogin,
+    InvalidCouponCode,
+    InvalidQuantity,
+    OutOfStock,
+    QuantityLimit,
+    VariantNotFound,
+)
+from subgraphs.cart.events import CartItemAdded
+from subgraphs.cart.models import CartLine, CartView
 from subgraphs.cart.repository import Outcome, Rejection
 
 SCHEMA = "cart"
@@ -30,7 +43,6 @@ MAX_QUANTITY = 100
 # token_urlsafe(16): 22 characters, 128 random bits. Anything that cannot be a cart id is simply unknown
 # (and never reaches a Redis key name).
 _CART_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_COUPON_CODE = re.compile(r"[A-Z0-9_-]{3,32}")
 
 
 def new_cart_id() -> str:
@@ -113,9 +125,8 @@ async def add_to_cart(session: AsyncSession, redis: Redis, settings: Settings, *
     # at-most-once. Acceptable because it only feeds analytics and recommendations; the cart itself, which
     # the client sees on its next read, stays the source of truth. The reverse order (outbox first) would
     # only swap which side can be left behind.
-    await add_event(session, SCHEMA, "cart.item_added", key=cart.id, payload={
-        "cart_id": cart.id, "user_id": str(cart.user_id) if cart.user_id is not None else None,
-        "variant_id": str(variant_id), "quantity": quantity})
+    await add_event(session, SCHEMA, CartItemAdded(cart_id=cart.id, user_id=cart.user_id, variant_id=variant_id,
+                                                   quantity=quantity), key=cart.id)
     return cart
 
 
@@ -161,8 +172,8 @@ async def apply_coupon(redis: Redis, http: clients.PeerClient, settings: Setting
     """Apply `code` to the cart (replacing a coupon applied before) once promotions says it applies to the
     cart as it is now. The cart keeps the coupon's terms to show its discount; whether the code is still good
     at checkout is promotions' decision when placeOrder redeems it. A refusal changes nothing."""
-    normalized = (code or "").strip().upper()
-    if not _COUPON_CODE.fullmatch(normalized):
+    normalized = normalize_coupon_code(code)
+    if normalized is None:
         raise InvalidCouponCode()
     cart_arg = _cart_id(cart_id)
     if not cart_arg and caller is None:
@@ -215,12 +226,16 @@ def checkout_payload(cart: CartView) -> dict[str, Any]:
     return {
         "cart_id": cart.id,
         "user_id": str(cart.user_id) if cart.user_id is not None else None,
-        "items": [{"item_id": str(line.item_id), "variant_id": str(line.variant_id),
-                   "product_id": str(line.product_id), "sku": line.sku, "name": line.name,
-                   "quantity": line.quantity, "unit_price": format_money(line.unit_price),  # type: ignore[arg-type]
-                   "currency": line.currency} for line in cart.lines],
+        "items": [_checkout_line(line) for line in cart.lines],
         "subtotal": format_money(cart.subtotal),
         "currency": currency,
         # placeOrder redeems it when its input names no coupon; promotions decides whether it still applies.
         "coupon_code": cart.coupon.code if cart.coupon is not None else None,
     }
+
+
+def _checkout_line(line: CartLine) -> dict[str, Any]:
+    assert line.unit_price is not None  # checkout_snapshot refused the cart if a line was not purchasable
+    return {"item_id": str(line.item_id), "variant_id": str(line.variant_id), "product_id": str(line.product_id),
+            "sku": line.sku, "name": line.name, "quantity": line.quantity, "unit_price": format_money(line.unit_price),
+            "currency": line.currency}

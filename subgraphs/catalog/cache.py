@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from kernel.redis import lua_script
+from kernel.redis import lua_script, reply_bytes
 from kernel.response_cache import Generation
 
 GENERATION = Generation("catalog")
@@ -91,7 +91,7 @@ async def mget_with_generation(redis: Redis, keys: Sequence[str]) -> tuple[int |
     """The generation and the values in ONE round trip; the generation guards the later store of misses."""
     values = await redis.mget([GEN_KEY, *keys])
     raw_gen = values[0]
-    return (int(raw_gen) if raw_gen is not None else None), values[1:]
+    return (int(raw_gen) if raw_gen is not None else None), [v if v is None else reply_bytes(v) for v in values[1:]]
 
 
 async def store_if_generation(redis: Redis, generation: int | None, items: dict[str, bytes], ttl: int) -> bool:

@@ -57,12 +57,6 @@ class ProductByIdLoader(ContextLoader[int, Doc | None]):
         return await service.product_documents(ctx.session, ctx.redis, ctx.settings, keys)
 
 
-class VariantsByProductIdLoader(ContextLoader[int, list[dict[str, Any]]]):
-    async def batch_load(self, keys: list[int]) -> list[list[dict[str, Any]]]:
-        docs = await self.context.loader(ProductByIdLoader).load_many(keys)
-        return [doc["variants"] if doc else [] for doc in docs]
-
-
 class VariantByIdLoader(ContextLoader[int, tuple[dict[str, Any], Doc] | None]):
     """Variant id -> (variant, its product's document); None if unknown, removed, or its product deleted."""
 
@@ -70,21 +64,13 @@ class VariantByIdLoader(ContextLoader[int, tuple[dict[str, Any], Doc] | None]):
         ctx = self.context
         product_ids = await service.product_ids_for_variants(ctx.session, ctx.redis, ctx.settings, keys)
         wanted = sorted({p for p in product_ids if p is not None})
-        docs = dict(zip(wanted, await ctx.loader(ProductByIdLoader).load_many(wanted)))
+        docs = dict(zip(wanted, await ctx.loader(ProductByIdLoader).load_many(wanted), strict=True))
         out: list[tuple[dict[str, Any], Doc] | None] = []
-        for variant_id, product_id in zip(keys, product_ids):
+        for variant_id, product_id in zip(keys, product_ids, strict=True):
             doc = docs.get(product_id) if product_id is not None else None
             variant = next((v for v in doc["variants"] if v["id"] == variant_id), None) if doc else None
             out.append((variant, doc) if variant is not None and doc is not None else None)
         return out
-
-
-class CategoryByIdLoader(ContextLoader[int, CategoryRecord | None]):
-    """For callers holding only a category id; products get theirs from the tree while being built."""
-
-    async def batch_load(self, keys: list[int]) -> list[CategoryRecord | None]:
-        tree = await self.context.loader(CatalogReads).tree()
-        return [tree.by_id.get(k) for k in keys]
 
 
 class ProductCountByCategoryIdLoader(ContextLoader[int, int]):

@@ -4,17 +4,6 @@ from __future__ import annotations
 from kernel.errors import AppError, BadUserInput, Conflict, ErrorCode, NotFound
 
 
-class InvalidPrice(BadUserInput):
-    def __init__(self, value: str, reason: str, *, field: str = "price") -> None:
-        super().__init__(f"Price {value!r} is not valid: {reason}", field=field, subject=value)
-
-
-class InvalidCurrency(BadUserInput):
-    def __init__(self, value: str) -> None:
-        super().__init__(f"Currency {value!r} must be a 3-letter ISO 4217 code such as 'USD'",
-                         field="currency", subject=value)
-
-
 class InvalidCursor(BadUserInput):
     def __init__(self) -> None:
         super().__init__("The 'after' cursor is malformed or belongs to another sort order", field="after")
@@ -45,5 +34,13 @@ class ProductNotFound(NotFound):
         super().__init__("Product not found")
 
 
-__all__ = ["AppError", "ErrorCode", "InvalidPrice", "InvalidCurrency", "InvalidCursor", "SkuTaken", "DuplicateSku",
-           "CategorySlugTaken", "CategoryNotFound", "ProductNotFound"]
+__all__ = [
+    "AppError",
+    "CategoryNotFound",
+    "CategorySlugTaken",
+    "DuplicateSku",
+    "ErrorCode",
+    "InvalidCursor",
+    "ProductNotFound",
+    "SkuTaken",
+]

@@ -1,19 +1,57 @@
-"""Events of the catalog domain.
+"""The events the catalog domain emits, keyed by the product id so one product's events stay ordered on one
+partition. Nothing in the catalog consumes events.
 
-Emitted via the outbox (kernel.outbox.add_event) in the same transaction as the change, keyed by the
-product id so one product's events stay ordered on one partition. Ids are strings (64-bit snowflakes),
-prices are decimal strings with 2 places (never floats).
-
-`product.created` and `product.updated` carry the full snapshot; a consumer can rebuild its projection
-(cart prices, search index, inventory's variant list) from the latest event alone:
-    {product_id, slug, name, brand, description, tags, category_id, seller_id, min_price, currency,
-     created_at, updated_at,
-     variants: [{variant_id, sku, price, currency, attributes}]}
-  After `product.updated`, a variant id absent from `variants` was removed from the product.
-
-`product.deleted` (soft delete; the product no longer appears in reads):
-    {product_id, variant_ids}
-
-Consumed: none.
+`product.created` and `product.updated` carry the full snapshot: a consumer can rebuild its projection (cart
+prices, inventory's variant list) from the latest event alone. After `product.updated`, a variant id absent
+from `variants` was removed from the product. `product.deleted` is the soft delete (the product no longer
+appears in reads).
 """
-EMITTED = ("product.created", "product.updated", "product.deleted")
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from kernel.events import EventPayload, Id, Money
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VariantSnapshot:
+    variant_id: Id
+    sku: str
+    price: Money
+    currency: str
+    attributes: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProductSnapshot(EventPayload):
+    product_id: Id
+    slug: str
+    name: str
+    brand: str | None
+    description: str | None
+    tags: list[str]
+    category_id: Id
+    seller_id: Id
+    min_price: Money
+    currency: str
+    created_at: datetime
+    updated_at: datetime  # orders snapshots: a consumer ignores one older than what it has
+    variants: list[VariantSnapshot]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProductCreated(ProductSnapshot, topic="product.created"):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProductUpdated(ProductSnapshot, topic="product.updated"):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProductDeleted(EventPayload, topic="product.deleted"):
+    product_id: Id
+    variant_ids: list[Id]

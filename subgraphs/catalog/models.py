@@ -4,14 +4,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Integer, Numeric, String, Text, func
+from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Integer, MetaData, Numeric, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
-
-from kernel.db import domain_base
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "catalog"
-Base = domain_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the `catalog` tables: they live in the domain's own Postgres schema."""
+    metadata = MetaData(schema=SCHEMA)
 
 
 class CategoryRow(Base):

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,7 @@ async def live_product_counts_by_category(session: AsyncSession) -> dict[int, in
 # ---- product documents (the read model that is cached in Redis) ---------------------------------------------
 
 # One statement for any number of products: the variants ride along as a jsonb array.
+# text(): a correlated jsonb_agg(... ORDER BY ...) subquery reads plainly as SQL; Core would bury it in func calls.
 _DOCUMENTS_SQL = text("""
 SELECT p.id, p.slug, p.name, p.description, p.brand, p.category_id, p.seller_id, p.tags, p.images,
        p.specifications, p.min_price::text AS min_price, p.currency, p.created_at, p.updated_at, p.deleted_at,
@@ -124,7 +125,7 @@ async def insert_variants_if_skus_free(session: AsyncSession, rows: list[dict[st
 
 async def delete_variants(session: AsyncSession, variant_ids: Sequence[int]) -> None:
     if variant_ids:
-        await session.execute(VariantRow.__table__.delete().where(VariantRow.id.in_(variant_ids)))
+        await session.execute(delete(VariantRow).where(VariantRow.id.in_(variant_ids)))
 
 
 async def update_variant(session: AsyncSession, variant_id: int, values: dict[str, Any]) -> None:
@@ -151,6 +152,14 @@ SORT_KEYS: dict[str, tuple[Any, bool]] = {
     "PRICE_DESC": (ProductRow.min_price, False),
     "NAME": (ProductRow.name, True),
 }
+
+
+class ProductFilters(TypedDict):
+    """The listing filters product_page and count_products share, passed as `**filters`."""
+    category_ids: Sequence[int] | None
+    brand: str | None
+    price_min: Decimal | None
+    price_max: Decimal | None
 
 
 def _filters(*, category_ids: Sequence[int] | None, brand: str | None, price_min: Decimal | None,

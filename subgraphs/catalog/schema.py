@@ -6,44 +6,36 @@ makes Strawberry slow, and the browse query resolves hundreds of fields per page
 """
 from __future__ import annotations
 
+import contextlib
 import enum
-from datetime import datetime
 from collections.abc import AsyncGenerator
-from typing import Any, Optional
+from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 from strawberry.scalars import JSON
 
 from kernel.errors import BadUserInput
-from subgraphs.catalog.errors import ProductNotFound
-from kernel.graphql import RequestContext, build_schema
+from kernel.graphql import Info, Money, PageInfo, build_schema
 from kernel.ids import entity_key, parse_id
 from kernel.response_cache import response_cache_extension
 from subgraphs.catalog import cache, service
-from subgraphs.catalog.dataloaders import (CatalogReads, ProductByIdLoader, ProductCountByCategoryIdLoader,
-                                           VariantByIdLoader)
+from subgraphs.catalog.dataloaders import (
+    CatalogReads,
+    ProductByIdLoader,
+    ProductCountByCategoryIdLoader,
+    VariantByIdLoader,
+)
 from subgraphs.catalog.service import CategoryRecord, CategoryTree, Doc
 
 
-@strawberry.federation.type(shareable=True, description="An amount of money; amount is a decimal string.")
-class Money:
-    amount: str = strawberry.field(description="Decimal string with 2 places, e.g. \"19.99\"")
-    currency: str = strawberry.field(description="ISO 4217 code, e.g. \"USD\"")
-
-
-@strawberry.federation.type(directives=[Key(fields="id", resolvable=False)])
+@strawberry.federation.type(directives=[Key(fields=FieldSet("id"), resolvable=False)])
 class User:
     """Stub of the users subgraph's entity: only the key, resolved there."""
 
-
     id: strawberry.ID
-
-
-@strawberry.federation.type(shareable=True)
-class PageInfo:
-    has_next_page: bool
-    end_cursor: Optional[str]
 
 
 @strawberry.type
@@ -56,28 +48,28 @@ class Category:
     _tree: strawberry.Private[CategoryTree]
 
     @classmethod
-    def from_record(cls, record: CategoryRecord, tree: CategoryTree) -> "Category":
+    def from_record(cls, record: CategoryRecord, tree: CategoryTree) -> Category:
         return cls(id=strawberry.ID(str(record.id)), slug=record.slug, name=record.name, path=record.path,
                    _record=record, _tree=tree)
 
     @strawberry.field
-    def parent(self) -> Optional["Category"]:
+    def parent(self) -> Category | None:
         parent = self._tree.by_id.get(self._record.parent_id) if self._record.parent_id else None
         return Category.from_record(parent, self._tree) if parent else None
 
     @strawberry.field
-    def children(self) -> list["Category"]:
+    def children(self) -> list[Category]:
         return [Category.from_record(c, self._tree) for c in self._tree.children.get(self._record.id, ())]
 
     @strawberry.field(description="Live products in this category and its descendants.")
-    async def product_count(self, info: strawberry.Info) -> int:
+    async def product_count(self, info: Info) -> int:
         return await info.context.loader(ProductCountByCategoryIdLoader).load(self._record.id)
 
 
 @strawberry.type
 class ProductImage:
     url: str
-    alt: Optional[str]
+    alt: str | None
 
 
 @strawberry.federation.type(keys=["id"])
@@ -87,17 +79,17 @@ class ProductVariant:
     attributes: JSON
     price: Money
     position: int
-    product: "Product"
+    product: Product
 
     @classmethod
-    def from_dict(cls, variant: dict[str, Any], product: "Product") -> "ProductVariant":
+    def from_dict(cls, variant: dict[str, Any], product: Product) -> ProductVariant:
         return cls(id=strawberry.ID(str(variant["id"])), sku=variant["sku"], attributes=variant["attributes"],
                    price=Money(amount=variant["price"], currency=variant["currency"]),
                    position=variant["position"], product=product)
 
     @classmethod
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["ProductVariant"]:
-        ctx: RequestContext = info.context
+    async def resolve_reference(cls, info: Info, id: strawberry.ID, **_unknown: Any) -> ProductVariant | None:
+        ctx = info.context
         variant_id = entity_key(id)
         found = await ctx.loader(VariantByIdLoader).load(variant_id) if variant_id else None
         if found is None:
@@ -112,10 +104,10 @@ class Product:
     id: strawberry.ID
     slug: str
     name: str
-    description: Optional[str]
-    brand: Optional[str]
+    description: str | None
+    brand: str | None
     category: Category
-    seller: Optional[User] = strawberry.field(description="The selling user (resolved by the users subgraph)")
+    seller: User | None = strawberry.field(description="The selling user (resolved by the users subgraph)")
     variants: list[ProductVariant]
     min_price: Money = strawberry.field(description="The lowest variant price ('from' price)")
     tags: list[str]
@@ -125,7 +117,7 @@ class Product:
     updated_at: datetime
 
     @classmethod
-    def from_doc(cls, doc: Doc, tree: CategoryTree) -> "Product":
+    def from_doc(cls, doc: Doc, tree: CategoryTree) -> Product:
         product = cls(
             id=strawberry.ID(str(doc["id"])), slug=doc["slug"], name=doc["name"], description=doc["description"],
             brand=doc["brand"], category=Category.from_record(tree.by_id[doc["category_id"]], tree),
@@ -138,8 +130,8 @@ class Product:
         return product
 
     @classmethod
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["Product"]:
-        ctx: RequestContext = info.context
+    async def resolve_reference(cls, info: Info, id: strawberry.ID, **_unknown: Any) -> Product | None:
+        ctx = info.context
         product_id = entity_key(id)
         doc = await ctx.loader(ProductByIdLoader).load(product_id) if product_id else None
         if doc is None:
@@ -147,8 +139,8 @@ class Product:
         return cls.from_doc(doc, await ctx.loader(CatalogReads).tree_covering([doc["category_id"]]))
 
 
-async def _products_from_docs(ctx: RequestContext, docs: list[Doc]) -> list[Product]:
-    tree = await ctx.loader(CatalogReads).tree_covering([d["category_id"] for d in docs])
+async def _products_from_docs(info: Info, docs: list[Doc]) -> list[Product]:
+    tree = await info.context.loader(CatalogReads).tree_covering([d["category_id"] for d in docs])
     return [Product.from_doc(d, tree) for d in docs]
 
 
@@ -175,11 +167,11 @@ class ProductSort(enum.Enum):
 
 @strawberry.input
 class ProductFilter:
-    category_slug: Optional[str] = strawberry.field(default=None, description="Includes descendant categories")
-    brand: Optional[str] = strawberry.field(default=None, description="Exact brand, case-insensitive")
-    price_min: Optional[str] = strawberry.field(
+    category_slug: str | None = strawberry.field(default=None, description="Includes descendant categories")
+    brand: str | None = strawberry.field(default=None, description="Exact brand, case-insensitive")
+    price_min: str | None = strawberry.field(
         default=None, description="Decimal string; a product matches if any variant costs at least this")
-    price_max: Optional[str] = strawberry.field(
+    price_max: str | None = strawberry.field(
         default=None, description="Decimal string; a product matches if any variant costs at most this")
 
     def to_service(self) -> service.ProductFilterIn:
@@ -190,7 +182,7 @@ class ProductFilter:
 @strawberry.input
 class ImageInput:
     url: str
-    alt: Optional[str] = None
+    alt: str | None = None
 
 
 @strawberry.input
@@ -198,7 +190,7 @@ class VariantInput:
     sku: str = strawberry.field(description="Unique across the whole catalog")
     price: str = strawberry.field(description="Decimal string > 0 with at most 2 decimals, e.g. \"19.99\"")
     currency: str = strawberry.field(default="USD", description="3 uppercase letters (ISO 4217)")
-    attributes: Optional[JSON] = strawberry.field(default=None, description="e.g. {\"color\": \"red\"}")
+    attributes: JSON | None = strawberry.field(default=None, description="e.g. {\"color\": \"red\"}")
 
     def to_service(self) -> service.VariantIn:
         return service.VariantIn(sku=self.sku, price=self.price, currency=self.currency, attributes=self.attributes)
@@ -209,11 +201,11 @@ class CreateProductInput:
     name: str
     category_id: strawberry.ID
     variants: list[VariantInput]
-    description: Optional[str] = None
-    brand: Optional[str] = None
-    tags: Optional[list[str]] = None
-    specifications: Optional[JSON] = strawberry.field(default=None, description="A JSON object")
-    images: Optional[list[ImageInput]] = None
+    description: str | None = None
+    brand: str | None = None
+    tags: list[str] | None = None
+    specifications: JSON | None = strawberry.field(default=None, description="A JSON object")
+    images: list[ImageInput] | None = None
 
     def to_service(self) -> service.ProductIn:
         return service.ProductIn(
@@ -226,14 +218,14 @@ class CreateProductInput:
 @strawberry.input(description="Only the fields sent are changed; null clears description, brand, tags, images, "
                               "specifications.")
 class UpdateProductInput:
-    name: Optional[str] = strawberry.UNSET
-    description: Optional[str] = strawberry.UNSET
-    brand: Optional[str] = strawberry.UNSET
-    category_id: Optional[strawberry.ID] = strawberry.UNSET
-    tags: Optional[list[str]] = strawberry.UNSET
-    specifications: Optional[JSON] = strawberry.UNSET
-    images: Optional[list[ImageInput]] = strawberry.UNSET
-    variants: Optional[list[VariantInput]] = strawberry.field(
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    brand: str | None = strawberry.UNSET
+    category_id: strawberry.ID | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    specifications: JSON | None = strawberry.UNSET
+    images: list[ImageInput] | None = strawberry.UNSET
+    variants: list[VariantInput] | None = strawberry.field(
         default=strawberry.UNSET,
         description="The complete new variant list, matched by SKU: a listed SKU the product already has keeps "
                     "its variant id and takes the new price/currency/attributes/position; a new SKU becomes a "
@@ -258,39 +250,39 @@ class UpdateProductInput:
 @strawberry.input
 class CreateCategoryInput:
     name: str
-    slug: Optional[str] = strawberry.field(default=None, description="Derived from the name when omitted")
-    parent_id: Optional[strawberry.ID] = None
+    slug: str | None = strawberry.field(default=None, description="Derived from the name when omitted")
+    parent_id: strawberry.ID | None = None
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="Every category, ordered by path (a parent comes before its children).")
-    async def categories(self, info: strawberry.Info) -> list[Category]:
+    async def categories(self, info: Info) -> list[Category]:
         tree = await info.context.loader(CatalogReads).tree()
         return [Category.from_record(r, tree) for r in tree.records]
 
     @strawberry.field
-    async def category(self, info: strawberry.Info, slug: str) -> Optional[Category]:
+    async def category(self, info: Info, slug: str) -> Category | None:
         tree = await info.context.loader(CatalogReads).tree()
         record = tree.by_slug.get(slug)
         return Category.from_record(record, tree) if record else None
 
     @strawberry.field(description="By id or by slug (exactly one); a deleted product is null.")
-    async def product(self, info: strawberry.Info, id: Optional[strawberry.ID] = None,
-                      slug: Optional[str] = None) -> Optional[Product]:
-        ctx: RequestContext = info.context
+    async def product(self, info: Info, id: strawberry.ID | None = None,
+                      slug: str | None = None) -> Product | None:
+        ctx = info.context
         if (id is None) == (slug is None):
             raise BadUserInput("Pass exactly one of 'id' and 'slug'")
         product_id = parse_id(id) if id is not None else await service.product_id_for_slug(
             ctx.session, ctx.redis, ctx.settings, slug or "")
         doc = await ctx.loader(ProductByIdLoader).load(product_id) if product_id else None
-        return (await _products_from_docs(ctx, [doc]))[0] if doc else None
+        return (await _products_from_docs(info, [doc]))[0] if doc else None
 
     @strawberry.field(description="Live products, keyset-paginated; `after` takes an endCursor of the same sort.")
-    async def products(self, info: strawberry.Info, first: Optional[int] = 20, after: Optional[str] = None,
-                       filter: Optional[ProductFilter] = None,
-                       sort: Optional[ProductSort] = ProductSort.NEWEST) -> ProductConnection:
-        ctx: RequestContext = info.context
+    async def products(self, info: Info, first: int | None = 20, after: str | None = None,
+                       filter: ProductFilter | None = None,
+                       sort: ProductSort | None = ProductSort.NEWEST) -> ProductConnection:
+        ctx = info.context
         first = 20 if first is None else first  # an explicit null means the default
         sort = sort or ProductSort.NEWEST
         reads = ctx.loader(CatalogReads)
@@ -299,88 +291,61 @@ class Query:
             filter_in=filter.to_service() if filter else None, sort=sort.value, first=first, after=after)
         docs = await ctx.loader(ProductByIdLoader).load_many(page.ids)
         # A product deleted after the page was cached is skipped rather than failing the page.
-        live = [(cursor, doc) for cursor, doc in zip(page.cursors, docs) if doc is not None]
-        products = await _products_from_docs(ctx, [doc for _, doc in live])
-        edges = [ProductEdge(cursor=cursor, node=p) for (cursor, _), p in zip(live, products)]
+        live = [(cursor, doc) for cursor, doc in zip(page.cursors, docs, strict=True) if doc is not None]
+        products = await _products_from_docs(info, [doc for _, doc in live])
+        edges = [ProductEdge(cursor=cursor, node=p) for (cursor, _), p in zip(live, products, strict=True)]
         return ProductConnection(
             edges=edges, total_count=page.total_count,
             page_info=PageInfo(has_next_page=page.has_next_page,
                                end_cursor=page.cursors[-1] if page.cursors else None))
 
 
-def _invalidate_after_commit(ctx: RequestContext, product_ids: list[int]) -> None:
-    """Invalidation must follow the commit (cache.py explains the race), and the edge commits once, when
-    the whole operation succeeded: a mutation failing later in the same document undoes this one too."""
-    ctx.on_commit(lambda: cache.invalidate(ctx.redis, product_ids))
-
-
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="ADMIN only.")
-    async def create_category(self, info: strawberry.Info, input: CreateCategoryInput) -> Category:
-        ctx: RequestContext = info.context
+    async def create_category(self, info: Info, input: CreateCategoryInput) -> Category:
+        ctx = info.context
         caller = ctx.require_user()
         parent_id = parse_id(input.parent_id, field="parentId") if input.parent_id is not None else None
         record = await service.create_category(await ctx.session(), ctx.redis, caller=caller,
                                                category_in=service.CategoryIn(name=input.name, slug=input.slug,
                                                                               parent_id=parent_id))
-        _invalidate_after_commit(ctx, [])
         return Category.from_record(record, await ctx.loader(CatalogReads).session_tree())
 
     @strawberry.mutation(description="SELLER or ADMIN; the caller becomes the product's seller.")
-    async def create_product(self, info: strawberry.Info, input: CreateProductInput) -> Product:
-        ctx: RequestContext = info.context
+    async def create_product(self, info: Info, input: CreateProductInput) -> Product:
+        ctx = info.context
         caller = ctx.require_user()
         doc = await service.create_product(await ctx.session(), ctx.redis, caller=caller,
                                            product_in=input.to_service())
-        _invalidate_after_commit(ctx, [doc["id"]])
         return Product.from_doc(doc, await ctx.loader(CatalogReads).session_tree())
 
     @strawberry.mutation(description="ADMIN, or the SELLER who owns the product.")
-    async def update_product(self, info: strawberry.Info, id: strawberry.ID, input: UpdateProductInput) -> Product:
-        ctx: RequestContext = info.context
+    async def update_product(self, info: Info, id: strawberry.ID, input: UpdateProductInput) -> Product:
+        ctx = info.context
         caller = ctx.require_user()
-        product_id = parse_id(id)
-        doc = await service.update_product(await ctx.session(), ctx.redis, caller=caller, product_id=product_id,
+        doc = await service.update_product(await ctx.session(), ctx.redis, caller=caller, product_id=parse_id(id),
                                            changes=input.to_service())
-        _invalidate_after_commit(ctx, [product_id])
         return Product.from_doc(doc, await ctx.loader(CatalogReads).session_tree())
 
     @strawberry.mutation(description="Soft delete. ADMIN, or the SELLER who owns the product.")
-    async def delete_product(self, info: strawberry.Info, id: strawberry.ID) -> bool:
-        ctx: RequestContext = info.context
+    async def delete_product(self, info: Info, id: strawberry.ID) -> bool:
+        ctx = info.context
         caller = ctx.require_user()
-        product_id = parse_id(id)
-        deleted = await service.delete_product(await ctx.session(), ctx.redis, caller=caller, product_id=product_id)
-        _invalidate_after_commit(ctx, [product_id])
-        return deleted
+        return await service.delete_product(await ctx.session(), ctx.redis, caller=caller, product_id=parse_id(id))
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="The product again after every committed change (price, variants, "
                                          "details); the stream ends when the product is deleted.")
-    async def product_updated(self, info: strawberry.Info, product_id: strawberry.ID) -> AsyncGenerator[Product, None]:
-        ctx: RequestContext = info.context
-        pid = parse_id(product_id, field="productId")
-        if not (await service.product_documents(ctx.session, ctx.redis, ctx.settings, [pid]))[0]:
-            raise ProductNotFound()
-        await ctx.release_session()
-        pubsub = ctx.redis.pubsub()
-        await pubsub.subscribe(cache.product_changed_channel(pid))
-        try:
-            async for message in pubsub.listen():
-                if message["type"] != "message":
-                    continue
-                doc = (await service.product_documents(ctx.session, ctx.redis, ctx.settings, [pid]))[0]
-                tree = await service.category_tree(ctx.session, ctx.redis, ctx.settings,
-                                                   generation=await cache.generation(ctx.redis))
-                await ctx.release_session()  # hold no database connection while waiting for the next change
-                if doc is None:
-                    return
+    async def product_updated(self, info: Info, product_id: strawberry.ID) -> AsyncGenerator[Product, None]:
+        ctx = info.context
+        changes = service.product_change_stream(ctx.resources.session_factory, ctx.redis, ctx.settings,
+                                                parse_id(product_id, field="productId"))
+        async with contextlib.aclosing(changes):  # a client leaving ends the service's stream at once
+            async for doc, tree in changes:
                 yield Product.from_doc(doc, tree)
-        finally:
-            await pubsub.aclose()
 
 
 # Every catalog query is public (no field depends on the caller), so any query result may be cached;

@@ -1,7 +1,8 @@
 """Business rules of the catalog domain: categories, products, variants, browsing with cache-aside.
 
 Write functions take the session first and only flush; the caller (GraphQL edge or a worker) owns the
-transaction and must call `cache.invalidate(redis, ids)` once, AFTER committing (see cache.py for why).
+transaction. Each write queues its `cache.invalidate(redis, ids)` to run once that transaction has committed
+(kernel.uow.after_commit; cache.py explains why not before).
 Read functions take a session *source* (an async callable returning the session) so that a request fully
 served from Redis never opens one.
 """
@@ -14,23 +15,32 @@ import re
 import secrets
 import unicodedata
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kernel.auth import Principal
 from kernel.errors import BadUserInput, Forbidden
-from kernel.ids import next_id
+from kernel.ids import is_valid_id, next_id
+from kernel.money import MAX_PRICE, check_currency, format_money, parse_amount
 from kernel.outbox import add_event
 from kernel.settings import Settings
+from kernel.uow import after_commit, unit_of_work
 from subgraphs.catalog import cache, repository
-from subgraphs.catalog.errors import (CategoryNotFound, CategorySlugTaken, DuplicateSku, InvalidCurrency,
-                                      InvalidCursor, InvalidPrice, ProductNotFound, SkuTaken)
+from subgraphs.catalog.errors import (
+    CategoryNotFound,
+    CategorySlugTaken,
+    DuplicateSku,
+    InvalidCursor,
+    ProductNotFound,
+    SkuTaken,
+)
+from subgraphs.catalog.events import ProductCreated, ProductDeleted, ProductUpdated, VariantSnapshot
 from subgraphs.catalog.models import SCHEMA, ProductRow
 
 SessionSource = Callable[[], Awaitable[AsyncSession]]
@@ -39,11 +49,7 @@ Doc = dict[str, Any]
 SORTS = tuple(repository.SORT_KEYS)
 MAX_PAGE_SIZE = 100
 MAX_VARIANTS = 100
-_CURRENCY = re.compile(r"[A-Z]{3}")  # used with fullmatch: `$` would accept a trailing newline
-_DECIMAL = re.compile(r"-?[0-9]{1,13}(\.[0-9]{1,12})?")  # ASCII digits; bounded so Decimal never overflows
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-_CENT = Decimal("0.01")
-_MAX_PRICE = Decimal("9999999999.99")  # numeric(12,2)
 
 
 class _Keep:
@@ -141,7 +147,7 @@ class CategoryTree:
             self.children.setdefault(r.parent_id, []).append(r)
 
     @classmethod
-    def from_dicts(cls, items: Sequence[dict[str, Any]]) -> "CategoryTree":
+    def from_dicts(cls, items: Sequence[dict[str, Any]]) -> CategoryTree:
         return cls([CategoryRecord(**item) for item in items])
 
     def to_dicts(self) -> list[dict[str, Any]]:
@@ -206,6 +212,7 @@ async def create_category(session: AsyncSession, redis: Redis, *, caller: Princi
     if row is None:
         raise CategorySlugTaken(slug)
     await session.flush()
+    _invalidate_after_commit(session, redis)
     return CategoryRecord(id=row.id, parent_id=row.parent_id, slug=row.slug, name=row.name, path=row.path)
 
 
@@ -216,27 +223,15 @@ async def product_counts(sessions: SessionSource) -> dict[int, int]:
 # ---- validation -------------------------------------------------------------------------------------------
 
 def parse_price(value: str, *, field: str = "price", allow_zero: bool = False) -> Decimal:
-    """A decimal string with at most 2 decimal places, > 0 (or >= 0 for filters). Never a float."""
-    text_value = value.strip() if isinstance(value, str) else ""
-    if not _DECIMAL.fullmatch(text_value):
-        raise InvalidPrice(str(value), "expected a decimal string such as '19.99'", field=field)
-    try:
-        price = Decimal(text_value)
-    except InvalidOperation:
-        raise InvalidPrice(value, "expected a decimal string such as '19.99'", field=field) from None
-    if price < 0 or (price == 0 and not allow_zero):
-        raise InvalidPrice(value, "must be greater than zero", field=field)
-    if price > _MAX_PRICE:  # before quantize, which raises on numbers too long for the context
-        raise InvalidPrice(value, "too large", field=field)
-    if price != price.quantize(_CENT):
-        raise InvalidPrice(value, "at most 2 decimal places", field=field)
-    return price.quantize(_CENT)
+    """A decimal string with at most 2 decimal places, > 0 (or >= 0 for filters), at most MAX_PRICE. Never a
+    float. The kernel's amount rule with the catalog's bound; anything else is BAD_USER_INPUT naming `field`."""
+    return parse_amount(value, field=field, maximum=MAX_PRICE, allow_zero=allow_zero)
 
 
-def format_money(amount: Decimal) -> str:
-    return str(amount.quantize(_CENT))
-
-
+@overload
+def _clean_text(value: Any, field: str, *, max_length: int, required: Literal[True]) -> str: ...
+@overload
+def _clean_text(value: Any, field: str, *, max_length: int, required: bool = False) -> str | None: ...
 def _clean_text(value: Any, field: str, *, max_length: int, required: bool = False) -> str | None:
     if value is None:
         if required:
@@ -311,12 +306,11 @@ def _clean_variants(variants: Sequence[VariantIn] | None) -> list[_CleanVariant]
         raise BadUserInput(f"At most {MAX_VARIANTS} variants", field="variants")
     cleaned = []
     for v in variants:
-        sku = _clean_text(v.sku, "sku", max_length=64, required=True) or ""
+        sku = _clean_text(v.sku, "sku", max_length=64, required=True)
         if any(c.isspace() for c in sku):
             raise BadUserInput("'sku' must not contain whitespace", field="sku")
-        if not isinstance(v.currency, str) or not _CURRENCY.fullmatch(v.currency):
-            raise InvalidCurrency(str(v.currency))
-        cleaned.append(_CleanVariant(sku=sku, price=parse_price(v.price), currency=v.currency,
+        currency = check_currency(v.currency)
+        cleaned.append(_CleanVariant(sku=sku, price=parse_price(v.price), currency=currency,
                                      attributes=_clean_object(v.attributes, "attributes", max_bytes=4096)))
     duplicates = [sku for sku, n in Counter(v.sku for v in cleaned).items() if n > 1]
     if duplicates:
@@ -337,16 +331,23 @@ def _authorize_owner(caller: Principal, product: ProductRow) -> None:
 
 # ---- product writes ---------------------------------------------------------------------------------------
 
-def snapshot(doc: Doc) -> dict[str, Any]:
-    """The event payload other domains (cart, search, inventory) build their projections from."""
-    return {
-        "product_id": str(doc["id"]), "slug": doc["slug"], "name": doc["name"], "brand": doc["brand"],
-        "description": doc["description"], "tags": doc["tags"], "category_id": str(doc["category_id"]),
-        "seller_id": str(doc["seller_id"]), "min_price": doc["min_price"], "currency": doc["currency"],
-        "created_at": doc["created_at"], "updated_at": doc["updated_at"],
-        "variants": [{"variant_id": str(v["id"]), "sku": v["sku"], "price": v["price"], "currency": v["currency"],
-                      "attributes": v["attributes"]} for v in doc["variants"]],
-    }
+def _invalidate_after_commit(session: AsyncSession, redis: Redis, product_ids: Sequence[int] = ()) -> None:
+    """Once this write commits: bump the catalog generation and drop the products' documents (cache.py
+    explains the race this order avoids). Dropped with the transaction if it rolls back, so a mutation that
+    fails later in the same request invalidates nothing."""
+    ids = list(product_ids)
+    after_commit(session, lambda: cache.invalidate(redis, ids))
+
+
+def snapshot(doc: Doc, event: type[ProductCreated] | type[ProductUpdated]) -> ProductCreated | ProductUpdated:
+    """The event other domains (cart, inventory) build their projections from: the whole product."""
+    return event(
+        product_id=doc["id"], slug=doc["slug"], name=doc["name"], brand=doc["brand"],
+        description=doc["description"], tags=doc["tags"], category_id=doc["category_id"],
+        seller_id=doc["seller_id"], min_price=Decimal(doc["min_price"]), currency=doc["currency"],
+        created_at=datetime.fromisoformat(doc["created_at"]), updated_at=datetime.fromisoformat(doc["updated_at"]),
+        variants=[VariantSnapshot(variant_id=v["id"], sku=v["sku"], price=Decimal(v["price"]),
+                                  currency=v["currency"], attributes=v["attributes"]) for v in doc["variants"]])
 
 
 async def _unique_slug(session: AsyncSession, name: str, product_id: int) -> str:
@@ -377,9 +378,9 @@ async def _document(session: AsyncSession, product_id: int) -> Doc:
 async def create_product(session: AsyncSession, redis: Redis, *, caller: Principal, product_in: ProductIn) -> Doc:
     if not caller.has_role("ADMIN", "SELLER"):
         raise Forbidden("Only sellers and admins can create products")
-    name = _clean_text(product_in.name, "name", max_length=200, required=True) or ""
+    name = _clean_text(product_in.name, "name", max_length=200, required=True)
     variants = _clean_variants(product_in.variants)
-    values = {
+    values: dict[str, Any] = {
         "name": name,
         "description": _clean_text(product_in.description, "description", max_length=20_000),
         "brand": _clean_text(product_in.brand, "brand", max_length=100),
@@ -408,7 +409,8 @@ async def create_product(session: AsyncSession, redis: Redis, *, caller: Princip
         raise SkuTaken(sorted({v.sku for v in variants} - set(inserted)))
     await session.flush()
     doc = await _document(session, product_id)
-    await add_event(session, SCHEMA, "product.created", key=product_id, payload=snapshot(doc))
+    await add_event(session, SCHEMA, snapshot(doc, ProductCreated), key=product_id)
+    _invalidate_after_commit(session, redis, [product_id])
     return doc
 
 
@@ -466,7 +468,8 @@ async def update_product(session: AsyncSession, redis: Redis, *, caller: Princip
     await repository.update_product(session, product_id, values)
     await session.flush()
     doc = await _document(session, product_id)
-    await add_event(session, SCHEMA, "product.updated", key=product_id, payload=snapshot(doc))
+    await add_event(session, SCHEMA, snapshot(doc, ProductUpdated), key=product_id)
+    _invalidate_after_commit(session, redis, [product_id])
     return doc
 
 
@@ -478,9 +481,9 @@ async def delete_product(session: AsyncSession, redis: Redis, *, caller: Princip
     _authorize_owner(caller, product)
     variant_ids = [v.id for v in await repository.variants_of(session, product_id)]
     await repository.soft_delete_product(session, product_id)
-    await add_event(session, SCHEMA, "product.deleted", key=product_id, payload={
-        "product_id": str(product_id), "variant_ids": [str(v) for v in variant_ids]})
+    await add_event(session, SCHEMA, ProductDeleted(product_id=product_id, variant_ids=variant_ids), key=product_id)
     await session.flush()
+    _invalidate_after_commit(session, redis, [product_id])
     return True
 
 
@@ -494,7 +497,7 @@ async def product_documents(sessions: SessionSource, redis: Redis, settings: Set
     generation, raw = await cache.mget_with_generation(redis, [cache.product_key(i) for i in ids])
     found: dict[int, Doc] = {}
     missing: list[int] = []
-    for product_id, blob in zip(ids, raw):
+    for product_id, blob in zip(ids, raw, strict=True):
         if blob is None:
             missing.append(product_id)
         else:
@@ -515,13 +518,13 @@ async def product_documents(sessions: SessionSource, redis: Redis, settings: Set
 async def product_ids_for_variants(sessions: SessionSource, redis: Redis, settings: Settings,
                                    variant_ids: Sequence[int]) -> list[int | None]:
     cached = await cache.mget_ints(redis, [cache.variant_key(v) for v in variant_ids])
-    missing = [v for v, p in zip(variant_ids, cached) if p is None]
+    missing = [v for v, p in zip(variant_ids, cached, strict=True) if p is None]
     loaded: dict[int, int] = {}
     if missing:
         loaded = await repository.product_ids_by_variant_ids(await sessions(), missing)
         await cache.set_ints(redis, {cache.variant_key(v): p for v, p in loaded.items()},
                              settings.catalog_cache_ttl_seconds)
-    return [p if p is not None else loaded.get(v) for v, p in zip(variant_ids, cached)]
+    return [p if p is not None else loaded.get(v) for v, p in zip(variant_ids, cached, strict=True)]
 
 
 async def product_id_for_slug(sessions: SessionSource, redis: Redis, settings: Settings, slug: str) -> int | None:
@@ -533,6 +536,38 @@ async def product_id_for_slug(sessions: SessionSource, redis: Redis, settings: S
     if product_id is not None:
         await redis.set(key, product_id, ex=settings.catalog_cache_ttl_seconds)
     return product_id
+
+
+def _session_source(session: AsyncSession) -> SessionSource:
+    async def source() -> AsyncSession:
+        return session
+
+    return source
+
+
+async def product_change_stream(session_factory: async_sessionmaker[AsyncSession], redis: Redis, settings: Settings,
+                                product_id: int) -> AsyncGenerator[tuple[Doc, CategoryTree], None]:
+    """The product again (its document, and the category tree to show it with) after every committed change;
+    ends when the product is deleted. NOT_FOUND for an unknown or deleted product. Each read is a short
+    transaction of its own, so no database connection is held while waiting for the next change."""
+    async with unit_of_work(session_factory) as session:
+        if not (await product_documents(_session_source(session), redis, settings, [product_id]))[0]:
+            raise ProductNotFound()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(cache.product_changed_channel(product_id))
+    try:
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            async with unit_of_work(session_factory) as session:
+                sessions = _session_source(session)
+                doc = (await product_documents(sessions, redis, settings, [product_id]))[0]
+                tree = await category_tree(sessions, redis, settings, generation=await cache.generation(redis))
+            if doc is None:
+                return
+            yield doc, tree
+    finally:
+        await pubsub.aclose()
 
 
 # ---- browsing ---------------------------------------------------------------------------------------------
@@ -551,17 +586,17 @@ def decode_cursor(sort: str, cursor: str) -> tuple[Any, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_sort, key, product_id = orjson.loads(raw)
         # Cursors are opaque but client-held: every part is checked before it can reach SQL.
-        if (cursor_sort != sort or type(product_id) is not int or not 0 < product_id < 2**63
+        if (cursor_sort != sort or not is_valid_id(product_id)
                 or not isinstance(key, str) or "\x00" in key or len(key) > 512):
             raise ValueError("not a cursor of this sort")
         if sort == "NEWEST":
             parsed: Any = datetime.fromisoformat(key)
             if parsed.tzinfo is None:
                 raise ValueError("naive timestamp")
-            parsed = parsed.astimezone(timezone.utc)  # out-of-range offsets fail here, not in the driver
+            parsed = parsed.astimezone(UTC)  # out-of-range offsets fail here, not in the driver
         elif sort in ("PRICE_ASC", "PRICE_DESC"):
             parsed = Decimal(key)
-            if not parsed.is_finite() or abs(parsed) > _MAX_PRICE:
+            if not parsed.is_finite() or abs(parsed) > MAX_PRICE:
                 raise ValueError("not a price")
         else:
             parsed = key
@@ -603,7 +638,8 @@ async def product_page(sessions: SessionSource, redis: Redis, settings: Settings
                     has_next_page=cached["next"])
 
     session = await sessions()
-    filters = {"category_ids": category_ids, "brand": brand, "price_min": price_min, "price_max": price_max}
+    filters: repository.ProductFilters = {"category_ids": category_ids, "brand": brand, "price_min": price_min,
+                                          "price_max": price_max}
     rows = await repository.product_page(session, sort=sort, first=first, after=position, **filters)
     total = await repository.count_products(session, **filters)
     has_next = len(rows) > first

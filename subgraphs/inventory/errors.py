@@ -46,7 +46,8 @@ class StockBelowReserved(Conflict):
     def __init__(self, *, on_hand: int, reserved: int, delta: int) -> None:
         super().__init__(
             f"Cannot apply {delta:+d}: {on_hand} on hand with {reserved} reserved; the lowest delta "
-            f"allowed now is {reserved - on_hand:+d}", field="delta", subject={"on_hand": on_hand, "reserved": reserved})
+            f"allowed now is {reserved - on_hand:+d}", field="delta",
+            subject={"on_hand": on_hand, "reserved": reserved})
 
 
 class StockLimitExceeded(Conflict):
@@ -55,5 +56,15 @@ class StockLimitExceeded(Conflict):
                          field="delta", subject=on_hand)
 
 
-__all__ = ["AppError", "ErrorCode", "InvalidDelta", "InvalidReason", "InvalidWarehouse", "VariantNotFound",
-           "WarehouseNotFound", "WarehouseCodeTaken", "StockBelowReserved", "StockLimitExceeded"]
+__all__ = [
+    "AppError",
+    "ErrorCode",
+    "InvalidDelta",
+    "InvalidReason",
+    "InvalidWarehouse",
+    "StockBelowReserved",
+    "StockLimitExceeded",
+    "VariantNotFound",
+    "WarehouseCodeTaken",
+    "WarehouseNotFound",
+]

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, Text, func
-from sqlalchemy.orm import Mapped, mapped_column
-
-from kernel.db import domain_base
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "inventory"
-Base = domain_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the `inventory` tables: they live in the domain's own Postgres schema."""
+    metadata = MetaData(schema=SCHEMA)
 
 
 class WarehouseRow(Base):

@@ -3,17 +3,29 @@
 Every statement that moves stock is a single conditional UPDATE whose WHERE clause carries the invariant
 (available never below zero, reserved never above on_hand), so a wrong caller gets "0 rows", never a
 negative count; the table CHECKs are the backstop behind that.
+
+Statements are Core over the tables of models.py, except the reservation path's locks and conditional updates
+(every order.placed / paid / cancelled and flash-sale hold runs them) and the unnest bulk writes: those stay
+text(), each marked with why.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import BigInteger, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from subgraphs.inventory.models import StockAdjustmentRow, VariantRow, WarehouseRow
+from kernel.db import any_of, rowcount
+from subgraphs.inventory.models import (
+    OrderReservationRow,
+    ReservationRow,
+    StockAdjustmentRow,
+    StockLevelRow,
+    VariantRow,
+    WarehouseRow,
+)
 
 INT_MAX = 2_147_483_647
 
@@ -93,14 +105,15 @@ async def register_variants(session: AsyncSession, variants: Sequence[tuple[int,
     result = await session.execute(
         insert(VariantRow).values([{"variant_id": v, "product_id": p} for p, v in variants])
         .on_conflict_do_nothing(index_elements=["variant_id"]))
-    return result.rowcount
+    return rowcount(result)
 
 
 async def ensure_stock_rows(session: AsyncSession, variant_ids: Sequence[int]) -> None:
-    """A zero row per (variant, existing warehouse); rows that exist (stock seeded or adjusted before the
+    """A zero row per (variant, existing warehouse); rows that exist (stock set or adjusted before the
     product event arrived) are not touched."""
     if not variant_ids:
         return
+    # text(): an unnest bulk insert crossed with every warehouse, in key order (one statement per product event).
     await session.execute(text("""
         INSERT INTO inventory.stock_levels (variant_id, warehouse_id, on_hand, reserved)
         SELECT v, w.id, 0, 0 FROM unnest(CAST(:ids AS bigint[])) AS v CROSS JOIN inventory.warehouses w
@@ -115,12 +128,13 @@ async def thresholds(session: AsyncSession, variant_ids: Iterable[int]) -> dict[
 
 
 async def set_threshold(session: AsyncSession, variant_id: int, threshold: int) -> None:
-    await session.execute(text("UPDATE inventory.variants SET low_stock_threshold = :t WHERE variant_id = :v"),
-                          {"v": variant_id, "t": threshold})
+    await session.execute(update(VariantRow).where(VariantRow.variant_id == variant_id)
+                          .values(low_stock_threshold=threshold))
 
 
 # ---- stock: locks and conditional updates -----------------------------------------------------------------
 
+# text(): the reservation path's lock (hot path), ordered so overlapping transactions queue instead of deadlocking.
 _LOCK_SQL = text("""
 SELECT variant_id, warehouse_id, on_hand, reserved FROM inventory.stock_levels
 WHERE variant_id = ANY(CAST(:ids AS bigint[]))
@@ -139,12 +153,14 @@ async def lock_stock(session: AsyncSession, variant_ids: Iterable[int]) -> list[
     return [StockRow(*r) for r in result.all()]
 
 
+# text() for the conditional updates below: the reservation path's hot statements, each one round trip whose
+# WHERE carries the invariant, kept as plain SQL to read side by side.
 async def reserve_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
     result = await session.execute(text("""
         UPDATE inventory.stock_levels SET reserved = reserved + :q, updated_at = now()
         WHERE variant_id = :v AND warehouse_id = :w AND on_hand - reserved >= :q"""),
         {"v": variant_id, "w": warehouse_id, "q": quantity})
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def ship_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
@@ -153,7 +169,7 @@ async def ship_units(session: AsyncSession, variant_id: int, warehouse_id: int, 
         UPDATE inventory.stock_levels SET on_hand = on_hand - :q, reserved = reserved - :q, updated_at = now()
         WHERE variant_id = :v AND warehouse_id = :w AND reserved >= :q AND on_hand >= :q"""),
         {"v": variant_id, "w": warehouse_id, "q": quantity})
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def unreserve_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
@@ -161,7 +177,7 @@ async def unreserve_units(session: AsyncSession, variant_id: int, warehouse_id: 
         UPDATE inventory.stock_levels SET reserved = reserved - :q, updated_at = now()
         WHERE variant_id = :v AND warehouse_id = :w AND reserved >= :q"""),
         {"v": variant_id, "w": warehouse_id, "q": quantity})
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def restock_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
@@ -169,18 +185,18 @@ async def restock_units(session: AsyncSession, variant_id: int, warehouse_id: in
         UPDATE inventory.stock_levels SET on_hand = on_hand + :q, updated_at = now()
         WHERE variant_id = :v AND warehouse_id = :w AND on_hand::bigint + :q <= :max"""),
         {"v": variant_id, "w": warehouse_id, "q": quantity, "max": INT_MAX})
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def ensure_stock_row(session: AsyncSession, variant_id: int, warehouse_id: int) -> None:
-    await session.execute(text("""
-        INSERT INTO inventory.stock_levels (variant_id, warehouse_id, on_hand, reserved)
-        VALUES (:v, :w, 0, 0) ON CONFLICT DO NOTHING"""), {"v": variant_id, "w": warehouse_id})
+    await session.execute(insert(StockLevelRow).values(variant_id=variant_id, warehouse_id=warehouse_id, on_hand=0,
+                                                       reserved=0).on_conflict_do_nothing())
 
 
 async def adjust_on_hand(session: AsyncSession, variant_id: int, warehouse_id: int, delta: int) -> int | None:
     """on_hand += delta unless that would drop below the reserved units (so never below zero) or overflow;
     returns the new on_hand, or None when refused."""
+    # text(): a conditional update like the ones above (the same invariant in the WHERE).
     result = await session.execute(text("""
         UPDATE inventory.stock_levels SET on_hand = on_hand + :d, updated_at = now()
         WHERE variant_id = :v AND warehouse_id = :w
@@ -189,19 +205,22 @@ async def adjust_on_hand(session: AsyncSession, variant_id: int, warehouse_id: i
     return result.scalar_one_or_none()
 
 
+_STOCK_COLUMNS = (StockLevelRow.variant_id, StockLevelRow.warehouse_id, StockLevelRow.on_hand, StockLevelRow.reserved)
+
+
 async def stock_row(session: AsyncSession, variant_id: int, warehouse_id: int) -> StockRow | None:
-    result = await session.execute(text("""
-        SELECT variant_id, warehouse_id, on_hand, reserved FROM inventory.stock_levels
-        WHERE variant_id = :v AND warehouse_id = :w"""), {"v": variant_id, "w": warehouse_id})
+    result = await session.execute(select(*_STOCK_COLUMNS).where(StockLevelRow.variant_id == variant_id,
+                                                                 StockLevelRow.warehouse_id == warehouse_id))
     row = result.first()
     return StockRow(*row) if row else None
 
 
-async def set_seed_stock(session: AsyncSession, rows: Sequence[StockRow]) -> list[StockRow]:
-    """Demo stock for rows that hold nothing yet (missing, or zero rows made by product events); stock
-    that is really there is never overwritten by a re-run seed. Returns the rows actually written."""
+async def set_stock_where_empty(session: AsyncSession, rows: Sequence[StockRow]) -> list[StockRow]:
+    """on_hand for rows that hold nothing yet (missing, or zero rows made by product events); stock that is
+    really there is never overwritten, so a repeated call writes nothing. Returns the rows actually written."""
     if not rows:
         return []
+    # text(): an unnest bulk upsert whose conflict update is conditional (one statement for any number of rows).
     result = await session.execute(text("""
         INSERT INTO inventory.stock_levels AS s (variant_id, warehouse_id, on_hand, reserved)
         SELECT * FROM unnest(CAST(:v AS bigint[]), CAST(:w AS bigint[]), CAST(:q AS integer[]),
@@ -216,6 +235,7 @@ async def set_seed_stock(session: AsyncSession, rows: Sequence[StockRow]) -> lis
 
 # ---- reads ------------------------------------------------------------------------------------------------
 
+# text(): on the reservation path (the stock events after every reservation) and behind every stock read.
 _TOTALS_SQL = text("""
 SELECT variant_id, sum(on_hand)::bigint, sum(reserved)::bigint FROM inventory.stock_levels
 WHERE variant_id = ANY(CAST(:ids AS bigint[])) GROUP BY variant_id""")
@@ -234,9 +254,8 @@ async def stock_rows(session: AsyncSession, variant_ids: Iterable[int]) -> list[
     ids = list(set(variant_ids))
     if not ids:
         return []
-    result = await session.execute(text("""
-        SELECT variant_id, warehouse_id, on_hand, reserved FROM inventory.stock_levels
-        WHERE variant_id = ANY(CAST(:ids AS bigint[])) ORDER BY variant_id, warehouse_id"""), {"ids": ids})
+    result = await session.execute(select(*_STOCK_COLUMNS).where(any_of(StockLevelRow.variant_id, ids, BigInteger))
+                                   .order_by(StockLevelRow.variant_id, StockLevelRow.warehouse_id))
     return [StockRow(*r) for r in result.all()]
 
 
@@ -245,6 +264,7 @@ async def stock_rows(session: AsyncSession, variant_ids: Iterable[int]) -> list[
 async def claim_order(session: AsyncSession, order_id: int, outcome: str) -> bool:
     """Record the first decision about an order. False when one was recorded before (a concurrent duplicate
     waits here on the primary key until the first commits, then sees the conflict)."""
+    # text(): the reservation path's arbiter (hot path), one round trip.
     result = await session.execute(text("""
         INSERT INTO inventory.order_reservations (order_id, outcome) VALUES (:o, :outcome)
         ON CONFLICT DO NOTHING RETURNING order_id"""), {"o": order_id, "outcome": outcome})
@@ -252,26 +272,28 @@ async def claim_order(session: AsyncSession, order_id: int, outcome: str) -> boo
 
 
 async def order_outcome(session: AsyncSession, order_id: int) -> str | None:
-    result = await session.execute(text("SELECT outcome FROM inventory.order_reservations WHERE order_id = :o"),
-                                   {"o": order_id})
+    result = await session.execute(select(OrderReservationRow.outcome).where(OrderReservationRow.order_id == order_id))
     return result.scalar_one_or_none()
 
 
 async def set_order_outcome(session: AsyncSession, order_id: int, outcome: str) -> None:
+    # text(): on the reservation path (hot path), next to claim_order.
     await session.execute(text("UPDATE inventory.order_reservations SET outcome = :outcome WHERE order_id = :o"),
                           {"o": order_id, "outcome": outcome})
 
 
 async def insert_reservations(session: AsyncSession, order_id: int, lines: Sequence[tuple[int, int, int]]) -> None:
     """(variant_id, warehouse_id, quantity) lines, status RESERVED."""
+    # text(): an unnest bulk insert on the reservation path (one statement for every line of the order).
     await session.execute(text("""
         INSERT INTO inventory.reservations (order_id, variant_id, warehouse_id, quantity, status)
         SELECT CAST(:o AS bigint), v, w, q, 'RESERVED'
         FROM unnest(CAST(:v AS bigint[]), CAST(:w AS bigint[]), CAST(:q AS integer[])) AS t(v, w, q)"""),
-        {"o": order_id, "v": [l[0] for l in lines], "w": [l[1] for l in lines], "q": [l[2] for l in lines]})
+        {"o": order_id, "v": [v for v, _, _ in lines], "w": [w for _, w, _ in lines], "q": [q for _, _, q in lines]})
 
 
 async def lock_reservations(session: AsyncSession, order_id: int, statuses: Sequence[str]) -> list[ReservationLine]:
+    # text(): the commit/release path's lock (hot path), in the same key order as lock_stock.
     result = await session.execute(text("""
         SELECT variant_id, warehouse_id, quantity, status FROM inventory.reservations
         WHERE order_id = :o AND status = ANY(CAST(:s AS text[]))
@@ -281,30 +303,32 @@ async def lock_reservations(session: AsyncSession, order_id: int, statuses: Sequ
 
 
 async def set_reservation_status(session: AsyncSession, order_id: int, line: ReservationLine, status: str) -> bool:
+    # text(): a conditional update on the commit/release path (hot path), like the stock updates.
     result = await session.execute(text("""
         UPDATE inventory.reservations SET status = :new, updated_at = now()
         WHERE order_id = :o AND variant_id = :v AND warehouse_id = :w AND status = :old"""),
         {"o": order_id, "v": line.variant_id, "w": line.warehouse_id, "old": line.status, "new": status})
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def close_reservation(session: AsyncSession, order_id: int, line: ReservationLine, status: str,
                             quantity: int) -> bool:
     """Move a line on from `line.status` to `status`, keeping `quantity` of it (a flash sale's hold that
     shipped only part of its units records what shipped; the rest went back to stock)."""
+    # text(): a conditional update, like set_reservation_status.
     result = await session.execute(text("""
         UPDATE inventory.reservations SET status = :new, quantity = :q, updated_at = now()
         WHERE order_id = :o AND variant_id = :v AND warehouse_id = :w AND status = :old"""),
         {"o": order_id, "v": line.variant_id, "w": line.warehouse_id, "old": line.status, "new": status,
          "q": quantity})
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def reservations_of(session: AsyncSession, order_id: int) -> list[ReservationLine]:
-    result = await session.execute(text("""
-        SELECT variant_id, warehouse_id, quantity, status FROM inventory.reservations
-        WHERE order_id = :o ORDER BY variant_id, warehouse_id"""), {"o": order_id})
-    return [ReservationLine(*r) for r in result.all()]
+    r = ReservationRow
+    result = await session.execute(select(r.variant_id, r.warehouse_id, r.quantity, r.status)
+                                   .where(r.order_id == order_id).order_by(r.variant_id, r.warehouse_id))
+    return [ReservationLine(*row) for row in result.all()]
 
 
 # ---- audit ------------------------------------------------------------------------------------------------

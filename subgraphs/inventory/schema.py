@@ -7,14 +7,14 @@ cached by generation (cache.py); per-warehouse detail is ADMIN-only and never ca
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import strawberry
 
-from kernel.graphql import RequestContext, build_schema
+from kernel.graphql import Info, build_schema
 from kernel.ids import entity_key, parse_id
 from kernel.response_cache import response_cache_extension
-from subgraphs.inventory import cache, repository, service
+from subgraphs.inventory import cache, service
 from subgraphs.inventory.dataloaders import StockByVariantIdLoader, StockRowsByVariantIdLoader, WarehouseByIdLoader
 from subgraphs.inventory.models import WarehouseRow
 
@@ -26,7 +26,7 @@ class Warehouse:
     name: str
 
     @classmethod
-    def from_row(cls, row: WarehouseRow) -> "Warehouse":
+    def from_row(cls, row: WarehouseRow) -> Warehouse:
         return cls(id=strawberry.ID(str(row.id)), code=row.code, name=row.name)
 
 
@@ -47,20 +47,20 @@ class StockLevel:
     variant_id: strawberry.Private[int]
 
     @classmethod
-    def from_level(cls, level: service.StockLevel) -> "StockLevel":
+    def from_level(cls, level: service.StockLevel) -> StockLevel:
         return cls(available=level.available, reserved=level.reserved, on_hand=level.on_hand,
                    in_stock=level.in_stock, variant_id=level.variant_id)
 
     @strawberry.field(description="ADMIN only: the stock per warehouse (warehouses holding a row for it).")
-    async def by_warehouse(self, info: strawberry.Info) -> list[WarehouseStock]:
-        ctx: RequestContext = info.context
+    async def by_warehouse(self, info: Info) -> list[WarehouseStock]:
+        ctx = info.context
         ctx.mark_uncacheable()
-        ctx.require_user().require_role("ADMIN")
+        service.check_can_see_warehouse_stock(ctx.require_user())
         rows = await ctx.loader(StockRowsByVariantIdLoader).load(self.variant_id)
         warehouses = await ctx.loader(WarehouseByIdLoader).load_many([r.warehouse_id for r in rows])
         return [WarehouseStock(warehouse=Warehouse.from_row(w), on_hand=r.on_hand, reserved=r.reserved,
                                available=r.available)
-                for r, w in zip(rows, warehouses) if w is not None]
+                for r, w in zip(rows, warehouses, strict=True) if w is not None]
 
 
 # Owned by catalog; inventory only contributes `stock` (no description here, so composition keeps catalog's).
@@ -69,18 +69,14 @@ class ProductVariant:
     id: strawberry.ID
 
     @classmethod
-    def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["ProductVariant"]:
+    def resolve_reference(cls, info: Info, id: strawberry.ID, **_unknown: Any) -> ProductVariant | None:
         # No I/O: every variant catalog knows has a stock answer here (zeros if inventory never heard of it).
         return cls(id=id) if entity_key(id) is not None else None
 
     @strawberry.field
-    async def stock(self, info: strawberry.Info) -> StockLevel:
+    async def stock(self, info: Info) -> StockLevel:
         level = await info.context.loader(StockByVariantIdLoader).load(int(self.id))
         return StockLevel.from_level(level)
-
-
-def _invalidate_after_commit(ctx: RequestContext) -> None:
-    ctx.on_commit(lambda: cache.invalidate(ctx.redis))
 
 
 @strawberry.type
@@ -88,16 +84,15 @@ class Query:
     @strawberry.field(description=(
         "A variant by id as inventory knows it (null if it does not): `variant(id) { stock { available } }` is "
         "answered by inventory alone, without a catalog fetch; other ProductVariant fields come from catalog."))
-    async def variant(self, info: strawberry.Info, id: strawberry.ID) -> Optional[ProductVariant]:
-        ctx: RequestContext = info.context
+    async def variant(self, info: Info, id: strawberry.ID) -> ProductVariant | None:
         variant_id = parse_id(id)
-        if not await repository.variant_exists(await ctx.session(), variant_id):
+        if not await service.is_known_variant(await info.context.session(), variant_id):
             return None
         return ProductVariant(id=strawberry.ID(str(variant_id)))
 
     @strawberry.field(description="ADMIN only.")
-    async def warehouses(self, info: strawberry.Info) -> list[Warehouse]:
-        ctx: RequestContext = info.context
+    async def warehouses(self, info: Info) -> list[Warehouse]:
+        ctx = info.context
         rows = await service.warehouses(await ctx.session(), ctx.require_user())
         return [Warehouse.from_row(r) for r in rows]
 
@@ -108,19 +103,18 @@ class Mutation:
         "ADMIN only. Adds (delta > 0) or removes (delta < 0) units of a variant in one warehouse and records "
         "why. |delta| is at most 1,000,000; reason is 1-500 characters. CONFLICT when on hand would drop "
         "below the units reserved for orders there. Returns the variant's totals over all warehouses."))
-    async def adjust_stock(self, info: strawberry.Info, variant_id: strawberry.ID, warehouse_id: strawberry.ID,
+    async def adjust_stock(self, info: Info, variant_id: strawberry.ID, warehouse_id: strawberry.ID,
                            delta: int, reason: str) -> StockLevel:
-        ctx: RequestContext = info.context
+        ctx = info.context
         caller = ctx.require_user()
         level = await service.adjust_stock(
             await ctx.session(), caller, parse_id(variant_id, field="variantId"),
-            parse_id(warehouse_id, field="warehouseId"), delta, reason)
-        _invalidate_after_commit(ctx)
+            parse_id(warehouse_id, field="warehouseId"), delta, reason, redis=ctx.redis)
         return StockLevel.from_level(level)
 
     @strawberry.mutation(description="ADMIN only. `code` (e.g. WH-EAST) is unique and stored upper-case.")
-    async def create_warehouse(self, info: strawberry.Info, code: str, name: str) -> Warehouse:
-        ctx: RequestContext = info.context
+    async def create_warehouse(self, info: Info, code: str, name: str) -> Warehouse:
+        ctx = info.context
         caller = ctx.require_user()
         return Warehouse.from_row(await service.create_warehouse(await ctx.session(), caller, code, name))
 

@@ -1,6 +1,6 @@
-"""Business rules of inventory: reservations for the order saga, flash-sale holds, manual adjustments, demo stock.
+"""Business rules of inventory: reservations for the order saga, flash-sale holds, manual adjustments, initial stock.
 
-No GraphQL and no commits here: the edge (GraphQL request, event consumer, seed) owns the transaction,
+No GraphQL and no commits here: the edge (GraphQL request, event consumer, script) owns the transaction,
 and every event below goes to the outbox in that same transaction.
 
 Locking: any operation that changes a variant's stock first locks all of that variant's warehouse rows in
@@ -12,22 +12,38 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.auth import Principal
-from kernel.db import after_commit
 from kernel.ids import next_id
 from kernel.outbox import add_event
+from kernel.uow import after_commit
 from subgraphs.inventory import cache, repository
-from subgraphs.inventory.errors import (InvalidDelta, InvalidReason, InvalidWarehouse, StockBelowReserved,
-                                        StockLimitExceeded, VariantNotFound, WarehouseCodeTaken,
-                                        WarehouseNotFound)
+from subgraphs.inventory.errors import (
+    InvalidDelta,
+    InvalidReason,
+    InvalidWarehouse,
+    StockBelowReserved,
+    StockLimitExceeded,
+    VariantNotFound,
+    WarehouseCodeTaken,
+    WarehouseNotFound,
+)
+from subgraphs.inventory.events import (
+    FlashSaleHeld,
+    InventoryCommitted,
+    InventoryOutOfStock,
+    InventoryReleased,
+    InventoryReserved,
+    LowStock,
+    StockChanged,
+    StockLine,
+)
 from subgraphs.inventory.models import SCHEMA, WarehouseRow
 from subgraphs.inventory.repository import ReservationLine, StockRow, Totals
 
@@ -62,7 +78,7 @@ class StockLevel:
         return self.available > 0
 
     @classmethod
-    def of(cls, variant_id: int, totals: Totals | None) -> "StockLevel":
+    def of(cls, variant_id: int, totals: Totals | None) -> StockLevel:
         totals = totals or Totals()
         return cls(variant_id=variant_id, on_hand=totals.on_hand, reserved=totals.reserved)
 
@@ -117,13 +133,13 @@ def _allocate(wanted: dict[int, int], rows: list[StockRow]) -> tuple[list[tuple[
     return lines, short
 
 
-def _items_payload(order_id: int, lines: Iterable[ReservationLine | tuple[int, int, int]]) -> dict[str, Any]:
+def _stock_lines(lines: Iterable[ReservationLine | tuple[int, int, int]]) -> list[StockLine]:
     items = []
     for line in lines:
         variant_id, warehouse_id, quantity = ((line.variant_id, line.warehouse_id, line.quantity)
                                               if isinstance(line, ReservationLine) else line)
-        items.append({"variant_id": str(variant_id), "warehouse_id": str(warehouse_id), "quantity": quantity})
-    return {"order_id": str(order_id), "items": items}
+        items.append(StockLine(variant_id=variant_id, warehouse_id=warehouse_id, quantity=quantity))
+    return items
 
 
 def _totals_of(rows: Iterable[StockRow]) -> dict[int, Totals]:
@@ -145,14 +161,14 @@ async def _emit_stock_changes(session: AsyncSession, before: dict[int, Totals], 
     thresholds = await repository.thresholds(session, ids)
     for variant_id in ids:
         level = StockLevel.of(variant_id, after.get(variant_id))
-        await add_event(session, SCHEMA, "inventory.stock_changed", key=variant_id, payload={
-            "variant_id": str(variant_id), "on_hand": level.on_hand, "reserved": level.reserved,
-            "available": level.available, "in_stock": level.in_stock})
+        await add_event(session, SCHEMA, StockChanged(
+            variant_id=variant_id, on_hand=level.on_hand, reserved=level.reserved, available=level.available,
+            in_stock=level.in_stock), key=variant_id)
         threshold = thresholds.get(variant_id)
         previous = before.get(variant_id, Totals()).available
         if threshold is not None and previous >= threshold > level.available:
-            await add_event(session, SCHEMA, "inventory.low_stock", key=variant_id, payload={
-                "variant_id": str(variant_id), "available": level.available, "threshold": threshold})
+            await add_event(session, SCHEMA, LowStock(variant_id=variant_id, available=level.available,
+                                                      threshold=threshold), key=variant_id)
 
 
 async def reserve_for_order(session: AsyncSession, order_id: int,
@@ -170,8 +186,7 @@ async def reserve_for_order(session: AsyncSession, order_id: int,
     lines, short = _allocate(wanted, locked)
     if short:
         await repository.set_order_outcome(session, order_id, OUT_OF_STOCK)
-        await add_event(session, SCHEMA, "inventory.out_of_stock", key=order_id, payload={
-            "order_id": str(order_id), "variant_ids": [str(v) for v in short]})
+        await add_event(session, SCHEMA, InventoryOutOfStock(order_id=order_id, variant_ids=short), key=order_id)
         return ReservationResult(order_id=order_id, outcome=OUT_OF_STOCK, lines=[], short_variant_ids=short)
 
     for variant_id, warehouse_id, quantity in lines:
@@ -179,7 +194,7 @@ async def reserve_for_order(session: AsyncSession, order_id: int,
             # Cannot happen while we hold the row locks; refusing beats reserving what is not there.
             raise RuntimeError(f"stock of variant {variant_id} in warehouse {warehouse_id} changed under lock")
     await repository.insert_reservations(session, order_id, lines)
-    await add_event(session, SCHEMA, "inventory.reserved", key=order_id, payload=_items_payload(order_id, lines))
+    await add_event(session, SCHEMA, InventoryReserved(order_id=order_id, items=_stock_lines(lines)), key=order_id)
     await _emit_stock_changes(session, _totals_of(locked), wanted)
     return ReservationResult(order_id=order_id, outcome=RESERVED,
                              lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in lines], short_variant_ids=[])
@@ -198,16 +213,16 @@ async def commit_order(session: AsyncSession, order_id: int) -> list[Reservation
     open_lines = await repository.lock_reservations(session, order_id, [RESERVED])
     if not open_lines:
         return []
-    locked = await repository.lock_stock(session, (l.variant_id for l in open_lines))
+    locked = await repository.lock_stock(session, (line.variant_id for line in open_lines))
     for line in open_lines:
         if not await repository.ship_units(session, line.variant_id, line.warehouse_id, line.quantity):
             raise RuntimeError(f"reservation of order {order_id} exceeds the reserved stock of "
                                f"variant {line.variant_id} in warehouse {line.warehouse_id}")
         await repository.set_reservation_status(session, order_id, line, COMMITTED)
-    await add_event(session, SCHEMA, "inventory.committed", key=order_id,
-                    payload=_items_payload(order_id, open_lines))
-    await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in open_lines))
-    return [dataclasses.replace(l, status=COMMITTED) for l in open_lines]
+    await add_event(session, SCHEMA, InventoryCommitted(order_id=order_id, items=_stock_lines(open_lines)),
+                    key=order_id)
+    await _emit_stock_changes(session, _totals_of(locked), (line.variant_id for line in open_lines))
+    return [dataclasses.replace(line, status=COMMITTED) for line in open_lines]
 
 
 async def release_order(session: AsyncSession, order_id: int) -> list[ReservationLine]:
@@ -221,7 +236,7 @@ async def release_order(session: AsyncSession, order_id: int) -> list[Reservatio
     open_lines = await repository.lock_reservations(session, order_id, [RESERVED, COMMITTED])
     if not open_lines:
         return []
-    locked = await repository.lock_stock(session, (l.variant_id for l in open_lines))
+    locked = await repository.lock_stock(session, (line.variant_id for line in open_lines))
     changed: list[ReservationLine] = []
     for line in open_lines:
         if line.status == RESERVED:
@@ -235,8 +250,8 @@ async def release_order(session: AsyncSession, order_id: int) -> list[Reservatio
                                f"{line.warehouse_id} for order {order_id}")
         await repository.set_reservation_status(session, order_id, line, new_status)
         changed.append(dataclasses.replace(line, status=new_status))
-    await add_event(session, SCHEMA, "inventory.released", key=order_id, payload=_items_payload(order_id, changed))
-    await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in changed))
+    await add_event(session, SCHEMA, InventoryReleased(order_id=order_id, items=_stock_lines(changed)), key=order_id)
+    await _emit_stock_changes(session, _totals_of(locked), (line.variant_id for line in changed))
     return changed
 
 
@@ -289,21 +304,21 @@ async def hold_for_flash_sale(session: AsyncSession, sale_id: int, variant_id: i
                              duplicate=True)
 
     locked = await repository.lock_stock(session, [variant_id])
-    lines, short = _allocate({variant_id: quantity}, locked)  # an unknown variant has no rows: short
+    allocation, short = _allocate({variant_id: quantity}, locked)  # an unknown variant has no rows: short
     held = not short
     if held:
-        for _, warehouse_id, units in lines:
+        for _, warehouse_id, units in allocation:
             if not await repository.reserve_units(session, variant_id, warehouse_id, units):
                 raise RuntimeError(f"stock of variant {variant_id} in warehouse {warehouse_id} changed under lock")
-        await repository.insert_reservations(session, sale_id, lines)
+        await repository.insert_reservations(session, sale_id, allocation)
     else:
         await repository.set_order_outcome(session, sale_id, OUT_OF_STOCK)
-    await add_event(session, SCHEMA, "inventory.flash_sale_held", key=sale_id, payload={
-        "sale_id": str(sale_id), "variant_id": str(variant_id), "quantity": quantity, "held": held})
+    await add_event(session, SCHEMA, FlashSaleHeld(sale_id=sale_id, variant_id=variant_id, quantity=quantity,
+                                                   held=held), key=sale_id)
     if held:
         await _emit_stock_changes(session, _totals_of(locked), [variant_id])
     return FlashSaleHold(sale_id=sale_id, variant_id=variant_id, quantity=quantity, held=held,
-                         lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in lines] if held else [])
+                         lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in allocation] if held else [])
 
 
 async def settle_flash_sale(session: AsyncSession, sale_id: int, sold: int) -> FlashSaleSettlement:
@@ -325,15 +340,15 @@ async def settle_flash_sale(session: AsyncSession, sale_id: int, sold: int) -> F
     open_lines = await repository.lock_reservations(session, sale_id, [RESERVED])
     if not open_lines:
         return FlashSaleSettlement(sale_id=sale_id, shipped=[], released=[])
-    held = sum(l.quantity for l in open_lines)
+    held = sum(line.quantity for line in open_lines)
     if sold > held:
         raise InvalidFlashSaleEvent(f"flash sale {sale_id} sold {sold} units but held only {held}")
 
-    locked = await repository.lock_stock(session, (l.variant_id for l in open_lines))
+    locked = await repository.lock_stock(session, (line.variant_id for line in open_lines))
     to_ship = sold
     shipped: list[ReservationLine] = []
     released: list[ReservationLine] = []
-    for line in sorted(open_lines, key=lambda l: (-l.quantity, l.variant_id, l.warehouse_id)):
+    for line in sorted(open_lines, key=lambda r: (-r.quantity, r.variant_id, r.warehouse_id)):
         ship = min(to_ship, line.quantity)
         back = line.quantity - ship
         to_ship -= ship
@@ -349,7 +364,7 @@ async def settle_flash_sale(session: AsyncSession, sale_id: int, sold: int) -> F
             shipped.append(dataclasses.replace(line, quantity=ship, status=COMMITTED))
         if back:
             released.append(dataclasses.replace(line, quantity=back, status=RELEASED))
-    await _emit_stock_changes(session, _totals_of(locked), (l.variant_id for l in open_lines))
+    await _emit_stock_changes(session, _totals_of(locked), (line.variant_id for line in open_lines))
     return FlashSaleSettlement(sale_id=sale_id, shipped=shipped, released=released)
 
 
@@ -357,7 +372,7 @@ async def settle_flash_sale(session: AsyncSession, sale_id: int, sold: int) -> F
 
 async def register_variants(session: AsyncSession, variants: Sequence[tuple[int, int]]) -> bool:
     """(product_id, variant_id) pairs from product events: known to inventory from now on, with a zero
-    stock row in every warehouse. Existing rows (stock seeded or adjusted first) are left untouched.
+    stock row in every warehouse. Existing rows (stock set or adjusted first) are left untouched.
     True when a variant was new to inventory (`variant(id)` answers change from null)."""
     if not variants:
         return False
@@ -375,6 +390,16 @@ async def stock_levels(session: AsyncSession, variant_ids: Sequence[int]) -> lis
     return [StockLevel.of(v, totals.get(v)) for v in variant_ids]
 
 
+async def is_known_variant(session: AsyncSession, variant_id: int) -> bool:
+    """Whether inventory knows the variant (`register_variants`: catalog's product events)."""
+    return await repository.variant_exists(session, variant_id)
+
+
+def check_can_see_warehouse_stock(caller: Principal) -> None:
+    """Stock per warehouse is operational detail: ADMIN only (totals are public)."""
+    caller.require_role("ADMIN")
+
+
 async def warehouses(session: AsyncSession, caller: Principal) -> list[WarehouseRow]:
     caller.require_role("ADMIN")
     return await repository.list_warehouses(session)
@@ -390,12 +415,13 @@ def _valid_reason(reason: str) -> str:
 
 
 async def adjust_stock(session: AsyncSession, caller: Principal, variant_id: int, warehouse_id: int,
-                       delta: int, reason: str) -> StockLevel:
+                       delta: int, reason: str, *, redis: Redis | None = None) -> StockLevel:
     """ADMIN: add (receiving, returns found) or remove (damage, shrinkage) units in one warehouse.
 
     Refused with CONFLICT when on_hand would drop below the units reserved there (hence never below zero):
     reserved units belong to orders, and the admin must cancel those first. Writes an audit row and the
-    stock events. Returns the variant's totals over all warehouses after the change."""
+    stock events, and (given the subgraph's `redis`) drops its cached stock answers once the change commits.
+    Returns the variant's totals over all warehouses after the change."""
     caller.require_role("ADMIN")
     if isinstance(delta, bool) or delta == 0 or abs(delta) > MAX_ADJUST_DELTA:
         raise InvalidDelta(delta, MAX_ADJUST_DELTA)
@@ -418,6 +444,8 @@ async def adjust_stock(session: AsyncSession, caller: Principal, variant_id: int
         "id": next_id(), "variant_id": variant_id, "warehouse_id": warehouse_id, "delta": delta,
         "reason": reason, "actor_id": caller.user_id, "on_hand_after": on_hand_after}])
     await _emit_stock_changes(session, _totals_of(locked), [variant_id])
+    if redis is not None:
+        after_commit(session, lambda: cache.invalidate(redis))
     return (await stock_levels(session, [variant_id]))[0]
 
 
@@ -441,49 +469,30 @@ async def create_warehouse(session: AsyncSession, caller: Principal, code: str, 
     return row
 
 
-# ---- demo data --------------------------------------------------------------------------------------------
+async def ensure_warehouse(session: AsyncSession, code: str, name: str) -> WarehouseRow:
+    """The warehouse with this code, created (empty) when there is none yet: for setting up an installation,
+    where running twice must be harmless. Admins use `create_warehouse`."""
+    code, name = _valid_warehouse(code, name)
+    row = (await repository.insert_warehouse_if_code_free(session, id=next_id(), code=code, name=name)
+           or await repository.warehouse_by_code(session, code))
+    assert row is not None  # inserted now, or there before
+    return row
 
-DEMO_WAREHOUSES = (("WH-EAST", "East Coast Fulfilment Center"), ("WH-WEST", "West Coast Fulfilment Center"))
 
-
-async def seed_demo_stock(session: AsyncSession, variants: list[tuple[int, int]], rng: random.Random,
-                          *, redis: Any = None) -> str:
-    """Demo stock for `make run`: the two demo warehouses (if absent), the (product_id, variant_id) pairs
-    registered, and stock in both warehouses: most variants well stocked, about one in ten low (below the
-    alert threshold) and one in twelve sold out, so the storefront shows every state. Stock already there is
-    not overwritten, so a re-run seed is harmless. Emits `inventory.stock_changed` for every variant it
-    stocked. Pass `redis` when the inventory subgraph may already be serving, to drop its cached answers
-    after commit. Returns a one-line summary."""
-    warehouse_ids: list[int] = []
-    for code, name in DEMO_WAREHOUSES:
-        row = (await repository.insert_warehouse_if_code_free(session, id=next_id(), code=code, name=name)
-               or await repository.warehouse_by_code(session, code))
-        assert row is not None
-        warehouse_ids.append(row.id)
-    await register_variants(session, variants)
-
-    wanted: list[StockRow] = []
-    low = sold_out = 0
-    for _, variant_id in sorted(set(variants), key=lambda pv: pv[1]):
-        roll = rng.random()
-        if roll < 0.08:
-            quantities = [0, 0]
-            sold_out += 1
-        elif roll < 0.18:
-            quantities = [rng.randint(1, 4), 0]
-            rng.shuffle(quantities)
-            low += 1
-        else:
-            quantities = [rng.randint(5, 120), rng.choice([0, rng.randint(5, 120)])]
-        wanted += [StockRow(variant_id, w, q, 0) for w, q in zip(warehouse_ids, quantities) if q > 0]
-    written = await repository.set_seed_stock(session, wanted)
+async def stock_empty_rows(session: AsyncSession, levels: Iterable[tuple[int, int, int]], *, reason: str,
+                           redis: Redis | None = None) -> list[StockRow]:
+    """Initial stock: (variant_id, warehouse_id, on_hand) levels, each set where its variant has nothing in
+    that warehouse yet (no row, or the empty one `register_variants` made). Stock that is really there is
+    never overwritten, so doing it again is harmless. Each write is audited (no actor) and each variant
+    stocked announced with `inventory.stock_changed`; given the subgraph's `redis`, its cached answers are
+    dropped once this commits. Returns the rows written."""
+    reason = _valid_reason(reason)
+    written = await repository.set_stock_where_empty(session, [StockRow(v, w, q, 0) for v, w, q in levels])
     await repository.add_adjustments(session, [{
         "id": next_id(), "variant_id": r.variant_id, "warehouse_id": r.warehouse_id, "delta": r.on_hand,
-        "reason": "demo seed", "actor_id": None, "on_hand_after": r.on_hand} for r in written])
-    # Zero "before" totals: a variant seeded low is not a crossing, so no low_stock alerts from the seed.
+        "reason": reason, "actor_id": None, "on_hand_after": r.on_hand} for r in written])
+    # Zero "before" totals: stock that starts low is not a crossing, so no low_stock alerts from here.
     await _emit_stock_changes(session, {}, (r.variant_id for r in written))
     if redis is not None:
         after_commit(session, lambda: cache.invalidate(redis))
-    stocked = len({r.variant_id for r in written})
-    return (f"inventory: {len(warehouse_ids)} warehouses, {len(set(variants))} variants registered, "
-            f"{stocked} stocked ({len(written)} stock rows), ~{low} low, ~{sold_out} sold out")
+    return written

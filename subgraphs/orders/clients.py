@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.peers import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, get_json, post_json
+from kernel.internal_client import (
+    INTERNAL_HTTP,
+    PeerClient,
+    PeerUnavailable,
+    build_internal_client,
+    get_json,
+    post_json,
+)
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "get_json", "post_json",
-           "fetch_checkout", "fetch_address", "redeem_coupon",
-           "release_coupon"]
+__all__ = [
+    "INTERNAL_HTTP",
+    "PeerClient",
+    "PeerUnavailable",
+    "build_internal_client",
+    "fetch_address",
+    "fetch_checkout",
+    "get_json",
+    "post_json",
+    "redeem_coupon",
+    "release_coupon",
+]
 
 
 async def fetch_checkout(http: PeerClient, cart_service_url: str, *, cart_id: str | None,

@@ -1,17 +1,7 @@
 """Errors of the orders domain; the kernel maps their codes to GraphQL `extensions.code` (kernel/errors.py)."""
 from __future__ import annotations
 
-import enum
-
 from kernel.errors import AppError, BadUserInput, Conflict, ErrorCode, Forbidden, NotFound
-
-
-class OrderErrorCode(str, enum.Enum):
-    ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
-    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
-    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-    EMPTY_CART = "EMPTY_CART"
-    UNKNOWN_COUPON = "UNKNOWN_COUPON"
 
 
 class OrderNotFound(NotFound):
@@ -47,8 +37,16 @@ class UnknownCoupon(BadUserInput):
         super().__init__("unknown coupon", field="couponCode", subject=code)
 
 
-__all__ = ["AppError", "ErrorCode", "OrderErrorCode", "OrderNotFound", "NotYourOrder", "IllegalTransition",
-           "IdempotencyKeyReused", "EmptyCart", "UnknownCoupon"]
+__all__ = [
+    "AppError",
+    "EmptyCart",
+    "ErrorCode",
+    "IdempotencyKeyReused",
+    "IllegalTransition",
+    "NotYourOrder",
+    "OrderNotFound",
+    "UnknownCoupon",
+]
 
 
 class PaymentAlreadySubmitted(Conflict):

@@ -1,83 +1,95 @@
-"""Events the orders domain emits (payloads exactly as docs/commerce-spine.md lists them) and, through
-saga.py, the handlers it runs for the events it consumes.
+"""The events the orders domain emits: each topic's payload, exactly as docs/commerce-spine.md lists it.
 
-The worker process (workers/runtime.py) looks for `consumer_specs` and `periodic_tasks` here.
+A contract only (consumers.py runs what orders consumes): other domains import these types to read the events.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
-from kernel.consumer import ConsumerSpec, PeriodicTask, WorkerResources
-from subgraphs.orders.models import OrderItemRecord, OrderRecord, OrderStatus
-
-ORDER_PLACED = "order.placed"
-ORDER_CONFIRMED = "order.confirmed"
-ORDER_PAID = "order.paid"
-ORDER_CANCELLED = "order.cancelled"
-ORDER_REFUNDED = "order.refunded"
-ORDER_SHIPPED = "order.shipped"
-ORDER_DELIVERED = "order.delivered"
-
-# The event every transition into a status emits (order.placed is emitted at creation).
-EVENT_FOR_STATUS: dict[OrderStatus, str] = {
-    OrderStatus.AWAITING_PAYMENT: ORDER_CONFIRMED,
-    OrderStatus.PAID: ORDER_PAID,
-    OrderStatus.CANCELLED: ORDER_CANCELLED,
-    OrderStatus.REFUNDED: ORDER_REFUNDED,
-    OrderStatus.SHIPPED: ORDER_SHIPPED,
-    OrderStatus.DELIVERED: ORDER_DELIVERED,
-}
-
-# What the saga consumes.
-INVENTORY_RESERVED = "inventory.reserved"
-INVENTORY_OUT_OF_STOCK = "inventory.out_of_stock"
-PAYMENT_SUCCESSFUL = "payment.successful"
-PAYMENT_FAILED = "payment.failed"
-PAYMENT_REFUNDED = "payment.refunded"
-FLASH_SALE_PURCHASED = "flashsale.purchased"
-SAGA_TOPICS = (INVENTORY_RESERVED, INVENTORY_OUT_OF_STOCK, PAYMENT_SUCCESSFUL, PAYMENT_FAILED, PAYMENT_REFUNDED)
+from kernel.events import EventPayload, Id, Money, omitted_when_none
 
 
-def money(amount: Decimal) -> str:
-    return f"{amount.quantize(Decimal('0.01'))}"
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlacedItem:
+    variant_id: Id
+    product_id: Id
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
 
 
-def iso(at: datetime) -> str:
-    return at.isoformat()
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderPlaced(EventPayload, topic="order.placed"):
+    order_id: Id
+    user_id: Id
+    number: str
+    cart_id: str | None  # null for an order not placed from a cart (a flash sale's)
+    items: list[PlacedItem]
+    subtotal: Money
+    discount: Money
+    total: Money
+    currency: str
+    placed_at: datetime
+    coupon_code: str | None = None  # null without a coupon (absent from events written before coupons)
+    # Only for an order of a flash sale (created AWAITING_PAYMENT, its stock held by the sale):
+    flash_sale_id: Id | None = omitted_when_none()
+    reservation_id: Id | None = omitted_when_none()
+    status: str | None = omitted_when_none()
 
 
-def order_placed(order: OrderRecord, items: Sequence[OrderItemRecord]) -> dict[str, Any]:
-    return {
-        "order_id": str(order.id), "user_id": str(order.user_id), "number": order.number, "cart_id": order.cart_id,
-        "items": [{"variant_id": str(i.variant_id), "product_id": str(i.product_id), "sku": i.sku, "name": i.name,
-                   "quantity": i.quantity, "unit_price": money(i.unit_price)} for i in items],
-        "subtotal": money(order.subtotal), "discount": money(order.discount), "total": money(order.total),
-        "currency": order.currency, "placed_at": iso(order.created_at), "coupon_code": order.coupon_code,
-    }
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaymentMethod:
+    provider: str
+    token: str
 
 
-def transition_payload(to_status: OrderStatus, *, order_id: int, user_id: int, from_status: OrderStatus,
-                       reason: str | None, total: Decimal, currency: str, payment_provider: str | None,
-                       payment_token: str | None, items: list[dict[str, Any]]) -> dict[str, Any]:
-    base = {"order_id": str(order_id), "user_id": str(user_id)}
-    if to_status is OrderStatus.AWAITING_PAYMENT:
-        return {**base, "amount": money(total), "currency": currency,
-                "payment": {"provider": payment_provider, "token": payment_token}}
-    if to_status is OrderStatus.PAID:
-        return {**base, "items": items}
-    if to_status is OrderStatus.CANCELLED:
-        return {**base, "reason": reason, "previous_status": from_status.value, "items": items}
-    return base  # refunded, shipped, delivered
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderConfirmed(EventPayload, topic="order.confirmed"):
+    """Stock is reserved (or held by a flash sale): charge now."""
+    order_id: Id
+    user_id: Id
+    amount: Money
+    currency: str
+    payment: PaymentMethod
 
 
-def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
-    from subgraphs.orders import saga  # saga imports the service, which imports this module
-    return saga.consumer_specs(resources)
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderLine:
+    variant_id: Id
+    quantity: int
 
 
-def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:
-    from subgraphs.orders import saga
-    return saga.periodic_tasks(resources)
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderPaid(EventPayload, topic="order.paid"):
+    order_id: Id
+    user_id: Id
+    items: list[OrderLine]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderCancelled(EventPayload, topic="order.cancelled"):
+    order_id: Id
+    user_id: Id
+    reason: str            # OUT_OF_STOCK | PAYMENT_DECLINED | PAYMENT_TIMEOUT | CUSTOMER_CANCELLED
+    previous_status: str
+    items: list[OrderLine]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderRefunded(EventPayload, topic="order.refunded"):
+    order_id: Id
+    user_id: Id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderShipped(EventPayload, topic="order.shipped"):
+    order_id: Id
+    user_id: Id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderDelivered(EventPayload, topic="order.delivered"):
+    order_id: Id
+    user_id: Id

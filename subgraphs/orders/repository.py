@@ -1,7 +1,8 @@
 """SQL of the orders domain: idempotent creation, conditional status updates, keyset pages, the sweep lock.
 
 Every write path is one statement where it can be (data-modifying CTEs), because placeOrder and the saga steps
-are the platform's hot paths and each statement is a round trip plus driver overhead on a shared CPU.
+are the platform's hot paths and each statement is a round trip plus driver overhead on a shared CPU. Those CTEs
+are text() (Core would spell them less clearly); the reads are Core over the tables of models.py.
 """
 from __future__ import annotations
 
@@ -12,18 +13,30 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from subgraphs.orders.models import SCHEMA, HistoryRecord, OrderItemRecord, OrderRecord, OrderStatus
+from kernel.db import any_of
+from subgraphs.orders.models import (
+    SCHEMA,
+    HistoryRecord,
+    OrderItemRecord,
+    OrderRecord,
+    OrderStatus,
+    order_items,
+    order_status_history,
+    orders,
+)
 
-_ORDER_COLUMNS = ("id, user_id, number, status, status_seq, cancellation_reason, cart_id, idempotency_key, "
-                  "request_fingerprint, currency, subtotal, discount, total, shipping_address, created_at, updated_at, "
-                  "coupon_code")
+_ORDER_COLUMNS = (orders.c.id, orders.c.user_id, orders.c.number, orders.c.status, orders.c.status_seq,
+                  orders.c.cancellation_reason, orders.c.cart_id, orders.c.idempotency_key,
+                  orders.c.request_fingerprint, orders.c.currency, orders.c.subtotal, orders.c.discount,
+                  orders.c.total, orders.c.shipping_address, orders.c.created_at, orders.c.updated_at,
+                  orders.c.coupon_code)
 
 
 def _json(value: Any) -> Any:
-    # Raw text() statements skip SQLAlchemy's JSON result processing, so jsonb may arrive as text.
+    # The text() statements skip SQLAlchemy's JSON result processing, so jsonb may arrive as text.
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
@@ -65,6 +78,7 @@ class NewOrder:
     coupon_code: str | None = None
 
 
+# text(): a data-modifying CTE on placeOrder's hot path; Core would spell it less clearly.
 # One round trip: the order, its items (one multi-row insert from arrays), the first history row and the saga
 # row. ON CONFLICT on (user_id, idempotency_key) makes a concurrent duplicate wait for the winner's commit and
 # then insert nothing at all (every child insert selects FROM o, which is then empty).
@@ -127,64 +141,65 @@ async def insert_order_if_key_free(session: AsyncSession, new: NewOrder) -> Orde
         created_at=row.created_at, updated_at=row.updated_at, coupon_code=new.coupon_code)
 
 
+# placeOrder's replay check: built once, so each call only binds its values.
+_ORDER_BY_KEY = select(*_ORDER_COLUMNS).where(orders.c.user_id == bindparam("user_id"),
+                                              orders.c.idempotency_key == bindparam("key"))
+
+
 async def get_order_by_key(session: AsyncSession, user_id: int, idempotency_key: str) -> OrderRecord | None:
-    row = (await session.execute(
-        text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders "
-             f"WHERE user_id = CAST(:u AS bigint) AND idempotency_key = CAST(:k AS text)"),
-        {"u": user_id, "k": idempotency_key})).first()
+    row = (await session.execute(_ORDER_BY_KEY, {"user_id": user_id, "key": idempotency_key})).first()
     return _order(row) if row else None
 
 
 # ---- reads ------------------------------------------------------------------------------------------------
 
+_ORDER_BY_ID = select(*_ORDER_COLUMNS).where(orders.c.id == bindparam("id"))  # every saga step reads one
+
+
 async def get_order(session: AsyncSession, order_id: int) -> OrderRecord | None:
-    row = (await session.execute(text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders WHERE id = CAST(:id AS bigint)"),
-                                 {"id": order_id})).first()
+    row = (await session.execute(_ORDER_BY_ID, {"id": order_id})).first()
     return _order(row) if row else None
 
 
 async def orders_by_ids(session: AsyncSession, order_ids: Sequence[int]) -> list[OrderRecord]:
-    rows = await session.execute(
-        text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders WHERE id = ANY(CAST(:ids AS bigint[]))"),
-        {"ids": list(order_ids)})
+    rows = await session.execute(select(*_ORDER_COLUMNS).where(any_of(orders.c.id, order_ids, BigInteger)))
     return [_order(r) for r in rows]
 
 
 async def items_by_order_ids(session: AsyncSession, order_ids: Sequence[int]) -> list[OrderItemRecord]:
     rows = await session.execute(
-        text(f"SELECT order_id, id, variant_id, product_id, sku, name, quantity, unit_price, line_total "
-             f"FROM {SCHEMA}.order_items WHERE order_id = ANY(CAST(:ids AS bigint[])) ORDER BY order_id, id"),
-        {"ids": list(order_ids)})
+        select(order_items).where(any_of(order_items.c.order_id, order_ids, BigInteger))
+        .order_by(order_items.c.order_id, order_items.c.id))
     return [OrderItemRecord(**r._mapping) for r in rows]
 
 
 async def history_by_order_ids(session: AsyncSession, order_ids: Sequence[int], *,
                                after_seq: int = 0) -> list[HistoryRecord]:
+    h = order_status_history
     rows = await session.execute(
-        text(f"SELECT order_id, seq, from_status, to_status, reason, at FROM {SCHEMA}.order_status_history "
-             f"WHERE order_id = ANY(CAST(:ids AS bigint[])) AND seq > CAST(:after AS integer) "
-             f"ORDER BY order_id, seq"),
-        {"ids": list(order_ids), "after": after_seq})
+        select(h.c.order_id, h.c.seq, h.c.from_status, h.c.to_status, h.c.reason, h.c.at)
+        .where(any_of(h.c.order_id, order_ids, BigInteger), h.c.seq > after_seq)
+        .order_by(h.c.order_id, h.c.seq))
     return [_history(r) for r in rows]
 
 
 async def user_orders_page(session: AsyncSession, user_id: int, *, status: str | None, before_id: int | None,
                            limit: int) -> list[OrderRecord]:
     """Newest first (Snowflake ids are time-ordered); keyset on id, so deep pages cost the same as the first."""
-    rows = await session.execute(
-        text(f"SELECT {_ORDER_COLUMNS} FROM {SCHEMA}.orders WHERE user_id = CAST(:u AS bigint) "
-             f"AND (CAST(:status AS text) IS NULL OR status = CAST(:status AS text)) "
-             f"AND (CAST(:before AS bigint) IS NULL OR id < CAST(:before AS bigint)) "
-             f"ORDER BY id DESC LIMIT CAST(:limit AS integer)"),
-        {"u": user_id, "status": status, "before": before_id, "limit": limit})
+    stmt = select(*_ORDER_COLUMNS).where(orders.c.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(orders.c.status == status)
+    if before_id is not None:
+        stmt = stmt.where(orders.c.id < before_id)
+    rows = await session.execute(stmt.order_by(orders.c.id.desc()).limit(limit))
     return [_order(r) for r in rows]
 
 
 async def count_user_orders(session: AsyncSession, user_id: int, *, status: str | None) -> int:
-    return (await session.execute(
-        text(f"SELECT count(*) FROM {SCHEMA}.orders WHERE user_id = CAST(:u AS bigint) "
-             f"AND (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))"),
-        {"u": user_id, "status": status})).scalar_one()
+    stmt = select(func.count()).select_from(orders).where(orders.c.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(orders.c.status == status)
+    return (await session.execute(stmt)).scalar_one()
 
 
 # ---- transitions ------------------------------------------------------------------------------------------
@@ -202,6 +217,7 @@ class AppliedTransition:
     items: list[dict[str, Any]]  # [{variant_id, quantity}] as event payloads carry them
 
 
+# text(): a data-modifying CTE on the saga's hot path (every step), one round trip; Core would say it less clearly.
 # The conditional UPDATE is the arbiter: `status = :from` means of two concurrent transitions out of one
 # status, the second waits for the first's row lock, re-checks, matches nothing and loses. The history row,
 # the saga step and the item list for the event ride along in the same statement.
@@ -250,6 +266,8 @@ async def apply_transition(session: AsyncSession, order_id: int, *, from_status:
 async def lock_expired_awaiting_payment(session: AsyncSession, limit: int) -> list[int]:
     """Orders past their payment deadline, locked; rows another sweeper holds are skipped, not waited for.
     The lock is on the order row because the saga steps lock the order first too (no lock-order deadlock)."""
+    # text(): the literal 'AWAITING_PAYMENT' lets a generic plan use the partial index order_sagas_deadline_idx,
+    # which a bound parameter would not; and FOR UPDATE OF o SKIP LOCKED reads plainly as SQL.
     rows = await session.execute(
         text(f"SELECT o.id FROM {SCHEMA}.order_sagas s "
              f"JOIN {SCHEMA}.orders o ON o.user_id = s.user_id AND o.id = s.order_id "
@@ -273,6 +291,7 @@ class NewFlashSaleOrder:
     item: OrderItemRecord
 
 
+# text(): a data-modifying CTE on the flash-sale order path (a sale's burst of purchases), like _INSERT_ORDER.
 # Like _INSERT_ORDER, one round trip; the order starts AWAITING_PAYMENT with its payment deadline running, so
 # the payment-timeout sweeper cancels it (and promotions returns the unit to the sale) if nobody pays.
 _INSERT_FLASH_SALE_ORDER = text(f"""
@@ -322,10 +341,11 @@ async def insert_flash_sale_order_if_new(session: AsyncSession, new: NewFlashSal
         id=new.id, user_id=new.user_id, number=row.number, status=OrderStatus.AWAITING_PAYMENT, status_seq=1,
         cancellation_reason=None, cart_id=None, idempotency_key=new.idempotency_key,
         request_fingerprint=new.request_fingerprint, currency=new.currency, subtotal=item.line_total,
-        discount=Decimal("0.00"), total=item.line_total, shipping_address=None,  # type: ignore[arg-type]
+        discount=Decimal("0.00"), total=item.line_total, shipping_address=None,
         created_at=row.created_at, updated_at=row.updated_at)
 
 
+# text(): a data-modifying CTE (the saga row and the order row in one statement); Core would say it less clearly.
 # payOrder: the payment method is attached once (payment_provider IS NULL), only while payment is awaited.
 _ATTACH_PAYMENT = text(f"""
 WITH s AS (

@@ -1,6 +1,8 @@
 """The order saga's orchestration: consumes inventory and payment outcomes, moves the order on, and sweeps
 orders whose payment never came. Its state is in Postgres (orders.status + orders.order_sagas), and each
 handler runs inside the consumer's inbox transaction, so a restarted worker simply resumes.
+
+consumers.py registers these handlers with the worker.
 """
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.consumer import ConsumerSpec, PeriodicTask, WorkerResources
-from kernel.db import run_callbacks, take_after_commit
-from kernel.events import EventEnvelope
-from kernel.ids import parse_id
-from subgraphs.orders import events, service
+from kernel.consumer import PayloadHandler, WorkerResources
+from kernel.events import EventPayload
+from kernel.uow import unit_of_work
+from subgraphs.inventory.events import InventoryOutOfStock, InventoryReserved
+from subgraphs.orders import service
 from subgraphs.orders.models import CancellationReason, OrderStatus
+from subgraphs.payments.events import PaymentFailed, PaymentRefunded, PaymentSuccessful
+from subgraphs.promotions.events import FlashSalePurchased
 
 log = logging.getLogger("nexuscart.orders.saga")
 
@@ -22,28 +26,27 @@ S = OrderStatus
 SWEEP_BATCH_SIZE = 50
 SWEEP_MAX_BATCHES = 20  # bounds one run; the next interval picks up the rest
 
-# event type -> (the status the order must be in, the status it moves to, the reason recorded)
-STEPS: dict[str, tuple[OrderStatus, OrderStatus, str | None]] = {
-    events.INVENTORY_RESERVED: (S.PENDING, S.AWAITING_PAYMENT, None),
-    events.INVENTORY_OUT_OF_STOCK: (S.PENDING, S.CANCELLED, CancellationReason.OUT_OF_STOCK.value),
-    events.PAYMENT_SUCCESSFUL: (S.AWAITING_PAYMENT, S.PAID, None),
-    events.PAYMENT_FAILED: (S.AWAITING_PAYMENT, S.CANCELLED, CancellationReason.PAYMENT_DECLINED.value),
-    events.PAYMENT_REFUNDED: (S.CANCELLED, S.REFUNDED, None),
+# event -> (the status the order must be in, the status it moves to, the reason recorded)
+STEPS: dict[type[EventPayload], tuple[OrderStatus, OrderStatus, str | None]] = {
+    InventoryReserved: (S.PENDING, S.AWAITING_PAYMENT, None),
+    InventoryOutOfStock: (S.PENDING, S.CANCELLED, CancellationReason.OUT_OF_STOCK.value),
+    PaymentSuccessful: (S.AWAITING_PAYMENT, S.PAID, None),
+    PaymentFailed: (S.AWAITING_PAYMENT, S.CANCELLED, CancellationReason.PAYMENT_DECLINED.value),
+    PaymentRefunded: (S.CANCELLED, S.REFUNDED, None),
 }
 
+SagaEvent = InventoryReserved | InventoryOutOfStock | PaymentSuccessful | PaymentFailed | PaymentRefunded
 
-def saga_handler(resources: WorkerResources) -> Callable[[AsyncSession, EventEnvelope], Awaitable[None]]:
-    async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
-        step = STEPS.get(envelope.event_type)
-        if step is None:
-            log.warning("orders-saga got an event it does not handle", extra={"event_type": envelope.event_type})
-            return
-        expected, target, reason = step
-        order_id = parse_id(envelope.payload.get("order_id"), field="order_id")  # garbage -> retried, then DLQ
-        await service.saga_step(session, resources.redis, resources.settings, order_id, expected=expected,
+
+def saga_handlers(resources: WorkerResources) -> dict[type[EventPayload], PayloadHandler]:
+    """One handler per step event: each moves the order it names on (when it is still where the step expects)."""
+
+    async def step(session: AsyncSession, event: SagaEvent) -> None:
+        expected, target, reason = STEPS[type(event)]
+        await service.saga_step(session, resources.redis, resources.settings, event.order_id, expected=expected,
                                 to_status=target, reason=reason)
 
-    return handle
+    return {payload_type: step for payload_type in STEPS}
 
 
 def payment_timeout_sweeper(resources: WorkerResources) -> Callable[[], Awaitable[int]]:
@@ -51,14 +54,9 @@ def payment_timeout_sweeper(resources: WorkerResources) -> Callable[[], Awaitabl
         total = 0
         for _ in range(SWEEP_MAX_BATCHES):
             # One transaction per batch: locks are held briefly, and a crash loses at most one batch of work.
-            async with resources.session_factory() as session:
-                try:
-                    async with session.begin():
-                        cancelled = await service.cancel_expired_payments(
-                            session, resources.redis, resources.settings, batch_size=SWEEP_BATCH_SIZE)
-                finally:
-                    callbacks = take_after_commit(session)
-            await run_callbacks(callbacks)  # only reached after a commit
+            async with unit_of_work(resources.session_factory) as session:
+                cancelled = await service.cancel_expired_payments(
+                    session, resources.redis, resources.settings, batch_size=SWEEP_BATCH_SIZE)
             total += cancelled
             if cancelled < SWEEP_BATCH_SIZE:
                 break
@@ -69,23 +67,13 @@ def payment_timeout_sweeper(resources: WorkerResources) -> Callable[[], Awaitabl
     return sweep
 
 
-def flash_sale_order_handler(resources: WorkerResources) -> Callable[[AsyncSession, EventEnvelope], Awaitable[None]]:
+def flash_sale_order_handler(
+        resources: WorkerResources) -> Callable[[AsyncSession, FlashSalePurchased], Awaitable[None]]:
     """flashsale.purchased: the promotions reconciler hands over a reservation whose order the purchase
     request did not create (a crash or a timeout in between); creating it twice is impossible (same key)."""
-    async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
-        reservation = service.FlashSaleReservationIn.from_payload(envelope.payload)  # malformed -> retried, DLQ
+
+    async def handle(session: AsyncSession, purchased: FlashSalePurchased) -> None:
+        reservation = service.checked_reservation(purchased)  # out of range: retried, then the DLQ
         await service.create_flash_sale_order(session, resources.settings, reservation)
 
     return handle
-
-
-def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
-    return [ConsumerSpec(name="orders-saga", schema="orders", topics=events.SAGA_TOPICS,
-                         handler=saga_handler(resources)),
-            ConsumerSpec(name="orders-flash-sales", schema="orders", topics=(events.FLASH_SALE_PURCHASED,),
-                         handler=flash_sale_order_handler(resources))]
-
-
-def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:
-    return [PeriodicTask(name="orders-payment-timeout", interval_seconds=resources.settings.saga_sweep_interval_seconds,
-                         run=payment_timeout_sweeper(resources))]

@@ -1,45 +1,28 @@
 """GraphQL adapter of the orders domain: validates input shapes, calls service.py, maps records to types."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
-import orjson
 import strawberry
 from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 
 from kernel.errors import BadUserInput
-from kernel.graphql import RequestContext, build_schema
+from kernel.graphql import Info, Money, PageInfo, PostalAddressInput, build_schema
 from kernel.ids import entity_key, parse_id
-from subgraphs.orders import clients, events, repository, service
+from subgraphs.orders import clients, service
 from subgraphs.orders.dataloaders import HistoryByOrderIdLoader, ItemsByOrderIdLoader, OrderByIdLoader
-from subgraphs.orders.errors import NotYourOrder, OrderNotFound
-from subgraphs.orders.models import CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord
-from subgraphs.orders.models import OrderStatus as OrderStatusValue
+from subgraphs.orders.models import CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord, OrderStatus
 
-OrderStatus = strawberry.enum(OrderStatusValue, name="OrderStatus")
-CancellationReasonEnum = strawberry.enum(CancellationReason, name="CancellationReason")
-
-
-@strawberry.federation.type(shareable=True, description="An amount of money; amount is a decimal string.")
-class Money:
-    amount: str = strawberry.field(description="Decimal string with 2 places, e.g. \"19.99\"")
-    currency: str = strawberry.field(description="ISO 4217 code, e.g. \"USD\"")
-
-    @classmethod
-    def of(cls, amount: Decimal, currency: str) -> "Money":
-        return cls(amount=events.money(amount), currency=currency)
+# The domain's enums are the GraphQL enums: strawberry.enum registers the class itself (and returns it).
+strawberry.enum(OrderStatus, name="OrderStatus")
+strawberry.enum(CancellationReason, name="CancellationReason")
 
 
-@strawberry.federation.type(shareable=True)
-class PageInfo:
-    has_next_page: bool
-    end_cursor: Optional[str]
-
-
-@strawberry.federation.type(directives=[Key(fields="id", resolvable=False)])
+@strawberry.federation.type(directives=[Key(fields=FieldSet("id"), resolvable=False)])
 class ProductVariant:
     """Stub of the catalog's entity: only the key, resolved there."""
     id: strawberry.ID
@@ -48,14 +31,14 @@ class ProductVariant:
 @strawberry.type(description="The address the order ships to, as it was when the order was placed.")
 class OrderAddress:
     line1: str
-    line2: Optional[str]
+    line2: str | None
     city: str
-    region: Optional[str]
+    region: str | None
     postal_code: str
     country: str
 
     @classmethod
-    def from_dict(cls, address: dict[str, Any]) -> "OrderAddress":
+    def from_dict(cls, address: dict[str, Any]) -> OrderAddress:
         return cls(line1=address["line1"], line2=address.get("line2"), city=address["city"],
                    region=address.get("region"), postal_code=address["postal_code"], country=address["country"])
 
@@ -72,7 +55,7 @@ class OrderItem:
     line_total: Money
 
     @classmethod
-    def from_record(cls, item: OrderItemRecord, currency: str) -> "OrderItem":
+    def from_record(cls, item: OrderItemRecord, currency: str) -> OrderItem:
         return cls(id=strawberry.ID(str(item.id)), variant=ProductVariant(id=strawberry.ID(str(item.variant_id))),
                    product_id=strawberry.ID(str(item.product_id)), sku=item.sku, name=item.name,
                    quantity=item.quantity, unit_price=Money.of(item.unit_price, currency),
@@ -82,13 +65,13 @@ class OrderItem:
 @strawberry.type
 class OrderStatusChange:
     seq: int = strawberry.field(description="1 for the order's creation, +1 per transition")
-    status: OrderStatus  # type: ignore[valid-type]
-    previous_status: Optional[OrderStatus]  # type: ignore[valid-type]
+    status: OrderStatus
+    previous_status: OrderStatus | None
     at: datetime
-    reason: Optional[str] = strawberry.field(description="The cancellation reason for CANCELLED")
+    reason: str | None = strawberry.field(description="The cancellation reason for CANCELLED")
 
     @classmethod
-    def from_record(cls, row: HistoryRecord) -> "OrderStatusChange":
+    def from_record(cls, row: HistoryRecord) -> OrderStatusChange:
         return cls(seq=row.seq, status=row.to_status, previous_status=row.from_status, at=row.at, reason=row.reason)
 
 
@@ -96,13 +79,13 @@ class OrderStatusChange:
 class OrderStatusEvent:
     order_id: strawberry.ID
     seq: int
-    status: OrderStatus  # type: ignore[valid-type]
-    previous_status: Optional[OrderStatus]  # type: ignore[valid-type]
+    status: OrderStatus
+    previous_status: OrderStatus | None
     at: datetime
-    reason: Optional[str]
+    reason: str | None
 
     @classmethod
-    def from_record(cls, row: HistoryRecord) -> "OrderStatusEvent":
+    def from_record(cls, row: HistoryRecord) -> OrderStatusEvent:
         return cls(order_id=strawberry.ID(str(row.order_id)), seq=row.seq, status=row.to_status,
                    previous_status=row.from_status, at=row.at, reason=row.reason)
 
@@ -111,20 +94,20 @@ class OrderStatusEvent:
 class Order:
     id: strawberry.ID
     number: str = strawberry.field(description="Human order number, e.g. NC-00012345")
-    status: OrderStatus  # type: ignore[valid-type]
+    status: OrderStatus
     subtotal: Money
     discount: Money
     total: Money
-    shipping_address: Optional[OrderAddress] = strawberry.field(
+    shipping_address: OrderAddress | None = strawberry.field(
         description="Null only for a flash-sale order not yet paid (payOrder supplies it)")
-    cancellation_reason: Optional[CancellationReasonEnum]  # type: ignore[valid-type]
+    cancellation_reason: CancellationReason | None
     created_at: datetime
     updated_at: datetime
-    user: "User"
+    user: User
     _record: strawberry.Private[OrderRecord]
 
     @classmethod
-    def from_record(cls, order: OrderRecord) -> "Order":
+    def from_record(cls, order: OrderRecord) -> Order:
         return cls(id=strawberry.ID(str(order.id)), number=order.number, status=order.status,
                    subtotal=Money.of(order.subtotal, order.currency), discount=Money.of(order.discount, order.currency),
                    total=Money.of(order.total, order.currency),
@@ -135,32 +118,28 @@ class Order:
                    user=User(id=strawberry.ID(str(order.user_id))), _record=order)
 
     @strawberry.field(description="The coupon whose discount the order carries (upper-case); null: none")
-    def coupon_code(self) -> Optional[str]:
+    def coupon_code(self) -> str | None:
         return self._record.coupon_code
 
     @strawberry.field
-    async def items(self, info: strawberry.Info) -> list[OrderItem]:
+    async def items(self, info: Info) -> list[OrderItem]:
         items = await info.context.loader(ItemsByOrderIdLoader).load(self._record.id)
         return [OrderItem.from_record(i, self._record.currency) for i in items]
 
     @strawberry.field(description="Every status the order went through, oldest first.")
-    async def status_history(self, info: strawberry.Info) -> list[OrderStatusChange]:
+    async def status_history(self, info: Info) -> list[OrderStatusChange]:
         rows = await info.context.loader(HistoryByOrderIdLoader).load(self._record.id)
         return [OrderStatusChange.from_record(r) for r in rows]
 
     @classmethod
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID, **_unknown: Any) -> Optional["Order"]:
+    async def resolve_reference(cls, info: Info, id: strawberry.ID, **_unknown: Any) -> Order | None:
         # Entities are as private as the order(id) field: the owner or an admin.
-        ctx: RequestContext = info.context
+        ctx = info.context
         ctx.mark_uncacheable()
         caller = ctx.require_user()
         order_id = entity_key(id)
         order = await ctx.loader(OrderByIdLoader).load(order_id) if order_id else None
-        if order is None:
-            return None
-        if not service.can_access(caller, order):
-            raise NotYourOrder()
-        return cls.from_record(order)
+        return cls.from_record(service.check_access(caller, order)) if order is not None else None
 
 
 @strawberry.type
@@ -174,12 +153,11 @@ class OrderConnection:
     edges: list[OrderEdge]
     page_info: PageInfo
     _user_id: strawberry.Private[int]
-    _status: strawberry.Private[Optional[OrderStatusValue]]
+    _status: strawberry.Private[OrderStatus | None]
 
     @strawberry.field(description="Orders matching the filter (all pages).")
-    async def total_count(self, info: strawberry.Info) -> int:
-        return await repository.count_user_orders(await info.context.session(), self._user_id,
-                                                  status=self._status.value if self._status else None)
+    async def total_count(self, info: Info) -> int:
+        return await service.count_user_orders(await info.context.session(), self._user_id, status=self._status)
 
 
 @strawberry.federation.type(keys=["id"])
@@ -187,14 +165,14 @@ class User:
     id: strawberry.ID
 
     @classmethod
-    def resolve_reference(cls, id: strawberry.ID, **_unknown: Any) -> "User":
+    def resolve_reference(cls, id: strawberry.ID, **_unknown: Any) -> User:
         return cls(id=id)
 
     @strawberry.field(description="The user's orders, newest first; the user themself or an admin only. "
                                   "`after` takes an endCursor; first is 1..100.")
-    async def orders(self, info: strawberry.Info, first: Optional[int] = 20, after: Optional[str] = None,
-                     status: Optional[OrderStatus] = None) -> OrderConnection:  # type: ignore[valid-type]
-        ctx: RequestContext = info.context
+    async def orders(self, info: Info, first: int | None = 20, after: str | None = None,
+                     status: OrderStatus | None = None) -> OrderConnection:
+        ctx = info.context
         ctx.mark_uncacheable()
         caller = ctx.require_user()
         user_id = entity_key(self.id)
@@ -214,13 +192,8 @@ class User:
 
 
 @strawberry.input
-class ShippingAddressInput:
-    line1: str
-    city: str
-    postal_code: str
-    country: str = strawberry.field(description="ISO 3166-1 alpha-2, e.g. US")
-    line2: Optional[str] = None
-    region: Optional[str] = None
+class ShippingAddressInput(PostalAddressInput):
+    pass
 
 
 @strawberry.input
@@ -234,11 +207,11 @@ class PlaceOrderInput:
     payment_method: PaymentMethodInput
     idempotency_key: str = strawberry.field(description="8..128 characters; a retry with the same key and the same "
                                                         "request returns the same order")
-    cart_id: Optional[strawberry.ID] = strawberry.field(default=None, description="Default: the caller's cart")
-    shipping_address_id: Optional[strawberry.ID] = strawberry.field(
+    cart_id: strawberry.ID | None = strawberry.field(default=None, description="Default: the caller's cart")
+    shipping_address_id: strawberry.ID | None = strawberry.field(
         default=None, description="A saved address; exactly one of shippingAddressId and shippingAddress")
-    shipping_address: Optional[ShippingAddressInput] = None
-    coupon_code: Optional[str] = None
+    shipping_address: ShippingAddressInput | None = None
+    coupon_code: str | None = None
 
     def to_service(self) -> service.PlaceOrderIn:
         address = self.shipping_address
@@ -249,9 +222,7 @@ class PlaceOrderInput:
             cart_id=str(self.cart_id) if self.cart_id is not None else None,
             shipping_address_id=parse_id(self.shipping_address_id, field="shippingAddressId")
             if self.shipping_address_id is not None else None,
-            shipping_address=service.AddressIn(line1=address.line1, line2=address.line2, city=address.city,
-                                               region=address.region, postal_code=address.postal_code,
-                                               country=address.country) if address is not None else None,
+            shipping_address=address.to_postal_address() if address is not None else None,
             coupon_code=self.coupon_code)
 
 
@@ -259,9 +230,9 @@ class PlaceOrderInput:
 class PayOrderInput:
     order_id: strawberry.ID
     payment_method: PaymentMethodInput
-    shipping_address_id: Optional[strawberry.ID] = strawberry.field(
+    shipping_address_id: strawberry.ID | None = strawberry.field(
         default=None, description="A saved address; exactly one of shippingAddressId and shippingAddress")
-    shipping_address: Optional[ShippingAddressInput] = None
+    shipping_address: ShippingAddressInput | None = None
 
     def to_service(self) -> service.PayOrderIn:
         address = self.shipping_address
@@ -271,16 +242,14 @@ class PayOrderInput:
                                                    token=self.payment_method.token),
             shipping_address_id=parse_id(self.shipping_address_id, field="shippingAddressId")
             if self.shipping_address_id is not None else None,
-            shipping_address=service.AddressIn(line1=address.line1, line2=address.line2, city=address.city,
-                                               region=address.region, postal_code=address.postal_code,
-                                               country=address.country) if address is not None else None)
+            shipping_address=address.to_postal_address() if address is not None else None)
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="The owner or an admin (else FORBIDDEN); null for an unknown id.")
-    async def order(self, info: strawberry.Info, id: strawberry.ID) -> Optional[Order]:
-        ctx: RequestContext = info.context
+    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+        ctx = info.context
         ctx.mark_uncacheable()
         order = await service.get_order_for(await ctx.session(), ctx.require_user(), parse_id(id))
         return Order.from_record(order) if order else None
@@ -289,8 +258,8 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Create a PENDING order from the cart; idempotent per idempotencyKey.")
-    async def place_order(self, info: strawberry.Info, input: PlaceOrderInput) -> Order:
-        ctx: RequestContext = info.context
+    async def place_order(self, info: Info, input: PlaceOrderInput) -> Order:
+        ctx = info.context
         caller = ctx.require_user()
         placed = await service.place_order(
             await ctx.session(), http=ctx.resources.extras[clients.INTERNAL_HTTP], settings=ctx.settings,
@@ -305,30 +274,30 @@ class Mutation:
     @strawberry.mutation(description="The buyer pays an AWAITING_PAYMENT order that has no payment method yet (a "
                                       "flash-sale order): the saga then charges it as for placeOrder. CONFLICT "
                                       "once a payment was submitted or the order left AWAITING_PAYMENT.")
-    async def pay_order(self, info: strawberry.Info, input: PayOrderInput) -> Order:
-        ctx: RequestContext = info.context
+    async def pay_order(self, info: Info, input: PayOrderInput) -> Order:
+        ctx = info.context
         order = await service.pay_order(await ctx.session(), http=ctx.resources.extras[clients.INTERNAL_HTTP],
                                         settings=ctx.settings, caller=ctx.require_user(),
                                         authorization=ctx.authorization, pay_in=input.to_service())
         return Order.from_record(order)
 
     @strawberry.mutation(description="The owner or an admin, before the order ships; CONFLICT afterwards.")
-    async def cancel_order(self, info: strawberry.Info, id: strawberry.ID) -> Order:
-        ctx: RequestContext = info.context
+    async def cancel_order(self, info: Info, id: strawberry.ID) -> Order:
+        ctx = info.context
         order = await service.cancel_order(await ctx.session(), ctx.redis, ctx.settings, caller=ctx.require_user(),
                                            order_id=parse_id(id))
         return Order.from_record(order)
 
     @strawberry.mutation(description="ADMIN only: a PAID order has shipped.")
-    async def mark_order_shipped(self, info: strawberry.Info, id: strawberry.ID) -> Order:
-        ctx: RequestContext = info.context
+    async def mark_order_shipped(self, info: Info, id: strawberry.ID) -> Order:
+        ctx = info.context
         order = await service.mark_shipped(await ctx.session(), ctx.redis, ctx.settings, caller=ctx.require_user(),
                                            order_id=parse_id(id))
         return Order.from_record(order)
 
     @strawberry.mutation(description="ADMIN only: a SHIPPED order was delivered.")
-    async def mark_order_delivered(self, info: strawberry.Info, id: strawberry.ID) -> Order:
-        ctx: RequestContext = info.context
+    async def mark_order_delivered(self, info: Info, id: strawberry.ID) -> Order:
+        ctx = info.context
         order = await service.mark_delivered(await ctx.session(), ctx.redis, ctx.settings,
                                              caller=ctx.require_user(), order_id=parse_id(id))
         return Order.from_record(order)
@@ -338,57 +307,14 @@ class Mutation:
 class Subscription:
     @strawberry.subscription(description="The order's status history, then every new transition live; ends once "
                                          "no further status can follow. Owner or admin only.")
-    async def order_status_changed(self, info: strawberry.Info,
+    async def order_status_changed(self, info: Info,
                                    order_id: strawberry.ID) -> AsyncGenerator[OrderStatusEvent, None]:
-        ctx: RequestContext = info.context
-        caller = ctx.require_user()
-        oid = parse_id(order_id, field="orderId")
-        # Subscribe BEFORE reading the history: a transition committed in between is then both in the history
-        # and in the channel's buffer (dropped by seq), never in neither.
-        pubsub = ctx.redis.pubsub()
-        await pubsub.subscribe(service.status_channel(oid))
-        try:
-            session = await ctx.session()
-            order = await repository.get_order(session, oid)
-            if order is None:
-                raise OrderNotFound(oid)
-            if not service.can_access(caller, order):
-                raise NotYourOrder()
-            history = await repository.history_by_order_ids(session, [oid])
-            await ctx.release_session()  # hold no database connection while waiting
-            last_seq = 0
-            for row in history:
-                yield OrderStatusEvent.from_record(row)
-                last_seq = row.seq
-            if service.is_final_for_watchers(history):
-                return
-            async for message in pubsub.listen():
-                if message["type"] != "message":
-                    continue
-                event = orjson.loads(message["data"])
-                seq = int(event["seq"])
-                if seq <= last_seq:
-                    continue  # already sent from the history
-                if seq == last_seq + 1:
-                    row = HistoryRecord(order_id=oid, seq=seq,
-                                        from_status=OrderStatusValue(event["previousStatus"])
-                                        if event.get("previousStatus") else None,
-                                        to_status=OrderStatusValue(event["status"]), reason=event.get("reason"),
-                                        at=datetime.fromisoformat(event["at"]))
-                    missing = [row]
-                else:
-                    # A gap (a publish lost, e.g. across a Redis reconnect): the history is the truth.
-                    missing = await repository.history_by_order_ids(await ctx.session(), [oid], after_seq=last_seq)
-                    await ctx.release_session()
-                for row in missing:
-                    yield OrderStatusEvent.from_record(row)
-                    last_seq = row.seq
-                    history.append(row)
-                if service.is_final_for_watchers(history):
-                    return
-        finally:
-            await ctx.release_session()
-            await pubsub.aclose()
+        ctx = info.context
+        changes = service.order_status_stream(ctx.resources.session_factory, ctx.redis, caller=ctx.require_user(),
+                                              order_id=parse_id(order_id, field="orderId"))
+        async with contextlib.aclosing(changes):  # a client leaving ends the service's stream at once
+            async for change in changes:
+                yield OrderStatusEvent.from_record(change)
 
 
 schema = build_schema(query=Query, mutation=Mutation, subscription=Subscription,

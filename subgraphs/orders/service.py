@@ -9,25 +9,36 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import re
-from decimal import Decimal, InvalidOperation
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kernel.address import PostalAddress, clean_address
 from kernel.auth import Principal
-from kernel.db import after_commit
 from kernel.errors import AppError, BadUserInput, Conflict, Forbidden
+from kernel.events import EventPayload
 from kernel.ids import next_id
+from kernel.money import CENT, is_currency, normalize_coupon_code, parse_amount
 from kernel.outbox import add_event
 from kernel.settings import Settings
+from kernel.uow import after_commit, unit_of_work
 from subgraphs.orders import clients, events, repository
-from subgraphs.orders.errors import (EmptyCart, IdempotencyKeyReused, IllegalTransition, NotYourOrder, OrderNotFound,
-                                     PaymentAlreadySubmitted, UnknownCoupon)
-from subgraphs.orders.models import (SCHEMA, CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord,
-                                     OrderStatus)
+from subgraphs.orders.errors import (
+    EmptyCart,
+    IdempotencyKeyReused,
+    IllegalTransition,
+    NotYourOrder,
+    OrderNotFound,
+    PaymentAlreadySubmitted,
+    UnknownCoupon,
+)
+from subgraphs.orders.models import SCHEMA, CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord, OrderStatus
+from subgraphs.promotions.events import FlashSalePurchased
 
 log = logging.getLogger("nexuscart.orders")
 
@@ -43,30 +54,14 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.REFUNDED: frozenset(),
 }
 
-_CENT = Decimal("0.01")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_COUPON_CODE = re.compile(r"[A-Z0-9_-]{3,32}")
-
-
 def status_channel(order_id: int) -> str:
     return f"orders:status:{order_id}"
 
 
 # ---- input ------------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class AddressIn:
-    line1: str
-    city: str
-    postal_code: str
-    country: str
-    line2: str | None = None
-    region: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"line1": self.line1, "line2": self.line2, "city": self.city, "region": self.region,
-                "postal_code": self.postal_code, "country": self.country}
+# A shipping address as the client gives it: the kernel's postal address (kernel/address.py cleans it).
+AddressIn = PostalAddress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,24 +80,6 @@ class PlaceOrderIn:
     coupon_code: str | None = None
 
 
-def _clean_address(address: AddressIn) -> AddressIn:
-    cleaned = AddressIn(line1=address.line1.strip(), city=address.city.strip(),
-                        postal_code=address.postal_code.strip(), country=address.country.strip().upper(),
-                        line2=(address.line2 or "").strip() or None, region=(address.region or "").strip() or None)
-    for field, camel in (("line1", "line1"), ("city", "city"), ("postal_code", "postalCode")):
-        value = getattr(cleaned, field)
-        if not value or len(value) > 200:
-            raise BadUserInput(f"'shippingAddress.{camel}' must be 1..200 characters", field=f"shippingAddress.{camel}")
-    for field in ("line2", "region"):
-        value = getattr(cleaned, field)
-        if value is not None and len(value) > 200:
-            raise BadUserInput(f"'shippingAddress.{field}' must be at most 200 characters",
-                               field=f"shippingAddress.{field}")
-    if not _COUNTRY.match(cleaned.country):
-        raise BadUserInput("'shippingAddress.country' must be an ISO 3166 alpha-2 code such as 'US'",
-                           field="shippingAddress.country")
-    return cleaned
-
 
 def validate_address_and_payment(address_id: int | None, address: AddressIn | None, payment_method: PaymentMethodIn,
                                  settings: Settings) -> tuple[AddressIn | None, PaymentMethodIn]:
@@ -110,7 +87,7 @@ def validate_address_and_payment(address_id: int | None, address: AddressIn | No
     method of a configured provider. Returns the cleaned address (None for a saved one) and payment method."""
     if (address_id is None) == (address is None):
         raise BadUserInput("Pass exactly one of 'shippingAddressId' and 'shippingAddress'", field="shippingAddress")
-    cleaned = _clean_address(address) if address is not None else None
+    cleaned = clean_address(address, field_prefix="shippingAddress.") if address is not None else None
     providers = {p.strip() for p in settings.payment_providers.split(",") if p.strip()}
     provider = payment_method.provider.strip()
     if provider not in providers:
@@ -132,17 +109,20 @@ def validate_place_order(order_in: PlaceOrderIn, settings: Settings) -> PlaceOrd
     cart_id = (order_in.cart_id or "").strip() or None
     if cart_id is not None and len(cart_id) > 128:
         raise BadUserInput("'cartId' is not a valid cart id", field="cartId")
-    coupon = normalize_coupon_code(order_in.coupon_code)
+    coupon = requested_coupon_code(order_in.coupon_code)
     return PlaceOrderIn(idempotency_key=key, payment_method=payment_method,
                         cart_id=cart_id, shipping_address_id=order_in.shipping_address_id,
                         shipping_address=address, coupon_code=coupon)
 
 
-def normalize_coupon_code(raw: str | None) -> str | None:
-    """Codes are case-insensitive (promotions stores them upper-case); one that cannot exist is refused here."""
-    code = (raw or "").strip().upper() or None
-    if code is not None and not _COUPON_CODE.fullmatch(code):
-        raise UnknownCoupon(code[:40])
+def requested_coupon_code(raw: str | None) -> str | None:
+    """The coupon code placeOrder names, or None for none. Codes are case-insensitive (promotions stores them
+    upper-case); one that cannot exist is refused here."""
+    if raw is None or not raw.strip():
+        return None
+    code = normalize_coupon_code(raw)
+    if code is None:
+        raise UnknownCoupon(raw.strip().upper()[:40])
     return code
 
 
@@ -177,17 +157,19 @@ def _checkout_lines(snapshot: dict[str, Any], caller_id: int) -> tuple[str | Non
     try:
         for line in lines:
             quantity = int(line["quantity"])
-            unit_price = Decimal(str(line["unit_price"])).quantize(_CENT)
-            if quantity <= 0 or unit_price < 0:
+            unit_price = parse_amount(line["unit_price"], field="unit_price")
+            if quantity <= 0:
                 raise ValueError("bad line")
             currencies.add(str(line.get("currency") or snapshot.get("currency") or ""))
             items.append(OrderItemRecord(order_id=0, id=next_id(), variant_id=int(line["variant_id"]),
                                          product_id=int(line["product_id"]), sku=str(line["sku"]),
                                          name=str(line["name"]), quantity=quantity, unit_price=unit_price,
-                                         line_total=(unit_price * quantity).quantize(_CENT)))
-    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+                                         line_total=(unit_price * quantity).quantize(CENT)))
+    except (KeyError, TypeError, ValueError, BadUserInput) as exc:  # the cart's answer, not the client's input
         raise clients.PeerUnavailable("cart: malformed checkout snapshot") from exc
-    if len(currencies) != 1 or not _CURRENCY.match(next(iter(currencies))):
+    if not all(is_currency(c) for c in currencies):
+        raise clients.PeerUnavailable("cart: malformed checkout snapshot (currency)")
+    if len(currencies) != 1:
         raise BadUserInput("The cart mixes currencies; one order is paid in one currency", field="cartId")
     cart_id = snapshot.get("cart_id")
     return (str(cart_id) if cart_id is not None else None), currencies.pop(), items
@@ -223,13 +205,18 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
         raise existing
     if existing is not None:
         return _replay(existing, fingerprint)
-    for result in (snapshot, *address):
-        if isinstance(result, BaseException):
-            raise result
+    if isinstance(snapshot, BaseException):
+        raise snapshot
+    saved_address = address[0] if address else None
+    if isinstance(saved_address, BaseException):
+        raise saved_address
 
     cart_id, currency, items = _checkout_lines(snapshot, caller_id)
-    shipping = (_address_from_users(address[0], caller_id) if address
-                else order_in.shipping_address.as_dict())  # type: ignore[union-attr]
+    if saved_address is not None:
+        shipping = _address_from_users(saved_address, caller_id)
+    else:
+        assert order_in.shipping_address is not None  # validate_place_order: a saved address or an address
+        shipping = order_in.shipping_address.as_dict()
     subtotal = sum((i.line_total for i in items), Decimal("0.00"))
     order_id = next_id()
     # The input's code, else the one applied to the cart. Redeemed last, once nothing else can refuse the order.
@@ -255,7 +242,7 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
             # released by a cancellation, so it is given back now.
             await _release_coupon(http, settings, order_id=order_id, authorization=authorization)
         return _replay(winner, fingerprint)
-    await add_event(session, SCHEMA, events.ORDER_PLACED, key=order.id, payload=events.order_placed(order, items))
+    await add_event(session, SCHEMA, order_placed(order, items), key=order.id)
     history = [HistoryRecord(order_id=order.id, seq=1, from_status=None, to_status=S.PENDING, reason=None,
                              at=order.created_at)]
     return PlacedOrder(order=order, items=items, history=history, created=True)
@@ -263,7 +250,7 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
 
 def _cart_coupon(snapshot: dict[str, Any]) -> str | None:
     code = snapshot.get("coupon_code")
-    return normalize_coupon_code(code) if isinstance(code, str) else None
+    return requested_coupon_code(code) if isinstance(code, str) else None
 
 
 async def _redeem_coupon(http: clients.PeerClient, settings: Settings, code: str, *, subtotal: Decimal,
@@ -282,9 +269,9 @@ async def _redeem_coupon(http: clients.PeerClient, settings: Settings, code: str
         exc.field = "couponCode"
         raise
     try:
-        discount = Decimal(str(body["discount"])).quantize(_CENT)
+        discount = parse_amount(body["discount"], field="discount")
         redeemed_for = int(body["order_id"])
-    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+    except (KeyError, TypeError, ValueError, BadUserInput) as exc:  # promotions' answer, not the client's input
         raise clients.PeerUnavailable("promotions: malformed redemption") from exc
     if not Decimal(0) <= discount <= subtotal or redeemed_for <= 0:
         raise clients.PeerUnavailable("promotions: redemption out of range")
@@ -308,6 +295,42 @@ def _replay(order: OrderRecord, fingerprint: bytes) -> PlacedOrder:
     return PlacedOrder(order=order, items=None, history=None, created=False)
 
 
+# ---- events -----------------------------------------------------------------------------------------------
+
+def order_placed(order: OrderRecord, items: Sequence[OrderItemRecord]) -> events.OrderPlaced:
+    return events.OrderPlaced(
+        order_id=order.id, user_id=order.user_id, number=order.number, cart_id=order.cart_id,
+        items=[events.PlacedItem(variant_id=i.variant_id, product_id=i.product_id, sku=i.sku, name=i.name,
+                                 quantity=i.quantity, unit_price=i.unit_price) for i in items],
+        subtotal=order.subtotal, discount=order.discount, total=order.total, currency=order.currency,
+        placed_at=order.created_at, coupon_code=order.coupon_code)
+
+
+def transition_event(to_status: OrderStatus, order_id: int, from_status: OrderStatus, reason: str | None,
+                     applied: repository.AppliedTransition) -> EventPayload:
+    """The event a transition into `to_status` emits (order.placed is emitted at creation)."""
+    user_id = applied.user_id
+    lines = [events.OrderLine(variant_id=int(i["variant_id"]), quantity=int(i["quantity"])) for i in applied.items]
+    if to_status is S.AWAITING_PAYMENT:
+        # An order is placed with its payment method, so both are set here; were one missing (null on the wire),
+        # payments would refuse the event as malformed and the payment timeout would cancel the order.
+        payment = events.PaymentMethod(
+            provider=applied.payment_provider,  # type: ignore[arg-type]  # a null goes out on purpose (see above)
+            token=applied.payment_token)  # type: ignore[arg-type]  # likewise
+        return events.OrderConfirmed(order_id=order_id, user_id=user_id, amount=applied.total,
+                                     currency=applied.currency, payment=payment)
+    if to_status is S.PAID:
+        return events.OrderPaid(order_id=order_id, user_id=user_id, items=lines)
+    if to_status is S.CANCELLED:
+        if reason is None:
+            raise ValueError(f"order {order_id}: a cancellation needs a reason")
+        return events.OrderCancelled(order_id=order_id, user_id=user_id, reason=reason,
+                                     previous_status=from_status.value, items=lines)
+    simple: dict[OrderStatus, type[events.OrderRefunded | events.OrderShipped | events.OrderDelivered]] = {
+        S.REFUNDED: events.OrderRefunded, S.SHIPPED: events.OrderShipped, S.DELIVERED: events.OrderDelivered}
+    return simple[to_status](order_id=order_id, user_id=user_id)
+
+
 # ---- the state machine ------------------------------------------------------------------------------------
 
 def check_transition(order_id: int, current: OrderStatus, target: OrderStatus) -> None:
@@ -326,13 +349,9 @@ async def transition(session: AsyncSession, redis: Redis, settings: Settings, or
         payment_timeout_seconds=settings.order_payment_timeout_seconds)
     if applied is None:
         return None
-    payload = events.transition_payload(
-        to_status, order_id=order_id, user_id=applied.user_id, from_status=from_status, reason=reason,
-        total=applied.total, currency=applied.currency, payment_provider=applied.payment_provider,
-        payment_token=applied.payment_token, items=applied.items)
-    await add_event(session, SCHEMA, events.EVENT_FOR_STATUS[to_status], key=order_id, payload=payload)
+    await add_event(session, SCHEMA, transition_event(to_status, order_id, from_status, reason, applied), key=order_id)
     message = orjson.dumps({"seq": applied.seq, "orderId": str(order_id), "status": to_status.value,
-                            "previousStatus": from_status.value, "at": events.iso(applied.at), "reason": reason})
+                            "previousStatus": from_status.value, "at": applied.at.isoformat(), "reason": reason})
     channel = status_channel(order_id)
 
     async def publish() -> None:
@@ -345,6 +364,13 @@ async def transition(session: AsyncSession, redis: Redis, settings: Settings, or
 
 def can_access(caller: Principal, order: OrderRecord) -> bool:
     return caller.user_id == order.user_id or caller.has_role("ADMIN")
+
+
+def check_access(caller: Principal, order: OrderRecord) -> OrderRecord:
+    """The order, when the caller may see it (its owner or an admin); FORBIDDEN otherwise."""
+    if not can_access(caller, order):
+        raise NotYourOrder()
+    return order
 
 
 async def get_order_or_raise(session: AsyncSession, order_id: int) -> OrderRecord:
@@ -452,6 +478,11 @@ async def user_orders(session: AsyncSession, caller: Principal, user_id: int, *,
     return OrderPage(orders=rows[:first], has_next_page=len(rows) > first)
 
 
+async def count_user_orders(session: AsyncSession, user_id: int, *, status: OrderStatus | None) -> int:
+    """The user's orders (in `status`, if given) over all pages; `user_orders` has authorized the caller."""
+    return await repository.count_user_orders(session, user_id, status=status.value if status else None)
+
+
 def is_final_for_watchers(history: list[HistoryRecord]) -> bool:
     """No transition can follow (DELIVERED, REFUNDED), or none will: CANCELLED before any charge could have
     been taken (from PENDING, out of stock, or declined). An order cancelled while AWAITING_PAYMENT (by its
@@ -465,39 +496,76 @@ def is_final_for_watchers(history: list[HistoryRecord]) -> bool:
     return last.from_status is S.PENDING or last.reason in ("OUT_OF_STOCK", "PAYMENT_DECLINED")
 
 
+def _published_change(order_id: int, message: dict[str, Any]) -> HistoryRecord:
+    """A transition as `transition` publishes it on the order's status channel, as a history row."""
+    return HistoryRecord(order_id=order_id, seq=int(message["seq"]),
+                         from_status=S(message["previousStatus"]) if message.get("previousStatus") else None,
+                         to_status=S(message["status"]), reason=message.get("reason"),
+                         at=datetime.fromisoformat(message["at"]))
+
+
+async def order_status_stream(session_factory: async_sessionmaker[AsyncSession], redis: Redis, *,
+                              caller: Principal, order_id: int) -> AsyncGenerator[HistoryRecord, None]:
+    """The order's status history, then every transition as it commits, in seq order without duplicates,
+    until no further status can follow for a watcher (`is_final_for_watchers`). The owner or an admin only
+    (FORBIDDEN; NOT_FOUND for an unknown order). Reads in short transactions of its own, so no database
+    connection is held while waiting."""
+    # Subscribe BEFORE reading the history: a transition committed in between is then both in the history
+    # and in the channel's buffer (dropped by seq), never in neither.
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(status_channel(order_id))
+    try:
+        async with unit_of_work(session_factory) as session:
+            check_access(caller, await get_order_or_raise(session, order_id))
+            history = await repository.history_by_order_ids(session, [order_id])
+        last_seq = 0
+        for row in history:
+            yield row
+            last_seq = row.seq
+        if is_final_for_watchers(history):
+            return
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            published = orjson.loads(message["data"])
+            seq = int(published["seq"])
+            if seq <= last_seq:
+                continue  # already sent from the history
+            if seq == last_seq + 1:
+                missing = [_published_change(order_id, published)]
+            else:
+                # A gap (a publish lost, e.g. across a Redis reconnect): the history is the truth.
+                async with unit_of_work(session_factory) as session:
+                    missing = await repository.history_by_order_ids(session, [order_id], after_seq=last_seq)
+            for row in missing:
+                yield row
+                last_seq = row.seq
+                history.append(row)
+            if is_final_for_watchers(history):
+                return
+    finally:
+        await pubsub.aclose()
+
+
 # ---- flash-sale orders ------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class FlashSaleReservationIn:
-    """A unit reservation made by promotions' purchase script (`flashsale.purchased` payload)."""
-    reservation_id: int
-    sale_id: int
-    user_id: int
-    variant_id: int
-    product_id: int
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    currency: str
+def flash_sale_reservation(payload: Mapping[str, Any]) -> FlashSalePurchased:
+    """A unit reservation made by promotions' purchase script, as orders accepts it: the `flashsale.purchased`
+    payload (subgraphs/promotions/events.py), from that event or from the same body posted by the purchase.
+    Raises ValueError (MalformedEvent among them) on a malformed or out-of-range one (a producer bug)."""
+    return checked_reservation(FlashSalePurchased.from_payload(payload))
 
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "FlashSaleReservationIn":
-        """Raises ValueError/KeyError on a malformed payload (a producer bug: retried, then parked)."""
-        reservation = cls(reservation_id=int(payload["reservation_id"]), sale_id=int(payload["sale_id"]),
-                          user_id=int(payload["user_id"]), variant_id=int(payload["variant_id"]),
-                          product_id=int(payload["product_id"]), sku=str(payload["sku"]), name=str(payload["name"]),
-                          quantity=int(payload["quantity"]),
-                          unit_price=Decimal(str(payload["unit_price"])).quantize(_CENT),
-                          currency=str(payload["currency"]))
-        if (reservation.quantity <= 0 or reservation.unit_price < 0 or not _CURRENCY.match(reservation.currency)
-                or min(reservation.reservation_id, reservation.sale_id, reservation.user_id) <= 0):
-            raise ValueError("flash-sale reservation out of range")
-        return reservation
 
-    def fingerprint(self) -> bytes:
-        canonical = dataclasses.asdict(self) | {"unit_price": str(self.unit_price)}
-        return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+def checked_reservation(reservation: FlashSalePurchased) -> FlashSalePurchased:
+    """Raises ValueError when the reservation is out of range (a producer bug: retried, then parked)."""
+    if reservation.quantity <= 0 or reservation.unit_price < 0 or not is_currency(reservation.currency):
+        raise ValueError("flash-sale reservation out of range")
+    return reservation
+
+
+def _reservation_fingerprint(reservation: FlashSalePurchased) -> bytes:
+    canonical = dataclasses.asdict(reservation) | {"unit_price": str(reservation.unit_price)}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
 
 
 def flash_sale_idempotency_key(reservation_id: int) -> str:
@@ -505,28 +573,27 @@ def flash_sale_idempotency_key(reservation_id: int) -> str:
 
 
 async def create_flash_sale_order(session: AsyncSession, settings: Settings,
-                                  reservation: FlashSaleReservationIn) -> tuple[OrderRecord, bool]:
+                                  reservation: FlashSalePurchased) -> tuple[OrderRecord, bool]:
     """The order of a flash-sale reservation: created AWAITING_PAYMENT at the sale price, or the one already
     created for it (the purchase request and the reconciler may both ask). Returns (order, created)."""
     key = flash_sale_idempotency_key(reservation.reservation_id)
     # Insert first: the common case is a new order, and ON CONFLICT answers a repeat without a prior SELECT.
-    line_total = (reservation.unit_price * reservation.quantity).quantize(_CENT)
+    line_total = (reservation.unit_price * reservation.quantity).quantize(CENT)
     item = OrderItemRecord(order_id=reservation.reservation_id, id=next_id(), variant_id=reservation.variant_id,
                            product_id=reservation.product_id, sku=reservation.sku, name=reservation.name,
                            quantity=reservation.quantity, unit_price=reservation.unit_price, line_total=line_total)
     order = await repository.insert_flash_sale_order_if_new(session, repository.NewFlashSaleOrder(
         id=reservation.reservation_id, user_id=reservation.user_id, flash_sale_id=reservation.sale_id,
-        idempotency_key=key, request_fingerprint=reservation.fingerprint(), currency=reservation.currency,
+        idempotency_key=key, request_fingerprint=_reservation_fingerprint(reservation), currency=reservation.currency,
         item=item), payment_timeout_seconds=settings.order_payment_timeout_seconds)
     if order is None:
         winner = await repository.get_order_by_key(session, reservation.user_id, key)
         if winner is None:
             raise Conflict("A concurrent request is creating this order; retry")
         return winner, False
-    payload = events.order_placed(order, [item]) | {"flash_sale_id": str(reservation.sale_id),
-                                                    "reservation_id": str(reservation.reservation_id),
-                                                    "status": S.AWAITING_PAYMENT.value}
-    await add_event(session, SCHEMA, events.ORDER_PLACED, key=order.id, payload=payload)
+    placed = dataclasses.replace(order_placed(order, [item]), flash_sale_id=reservation.sale_id,
+                                 reservation_id=reservation.reservation_id, status=S.AWAITING_PAYMENT.value)
+    await add_event(session, SCHEMA, placed, key=order.id)
     return order, True
 
 
@@ -554,14 +621,14 @@ async def pay_order(session: AsyncSession, *, http: clients.PeerClient, settings
                                            authorization=authorization)
         shipping = _address_from_users(body, caller.user_id)
     else:
-        shipping = address.as_dict()  # type: ignore[union-attr]
+        assert address is not None  # validate_address_and_payment: a saved address or an address
+        shipping = address.as_dict()
     attached = await repository.attach_payment(
         session, order.id, caller.user_id, provider=payment_method.provider, token=payment_method.token,
         shipping_address=shipping)
     if not attached:
         raise PaymentAlreadySubmitted(order.id)
-    await add_event(session, SCHEMA, events.ORDER_CONFIRMED, key=order.id, payload=events.transition_payload(
-        S.AWAITING_PAYMENT, order_id=order.id, user_id=order.user_id, from_status=S.AWAITING_PAYMENT, reason=None,
-        total=order.total, currency=order.currency, payment_provider=payment_method.provider,
-        payment_token=payment_method.token, items=[]))
+    await add_event(session, SCHEMA, events.OrderConfirmed(
+        order_id=order.id, user_id=order.user_id, amount=order.total, currency=order.currency,
+        payment=events.PaymentMethod(provider=payment_method.provider, token=payment_method.token)), key=order.id)
     return dataclasses.replace(order, shipping_address=shipping)

@@ -13,11 +13,6 @@ class PaymentError(AppError):
     """Base of the payments domain's failures."""
 
 
-class MalformedEvent(PaymentError):
-    def __init__(self, event_type: str, reason: str) -> None:
-        super().__init__(f"{event_type}: {reason}", subject=event_type)
-
-
 class RefundNotCompleted(PaymentError):
     """The provider did not confirm a refund of money captured for a cancelled order. Never dropped
     silently: the event is retried with the same idempotency key and then parked on the DLQ."""

@@ -4,13 +4,15 @@ import enum
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, Numeric, String, Text, func
-from sqlalchemy.orm import Mapped, mapped_column
-
-from kernel.db import domain_base
+from sqlalchemy import BigInteger, DateTime, MetaData, Numeric, String, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "payments"
-Base = domain_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the `payments` tables: they live in the domain's own Postgres schema."""
+    metadata = MetaData(schema=SCHEMA)
 
 
 class PaymentStatus(str, enum.Enum):

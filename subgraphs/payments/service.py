@@ -18,15 +18,11 @@ from kernel.ids import next_id
 from kernel.outbox import add_event
 from subgraphs.payments import repository
 from subgraphs.payments.errors import CancelNotCompleted, RefundNotCompleted
+from subgraphs.payments.events import PaymentFailed, PaymentRefunded, PaymentSuccessful
 from subgraphs.payments.models import SCHEMA, PaymentRow, PaymentStatus
 from subgraphs.payments.providers import PaymentProvider, ProviderResult, ProviderStatus
 
-_CENT = Decimal("0.01")
 UNSUPPORTED_PROVIDER = "unsupported_provider"
-
-
-def format_money(amount: Decimal) -> str:
-    return str(amount.quantize(_CENT))
 
 
 def charge_key(order_id: int) -> str:
@@ -82,13 +78,14 @@ async def _settle_charge(session: AsyncSession, payment: PaymentRow, result: Pro
     payment = await repository.update_payment(session, payment.id, {
         "status": status.value, "provider_reference": result.reference, "failure_reason": result.failure_reason})
     if status is PaymentStatus.SUCCEEDED:
-        await add_event(session, SCHEMA, "payment.successful", key=payment.order_id, payload={
-            "order_id": str(payment.order_id), "payment_id": str(payment.id),
-            "amount": format_money(payment.amount), "currency": payment.currency, "provider": payment.provider})
+        # A charged payment, not a tombstone: charge_order wrote all three.
+        assert payment.amount is not None and payment.currency is not None and payment.provider is not None
+        await add_event(session, SCHEMA, PaymentSuccessful(
+            order_id=payment.order_id, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
+            provider=payment.provider), key=payment.order_id)
     elif status is PaymentStatus.FAILED:
-        await add_event(session, SCHEMA, "payment.failed", key=payment.order_id, payload={
-            "order_id": str(payment.order_id), "payment_id": str(payment.id),
-            "reason": result.failure_reason or "unknown"})
+        await add_event(session, SCHEMA, PaymentFailed(order_id=payment.order_id, payment_id=payment.id,
+                                                       reason=result.failure_reason or "unknown"), key=payment.order_id)
     # PROCESSING: no event on purpose; the order stays AWAITING_PAYMENT until the saga's timeout
     # cancels it, and that order.cancelled cancels the intent here.
     await session.flush()
@@ -130,16 +127,16 @@ def _gateway(providers: Mapping[str, PaymentProvider], payment: PaymentRow) -> P
 async def _refund(session: AsyncSession, providers: Mapping[str, PaymentProvider],
                   payment: PaymentRow) -> PaymentRow:
     key = refund_key(payment.order_id)
-    assert payment.amount is not None and payment.provider_reference is not None
-    result = await _gateway(providers, payment).refund(idempotency_key=key, reference=payment.provider_reference,
-                                                       amount=payment.amount)
+    amount, currency, reference = payment.amount, payment.currency, payment.provider_reference
+    assert amount is not None and currency is not None and reference is not None  # a captured payment
+    result = await _gateway(providers, payment).refund(idempotency_key=key, reference=reference, amount=amount)
     await _audit(session, payment, "refund", key, result)
     if result.status is not ProviderStatus.SUCCEEDED:
         raise RefundNotCompleted(payment.order_id, result.status.value, result.failure_reason)
     payment = await repository.update_payment(session, payment.id, {"status": PaymentStatus.REFUNDED.value})
-    await add_event(session, SCHEMA, "payment.refunded", key=payment.order_id, payload={
-        "order_id": str(payment.order_id), "payment_id": str(payment.id),
-        "amount": format_money(payment.amount), "currency": payment.currency})
+    await add_event(session, SCHEMA, PaymentRefunded(order_id=payment.order_id, payment_id=payment.id,
+                                                     amount=amount, currency=currency),
+                    key=payment.order_id)
     return payment
 
 

@@ -1,5 +1,5 @@
 """Coupons: the rules (creation, what a code is worth for a subtotal, atomic redemption, release on
-cancellation) and the internal endpoints the cart and orders call.
+cancellation). The internal endpoints the cart and orders call are in internal.py.
 
 Redemption is the contended path: every checkout that redeems one code locks that coupon's row
 (`SELECT ... FOR UPDATE`), so the per-user count, the usage limit and the counter update are decided one
@@ -7,50 +7,32 @@ request at a time; the conditional UPDATE in coupon_repository re-checks the lim
 backs it. A redemption is keyed by (user, placeOrder idempotency key): a replayed or concurrent duplicate
 placeOrder finds the row and reuses it, and is answered the order id the first request chose, so both
 requests insert the same order and orders' insert lets exactly one of them win (docs/commerce-spine.md).
-
-Internal endpoints (Authorization: the caller's bearer token, forwarded; bodies and answers are JSON, money a
-decimal string, errors `{code, message}` with 400/401/403/409 as kernel.peers maps them back):
-  POST /internal/coupons/quote   {code, subtotal, currency}        -> 200 {code, kind, value, currency,
-        min_subtotal, starts_at, ends_at, discount}   whether the code applies now (the cart's applyCoupon);
-        nothing is written. Without a token the per-user limit is not checked (a guest cart).
-  POST /internal/coupons/redeem  {code, subtotal, currency, idempotency_key, order_id}  (token required)
-        -> 200 {... the quote fields, order_id, redemption_id, replayed}   placeOrder's redemption; `order_id`
-        is the id the order must be created with (the first request's for a replay).
-  POST /internal/coupons/release {order_id}  (token required) -> 200 {released}   the caller's redemption for
-        an order that will never exist (its idempotency key was taken by a different request); idempotent.
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
-import re
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from datetime import UTC, datetime
+from decimal import Decimal
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.auth import Principal
-from kernel.errors import AppError, BadUserInput, Unauthenticated
-from kernel.graphql import RequestContext, ServiceResources
+from kernel.errors import BadUserInput
 from kernel.ids import next_id
-from kernel.money import coupon_discount
-from kernel.peers import error_response, json_response
+from kernel.money import check_currency, coupon_discount, normalize_coupon_code, parse_amount
 from subgraphs.promotions import coupon_repository as repository
 from subgraphs.promotions.coupon_repository import CouponRecord, RedemptionRecord
-from subgraphs.promotions.errors import (CouponCodeTaken, CouponKeyReused, CouponNotApplicable, CouponNotFound,
-                                         CouponUnavailable, InvalidCouponInput)
+from subgraphs.promotions.errors import (
+    CouponCodeTaken,
+    CouponKeyReused,
+    CouponNotApplicable,
+    CouponNotFound,
+    CouponUnavailable,
+    InvalidCouponInput,
+)
 
-_CENT = Decimal("0.01")
 _HUNDRED = Decimal(100)
-_MAX_AMOUNT = Decimal("999999999999.99")  # numeric(14,2)
-_CODE = re.compile(r"[A-Z0-9_-]{3,32}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_LIMIT = 1_000_000_000
 
 
@@ -60,35 +42,22 @@ class CouponKind(str, enum.Enum):
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---- input ------------------------------------------------------------------------------------------------
 
 def normalize_code(raw: str, *, field: str = "code") -> str:
     """Codes are case-insensitive: stored and compared upper-case."""
-    code = (raw or "").strip().upper()
-    if not _CODE.fullmatch(code):
+    code = normalize_coupon_code(raw)
+    if code is None:
         raise InvalidCouponInput(f"'{field}' must be 3..32 characters: letters, digits, '-' or '_'", field=field)
     return code
 
 
-def _amount(raw: str | None, *, field: str, positive: bool) -> Decimal:
-    try:
-        value = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError):
-        raise InvalidCouponInput(f"'{field}' must be a decimal number such as \"10.00\"", field=field) from None
-    if not value.is_finite() or value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise InvalidCouponInput(f"'{field}' must be a decimal number with at most 2 decimals", field=field)
-    if value > _MAX_AMOUNT or value < 0 or (positive and value == 0):
-        raise InvalidCouponInput(f"'{field}' must be {'greater than 0' if positive else 'at least 0'} "
-                                 f"and at most {_MAX_AMOUNT}", field=field)
-    return value.quantize(_CENT)
-
-
 def _utc(at: datetime) -> datetime:
     # A time without a zone is taken as UTC (documented on the input).
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _limit(value: int | None, *, field: str) -> int | None:
@@ -114,14 +83,13 @@ def validate_create(coupon_in: CreateCouponIn, *, created_by: int | None, now: d
     """Everything checkable without I/O; the code's uniqueness is the insert's to decide."""
     code = normalize_code(coupon_in.code)
     kind = CouponKind(coupon_in.kind)
-    value = _amount(coupon_in.value, field="value", positive=True)
+    value = parse_amount(coupon_in.value, field="value", allow_zero=False)
     if kind is CouponKind.PERCENT and value > _HUNDRED:
         raise InvalidCouponInput("A PERCENT coupon's 'value' must be at most 100", field="value")
     currency = (coupon_in.currency or "").strip().upper()
-    if not _CURRENCY.fullmatch(currency):
-        raise InvalidCouponInput("'currency' must be an ISO 4217 code such as \"USD\"", field="currency")
-    min_subtotal = _amount(coupon_in.min_subtotal if coupon_in.min_subtotal is not None else "0",
-                           field="minSubtotal", positive=False)
+    check_currency(currency)
+    min_subtotal = parse_amount(coupon_in.min_subtotal if coupon_in.min_subtotal is not None else "0",
+                                field="minSubtotal")
     starts_at = _utc(coupon_in.starts_at) if coupon_in.starts_at is not None else now
     ends_at = _utc(coupon_in.ends_at) if coupon_in.ends_at is not None else None
     if ends_at is not None and ends_at <= starts_at:
@@ -184,8 +152,8 @@ async def create_coupon(session: AsyncSession, *, caller: Principal, coupon_in: 
 
 async def get_coupon(session: AsyncSession, *, caller: Principal, code: str) -> CouponRecord | None:
     caller.require_role("ADMIN")
-    normalized = (code or "").strip().upper()
-    if not _CODE.fullmatch(normalized):
+    normalized = normalize_coupon_code(code)
+    if normalized is None:
         return None  # cannot exist
     return await repository.get_coupon_by_code(session, normalized)
 
@@ -216,9 +184,9 @@ async def quote(session: AsyncSession, *, user_id: int | None, code: str, subtot
     _check_order(coupon, subtotal, currency)
     if coupon.remaining == 0:
         raise _fully_redeemed(coupon)
-    if user_id is not None and coupon.per_user_limit is not None:
-        if await repository.held_by_user(session, coupon.id, user_id) >= coupon.per_user_limit:
-            raise _user_limit_reached(coupon)
+    if (user_id is not None and coupon.per_user_limit is not None
+            and await repository.held_by_user(session, coupon.id, user_id) >= coupon.per_user_limit):
+        raise _user_limit_reached(coupon)
     return Quote(coupon=coupon, discount=discount_for(coupon, subtotal))
 
 
@@ -275,102 +243,3 @@ async def redeem(session: AsyncSession, *, user_id: int, code: str, subtotal: De
 async def release_order(session: AsyncSession, *, order_id: int, user_id: int) -> bool:
     """The order was cancelled: its redemption (if any) no longer counts against either limit. Idempotent."""
     return await repository.release_for_order(session, order_id=order_id, user_id=user_id) > 0
-
-
-async def on_order_cancelled(session: AsyncSession, payload: dict[str, Any]) -> None:
-    """order.cancelled handler (called by the promotions consumer inside its transaction): release the
-    cancelled order's redemption so its slot can be used again. Orders without a coupon touch nothing."""
-    await release_order(session, order_id=int(payload["order_id"]), user_id=int(payload["user_id"]))
-
-
-# ---- internal endpoints -----------------------------------------------------------------------------------
-
-def _terms(coupon: CouponRecord, discount: Decimal) -> dict[str, Any]:
-    return {"code": coupon.code, "kind": coupon.kind, "value": str(coupon.value), "currency": coupon.currency,
-            "min_subtotal": str(coupon.min_subtotal), "starts_at": coupon.starts_at.isoformat(),
-            "ends_at": coupon.ends_at.isoformat() if coupon.ends_at else None, "discount": str(discount)}
-
-
-def _order_amount(body: dict[str, Any]) -> tuple[Decimal, str]:
-    try:
-        subtotal = Decimal(str(body["subtotal"]))
-        currency = str(body["currency"])
-    except (KeyError, InvalidOperation, ValueError):
-        raise BadUserInput("'subtotal' and 'currency' are required") from None
-    if not subtotal.is_finite() or subtotal < 0 or subtotal > _MAX_AMOUNT or not _CURRENCY.fullmatch(currency):
-        raise BadUserInput("'subtotal' must be a non-negative amount and 'currency' an ISO 4217 code")
-    return subtotal.quantize(_CENT), currency
-
-
-def _code(body: dict[str, Any]) -> str:
-    code = body.get("code")
-    if not isinstance(code, str):
-        raise BadUserInput("'code' is required", field="code")
-    return code
-
-
-async def _quote_route(session: AsyncSession, caller: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
-    subtotal, currency = _order_amount(body)
-    result = await quote(session, user_id=caller.user_id if caller else None, code=_code(body), subtotal=subtotal,
-                         currency=currency)
-    return _terms(result.coupon, result.discount)
-
-
-async def _release_route(session: AsyncSession, caller: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
-    if caller is None:
-        raise Unauthenticated()
-    return {"released": await release_order(session, order_id=_order_id(body), user_id=caller.user_id)}
-
-
-def _order_id(body: dict[str, Any]) -> int:
-    try:
-        order_id = int(body.get("order_id"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise BadUserInput("'order_id' must be an id") from None
-    if not 0 < order_id < 1 << 63:
-        raise BadUserInput("'order_id' must be an id")
-    return order_id
-
-
-async def _redeem_route(session: AsyncSession, caller: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
-    if caller is None:
-        raise Unauthenticated()
-    subtotal, currency = _order_amount(body)
-    key, order_id = body.get("idempotency_key"), _order_id(body)
-    if not isinstance(key, str) or not 1 <= len(key) <= 128:
-        raise BadUserInput("'idempotency_key' must be 1..128 characters", field="idempotencyKey")
-    result = await redeem(session, user_id=caller.user_id, code=_code(body), subtotal=subtotal, currency=currency,
-                          idempotency_key=key, order_id=order_id)
-    return {**_terms(result.coupon, result.discount), "order_id": str(result.order_id),
-            "redemption_id": str(result.redemption_id), "replayed": result.replayed}
-
-
-def _endpoint(work: Callable[[AsyncSession, Principal | None, dict[str, Any]], Awaitable[dict[str, Any]]]
-              ) -> Callable[[Request], Awaitable[Response]]:
-    """One transaction per call, committed only when `work` succeeded: an error changes nothing."""
-    async def handle(request: Request) -> Response:
-        resources: ServiceResources = request.app.state.resources
-        # The same caller resolution as GraphQL requests: no header = anonymous, a bad token = 401.
-        context = RequestContext(resources, request, request.headers.get("authorization"))
-        try:
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                raise BadUserInput("The body must be a JSON object") from None
-            if not isinstance(body, dict):
-                raise BadUserInput("The body must be a JSON object")
-            caller = context.user
-            async with resources.session_factory() as session:
-                result = await work(session, caller, body)
-                await session.commit()
-        except AppError as exc:
-            return error_response(exc)
-        return json_response(result)
-    return handle
-
-
-INTERNAL_ROUTES: list[Route] = [
-    Route("/internal/coupons/quote", _endpoint(_quote_route), methods=["POST"]),
-    Route("/internal/coupons/redeem", _endpoint(_redeem_route), methods=["POST"]),
-    Route("/internal/coupons/release", _endpoint(_release_route), methods=["POST"]),
-]

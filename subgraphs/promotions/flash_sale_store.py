@@ -18,9 +18,10 @@ Time comes from Redis (`TIME`), so every process agrees on when a sale opens and
 from __future__ import annotations
 
 import dataclasses
+
 from redis.asyncio import Redis
 
-from kernel.redis import lua_script
+from kernel.redis import lua_script, reply_text
 
 RESERVATION_SALE_KEY = "promo:fs:reservation-sale"
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
@@ -212,7 +213,7 @@ async def remaining_stock(redis: Redis, sale_ids: list[int]) -> dict[int, int | 
         for sale_id in sale_ids:
             pipe.hget(sale_key(sale_id, "sale"), "remaining")
         values = await pipe.execute()
-    return {s: (int(v) if v is not None else None) for s, v in zip(sale_ids, values)}
+    return {s: (int(v) if v is not None else None) for s, v in zip(sale_ids, values, strict=True)}
 
 
 async def sale_of_reservation(redis: Redis, reservation_id: int) -> int | None:
@@ -249,13 +250,15 @@ async def reservations_after_cursor(redis: Redis, sale_id: int, *, older_than_ms
                                     count: int = 500) -> tuple[list[Reservation], bool]:
     """Reservations past the reconciler's cursor and made before `older_than_ms` (stream ids start with the
     time in ms), oldest first; and whether the stream holds nothing newer than the cursor at all."""
-    cursor = (await redis.get(sale_key(sale_id, "cursor")) or b"0-0").decode()
+    cursor = reply_text(await redis.get(sale_key(sale_id, "cursor")) or b"0-0")
     entries = await redis.xrange(sale_key(sale_id, "stream"), min=f"({cursor}", max=str(older_than_ms),
                                  count=count)
     out = []
-    for stream_id, fields in entries:
-        f = {k.decode(): v.decode() for k, v in fields.items()}
-        out.append(Reservation(stream_id=stream_id.decode(), reservation_id=int(f["rid"]),
+    for stream_id, fields in entries or []:  # redis-py's types allow nil; XRANGE answers a list
+        if stream_id is None or fields is None:  # the entry type also covers XAUTOCLAIM's deleted entries
+            continue
+        f = {reply_text(k): reply_text(v) for k, v in fields.items()}
+        out.append(Reservation(stream_id=reply_text(stream_id), reservation_id=int(f["rid"]),
                                user_id=int(f["user"]), quantity=int(f["qty"])))
     if out:
         return out, False
@@ -265,7 +268,7 @@ async def reservations_after_cursor(redis: Redis, sale_id: int, *, older_than_ms
 
 async def sale_counters(redis: Redis, sale_id: int) -> dict[str, int]:
     values = await redis.hgetall(sale_key(sale_id, "sale"))
-    return {k.decode(): int(v) for k, v in values.items()}
+    return {reply_text(k): int(v) for k, v in values.items()}
 
 
 async def user_holdings(redis: Redis, sale_id: int) -> dict[int, int]:

@@ -12,6 +12,7 @@ Lifecycle (docs/flash-sales.md):
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -20,39 +21,39 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kernel.auth import Principal
-from kernel.db import after_commit
 from kernel.errors import BadUserInput
 from kernel.ids import next_id
+from kernel.internal_client import PeerClient, PeerUnavailable
+from kernel.money import MAX_PRICE, check_currency, parse_amount
 from kernel.outbox import add_event
-from kernel.peers import PeerClient, PeerUnavailable, post_json
+from kernel.redis import reply_bytes, reply_text
 from kernel.settings import Settings
+from kernel.uow import after_commit, unit_of_work
+from subgraphs.promotions import clients, repository
 from subgraphs.promotions import flash_sale_store as store
-from subgraphs.promotions import repository
 from subgraphs.promotions.errors import FlashSaleNotFound, FlashSaleNotOpen, TokenRateLimited, VariantNotFound
-from subgraphs.promotions.models import SCHEMA, FlashSaleRecord, StockStatus
+from subgraphs.promotions.events import FlashSaleEnded, FlashSalePurchased, FlashSaleScheduled
+from subgraphs.promotions.models import SCHEMA, FlashSaleRecord, FlashSaleStatus, StockStatus
 
 log = logging.getLogger("nexuscart.promotions.flash_sales")
 
-FLASH_SALE_SCHEDULED = "flashsale.scheduled"
-FLASH_SALE_PURCHASED = "flashsale.purchased"
-FLASH_SALE_ENDED = "flashsale.ended"
+SessionSource = Callable[[], Awaitable[AsyncSession]]
 
 MAX_STOCK = 1_000_000
 MAX_PER_USER_LIMIT = 100
 MAX_DURATION = timedelta(days=31)
-_CENT = Decimal("0.01")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _ms(at: datetime) -> int:
@@ -74,16 +75,11 @@ class FlashSaleIn:
 def _aware(at: datetime, field: str) -> datetime:
     if at.tzinfo is None:
         raise BadUserInput(f"'{field}' needs a time zone offset, e.g. 2026-12-01T10:00:00Z", field=field)
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)
 
 
 def validate_new_sale(sale_in: FlashSaleIn, now: datetime) -> tuple[Decimal, datetime, datetime]:
-    try:
-        price = Decimal(sale_in.sale_price.strip())
-    except (InvalidOperation, AttributeError):
-        raise BadUserInput("'salePrice' must be a decimal amount such as \"9.99\"", field="salePrice") from None
-    if not price.is_finite() or price < 0 or price != price.quantize(_CENT) or price >= Decimal("1e10"):
-        raise BadUserInput("'salePrice' must be a non-negative amount with at most 2 decimals", field="salePrice")
+    price = parse_amount(sale_in.sale_price, field="salePrice", maximum=MAX_PRICE)
     starts_at, ends_at = _aware(sale_in.starts_at, "startsAt"), _aware(sale_in.ends_at, "endsAt")
     if ends_at <= starts_at:
         raise BadUserInput("'endsAt' must be after 'startsAt'", field="endsAt")
@@ -93,29 +89,10 @@ def validate_new_sale(sale_in: FlashSaleIn, now: datetime) -> tuple[Decimal, dat
         raise BadUserInput("A flash sale lasts at most 31 days", field="endsAt")
     if not 1 <= sale_in.stock <= MAX_STOCK:
         raise BadUserInput(f"'stock' must be 1..{MAX_STOCK}", field="stock")
-    if not 1 <= sale_in.per_user_limit <= min(MAX_PER_USER_LIMIT, sale_in.stock):
-        raise BadUserInput(f"'perUserLimit' must be 1..{min(MAX_PER_USER_LIMIT, sale_in.stock)} (and at most the stock)",
-                           field="perUserLimit")
-    return price.quantize(_CENT), starts_at, ends_at
-
-
-_VARIANT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
-  ... on ProductVariant { id sku price { amount currency } product { id name } } } }"""
-
-
-async def fetch_variant(http: PeerClient, catalog_url: str, variant_id: int) -> dict[str, Any]:
-    """The catalog's facts about the variant the order lines will carry (name, SKU, regular price)."""
-    body = await post_json(http, f"{catalog_url.rstrip('/')}/graphql",
-                           {"query": _VARIANT_QUERY,
-                            "variables": {"r": [{"__typename": "ProductVariant", "id": str(variant_id)}]}},
-                           authorization=None, what="catalog")
-    try:
-        variant = body["data"]["_entities"][0]
-    except (KeyError, IndexError, TypeError):
-        raise PeerUnavailable("catalog: unexpected _entities answer") from None
-    if not variant:
-        raise VariantNotFound(variant_id)
-    return variant
+    most_per_user = min(MAX_PER_USER_LIMIT, sale_in.stock)
+    if not 1 <= sale_in.per_user_limit <= most_per_user:
+        raise BadUserInput(f"'perUserLimit' must be 1..{most_per_user} (and at most the stock)", field="perUserLimit")
+    return price, starts_at, ends_at
 
 
 async def create_flash_sale(session: AsyncSession, *, http: PeerClient, settings: Settings, caller: Principal,
@@ -124,18 +101,24 @@ async def create_flash_sale(session: AsyncSession, *, http: PeerClient, settings
     `inventory.flash_sale_held`); until then its status is PREPARING."""
     caller.require_role("ADMIN")
     price, starts_at, ends_at = validate_new_sale(sale_in, utcnow())
-    variant = await fetch_variant(http, settings.catalog_service_url, sale_in.variant_id)
-    regular = Decimal(variant["price"]["amount"])
+    variant = await clients.fetch_variant(http, settings.catalog_service_url, sale_in.variant_id)
+    if variant is None:
+        raise VariantNotFound(sale_in.variant_id)
+    try:
+        regular = parse_amount(variant["price"]["amount"], field="price")
+        currency = check_currency(variant["price"]["currency"])
+    except (KeyError, TypeError, BadUserInput) as exc:  # the catalog's answer, not the client's input
+        raise PeerUnavailable("catalog: malformed variant price") from exc
     if price > regular:
         raise BadUserInput(f"'salePrice' must not exceed the regular price {regular}", field="salePrice")
     sale = await repository.insert_sale(session, {
         "id": next_id(), "variant_id": sale_in.variant_id, "product_id": int(variant["product"]["id"]),
-        "sku": variant["sku"], "name": variant["product"]["name"], "currency": variant["price"]["currency"],
+        "sku": variant["sku"], "name": variant["product"]["name"], "currency": currency,
         "regular_price": regular, "sale_price": price, "starts_at": starts_at, "ends_at": ends_at,
         "total_stock": sale_in.stock, "per_user_limit": sale_in.per_user_limit, "created_by": caller.user_id})
-    await add_event(session, SCHEMA, FLASH_SALE_SCHEDULED, key=sale.id, payload={
-        "sale_id": str(sale.id), "variant_id": str(sale.variant_id), "quantity": sale.total_stock,
-        "starts_at": sale.starts_at.isoformat(), "ends_at": sale.ends_at.isoformat()})
+    await add_event(session, SCHEMA, FlashSaleScheduled(sale_id=sale.id, variant_id=sale.variant_id,
+                                                        quantity=sale.total_stock, starts_at=sale.starts_at,
+                                                        ends_at=sale.ends_at), key=sale.id)
     return sale
 
 
@@ -146,11 +129,79 @@ async def get_sale_or_raise(session: AsyncSession, sale_id: int) -> FlashSaleRec
     return sale
 
 
-async def on_stock_held(session: AsyncSession, redis: Redis, payload: dict[str, Any]) -> None:
+# ---- reading sales ----------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SaleStock:
+    """A sale as buyers see it now: the units it still has for sale, and its status."""
+    sale: FlashSaleRecord
+    remaining: int
+    status: FlashSaleStatus
+
+    @classmethod
+    def of(cls, sale: FlashSaleRecord, live: int | None) -> SaleStock:
+        """`live`: the sale's count in Redis; None until the warm-up loaded it, which means all of its stock
+        while inventory is setting it aside (PENDING) and none once it cannot (UNAVAILABLE)."""
+        if live is None:
+            live = sale.total_stock if sale.stock_status is StockStatus.PENDING else 0
+        return cls(sale=sale, remaining=max(live, 0), status=sale.status_at(utcnow(), live))
+
+
+async def _with_stock(redis: Redis, sales: list[FlashSaleRecord]) -> list[SaleStock]:
+    remaining = await store.remaining_stock(redis, [s.id for s in sales])
+    return [SaleStock.of(s, remaining.get(s.id)) for s in sales]
+
+
+async def list_sales(session: AsyncSession, redis: Redis, *, active: bool | None, first: int) -> list[SaleStock]:
+    """Newest first; `active`: True = in its window now, False = not, None = all. `first` is 1..100."""
+    if not 1 <= first <= 100:
+        raise BadUserInput("'first' must be 1..100", field="first")
+    sales = await repository.list_sales(session, active_at=utcnow(), active=active, limit=first)
+    return await _with_stock(redis, sales)
+
+
+async def find_sale(session: AsyncSession, redis: Redis, sale_id: int) -> SaleStock | None:
+    sale = await repository.get_sale(session, sale_id)
+    return (await _with_stock(redis, [sale]))[0] if sale else None
+
+
+async def remaining_stock_stream(session_factory: async_sessionmaker[AsyncSession], redis: Redis,
+                                 settings: Settings, sale_id: int) -> AsyncGenerator[int, None]:
+    """The sale's remaining stock now, then whenever it changes, coalesced (the changes of one
+    `flash_sale_stock_push_interval_seconds` make one update); ends when the sale ends. NOT_FOUND for an
+    unknown sale. Reads the sale in a short transaction of its own: no database connection is held after."""
+    pubsub = redis.pubsub()
+    # Subscribe before the first read, so a change in between is not missed.
+    await pubsub.subscribe(store.stock_channel(sale_id))
+    try:
+        async with unit_of_work(session_factory) as session:
+            sale = await get_sale_or_raise(session, sale_id)
+        interval = settings.flash_sale_stock_push_interval_seconds
+        last = (await store.remaining_stock(redis, [sale_id]))[sale_id]
+        last = sale.total_stock if last is None else last
+        yield max(last, 0)
+        while True:
+            left = (sale.ends_at - utcnow()).total_seconds()
+            if left <= 0:
+                return
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 30.0))
+            if message is None:
+                continue
+            # Coalesce: whatever else changes in the next interval is folded into one update.
+            await asyncio.sleep(interval)
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
+                pass
+            current = (await store.remaining_stock(redis, [sale_id]))[sale_id]
+            if current is not None and current != last:
+                last = current
+                yield max(current, 0)
+    finally:
+        await pubsub.aclose()
+
+
+async def on_stock_held(session: AsyncSession, redis: Redis, sale_id: int, *, held: bool) -> None:
     """Inventory's answer to `flashsale.scheduled`. HELD: the warm-up loads rules and stock into Redis. The
     load never overwrites a loaded sale, so a redelivered answer cannot reset its stock."""
-    sale_id = int(payload["sale_id"])
-    held = bool(payload["held"])
     sale = await repository.set_stock_status(session, sale_id, StockStatus.HELD if held else StockStatus.UNAVAILABLE)
     sale = sale or await repository.get_sale(session, sale_id)
     if sale is None:
@@ -176,7 +227,10 @@ async def _token_secret(redis: Redis, settings: Settings) -> bytes:
     secret = _secret_cache.get("secret")
     if secret is None:
         await redis.set(_SECRET_KEY, secrets.token_hex(32), nx=True)
-        secret = _secret_cache["secret"] = bytes(await redis.get(_SECRET_KEY))
+        stored = await redis.get(_SECRET_KEY)
+        if stored is None:  # set just above (NX); only a flush in between loses it, and no secret is no token
+            raise RuntimeError("the flash sale token secret vanished from Redis")
+        secret = _secret_cache["secret"] = reply_bytes(stored)
     return secret
 
 
@@ -212,7 +266,7 @@ async def issue_token(session: AsyncSession, redis: Redis, settings: Settings, *
                             ttl_seconds=max(1, expires - int(now.timestamp())))
     signature = _sign(await _token_secret(redis, settings), sale_id, caller.user_id, nonce, expires)
     return IssuedToken(token=f"{nonce}.{expires}.{signature}",
-                       expires_at=datetime.fromtimestamp(expires, timezone.utc))
+                       expires_at=datetime.fromtimestamp(expires, UTC))
 
 
 async def _token_nonce(redis: Redis, settings: Settings, token: str, sale_id: int, user_id: int) -> str | None:
@@ -280,11 +334,11 @@ def client_bucket_ip(forwarded_for: str | None, peer: str | None) -> str:
     return (peer or "unknown")[:64]
 
 
-def reservation_payload(sale: FlashSaleRecord, reservation_id: int, user_id: int, quantity: int) -> dict[str, Any]:
-    return {"reservation_id": str(reservation_id), "sale_id": str(sale.id), "user_id": str(user_id),
-            "variant_id": str(sale.variant_id), "product_id": str(sale.product_id), "sku": sale.sku,
-            "name": sale.name, "quantity": quantity, "unit_price": f"{sale.sale_price:.2f}",
-            "currency": sale.currency}
+def purchased(sale: FlashSaleRecord, reservation_id: int, user_id: int, quantity: int) -> FlashSalePurchased:
+    """The reservation as orders takes it: the `flashsale.purchased` payload, also the body of the request path."""
+    return FlashSalePurchased(reservation_id=reservation_id, sale_id=sale.id, user_id=user_id,
+                              variant_id=sale.variant_id, product_id=sale.product_id, sku=sale.sku, name=sale.name,
+                              quantity=quantity, unit_price=sale.sale_price, currency=sale.currency)
 
 
 async def create_order_now(redis: Redis, http: PeerClient, settings: Settings, sale: FlashSaleRecord, *,
@@ -292,10 +346,10 @@ async def create_order_now(redis: Redis, http: PeerClient, settings: Settings, s
     """Ask orders to create the reservation's order right away. False on any failure: the reservation stays
     in the stream and the reconciler hands it to orders via Kafka, so the buyer never loses the unit."""
     try:
-        await post_json(http, f"{settings.orders_service_url.rstrip('/')}/internal/flash-sale-orders",
-                        reservation_payload(sale, reservation_id, user_id, quantity),
-                        authorization=authorization, what="orders")
-    except Exception:  # noqa: BLE001 - the reconciler is the fallback for every failure
+        await clients.create_flash_sale_order(http, settings.orders_service_url,
+                                              purchased(sale, reservation_id, user_id, quantity),
+                                              authorization=authorization)
+    except Exception:  # the reconciler is the fallback for every failure
         log.warning("flash-sale order not created on the request path; the reconciler will",
                     extra={"sale_id": sale.id, "reservation_id": reservation_id}, exc_info=True)
         return False
@@ -330,22 +384,32 @@ async def purchase(redis: Redis, settings: Settings, http: PeerClient, *, caller
     return PurchaseResult(status=outcome.status, remaining_stock=max(outcome.remaining, 0), order_id=order_id)
 
 
+async def purchase_in_sale(sessions: SessionSource, redis: Redis, settings: Settings, http: PeerClient, *,
+                           caller: Principal, purchase_in: PurchaseIn, forwarded_for: str | None, peer: str | None,
+                           authorization: str | None) -> PurchaseResult:
+    """`purchase` in the sale `purchase_in` names: its rules from this process's copy (no session is opened
+    once that is warm), the rate limit keyed on the client's address as `client_bucket_ip` picks it from the
+    X-Forwarded-For header and the TCP peer."""
+    sale = cached_sale_rules(purchase_in.sale_id) or await sale_rules(await sessions(), purchase_in.sale_id)
+    return await purchase(redis, settings, http, caller=caller, sale=sale, purchase_in=purchase_in,
+                          client_ip=client_bucket_ip(forwarded_for, peer), authorization=authorization)
+
+
 async def _reserved_quantity(redis: Redis, sale_id: int, reservation_id: int) -> int | None:
     value = await redis.hget(store.sale_key(sale_id, "res"), str(reservation_id))
-    return int(value.decode().split("|")[1]) if value else None
+    return int(reply_text(value).split("|")[1]) if value else None
 
 
 # ---- after the purchase: orders' outcomes and the reconciler ---------------------------------------------
 
-async def on_order_paid(redis: Redis, payload: dict[str, Any]) -> int:
-    order_id = int(payload["order_id"])
+async def on_order_paid(redis: Redis, order_id: int) -> int:
+    """A paid flash-sale order's units count as paid (nothing for any other order). Returns the units."""
     sale_id = await store.sale_of_reservation(redis, order_id)
     return 0 if sale_id is None else await store.mark_paid(redis, sale_id, order_id)
 
 
-async def on_order_cancelled(redis: Redis, payload: dict[str, Any]) -> int:
+async def on_order_cancelled(redis: Redis, order_id: int) -> int:
     """An unpaid (timed out), declined or cancelled flash-sale order gives its units back to the sale."""
-    order_id = int(payload["order_id"])
     sale_id = await store.sale_of_reservation(redis, order_id)
     if sale_id is None:
         return 0
@@ -365,16 +429,15 @@ async def reconcile_sale(session: AsyncSession, redis: Redis, settings: Settings
                          report: ReconcileReport) -> None:
     """One sale's round: hand every reservation older than the grace period whose order is not known to exist
     to orders (`flashsale.purchased`, idempotent there), then settle the sale once it can. Redis writes happen
-    only after the caller commits the outbox rows (see events.py), so a crash repeats work, never skips it."""
+    only after the caller commits the outbox rows (see consumers.py), so a crash repeats work, never skips it."""
     grace_ms = int(settings.flash_sale_reconcile_grace_seconds * 1000)
     reservations, caught_up = await store.reservations_after_cursor(
         redis, sale.id, older_than_ms=int(time.time() * 1000) - grace_ms)
     forwarded: list[int] = []
     for reservation in reservations:
         if not await store.is_ordered(redis, sale.id, reservation.reservation_id):
-            await add_event(session, SCHEMA, FLASH_SALE_PURCHASED, key=reservation.reservation_id,
-                            payload=reservation_payload(sale, reservation.reservation_id, reservation.user_id,
-                                                        reservation.quantity))
+            await add_event(session, SCHEMA, purchased(sale, reservation.reservation_id, reservation.user_id,
+                                                       reservation.quantity), key=reservation.reservation_id)
             forwarded.append(reservation.reservation_id)
     report.forwarded += len(forwarded)
     if reservations:
@@ -395,7 +458,6 @@ async def reconcile_sale(session: AsyncSession, redis: Redis, settings: Settings
     if paid is None:
         return
     if await repository.mark_settled(session, sale.id, paid):
-        await add_event(session, SCHEMA, FLASH_SALE_ENDED, key=sale.id, payload={
-            "sale_id": str(sale.id), "variant_id": str(sale.variant_id), "sold": paid,
-            "total_stock": sale.total_stock})
+        await add_event(session, SCHEMA, FlashSaleEnded(sale_id=sale.id, variant_id=sale.variant_id, sold=paid,
+                                                        total_stock=sale.total_stock), key=sale.id)
         report.settled += 1

@@ -19,13 +19,22 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
-from graphql import (DocumentNode, FieldNode, GraphQLError, IntValueNode, OperationDefinitionNode, StringValueNode,
-                     VariableNode, parse, validate)
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    IntValueNode,
+    OperationDefinitionNode,
+    StringValueNode,
+    VariableNode,
+    parse,
+    validate,
+)
 
 from kernel.errors import AppError
-from kernel.graphql import ServiceResources
+from kernel.graphql import RequestContext, ServiceResources
 from kernel.ids import parse_id
-from kernel.peers import INTERNAL_HTTP
+from kernel.internal_client import INTERNAL_HTTP
 from subgraphs.promotions import flash_sales
 
 log = logging.getLogger("nexuscart.promotions.fast_path")
@@ -60,7 +69,7 @@ def _compile(schema: Any, query: str) -> CompiledPurchase | None:
     if validate(schema, document):  # invalid documents get Strawberry's own errors
         return None
     arguments: dict[str, Any] = {}
-    for argument in field.arguments:
+    for argument in field.arguments or ():  # graphql-core types the parsed tuples as Optional
         name, value = argument.name.value, argument.value
         if name not in _ARGUMENTS:
             return None
@@ -73,7 +82,7 @@ def _compile(schema: Any, query: str) -> CompiledPurchase | None:
         else:
             return None
     defaults: dict[str, Any] = {}
-    for definition in operation.variable_definitions:
+    for definition in operation.variable_definitions or ():
         if definition.default_value is not None:
             if not isinstance(definition.default_value, (IntValueNode, StringValueNode)):
                 return None
@@ -183,7 +192,7 @@ class PurchaseFastPath:
             return None
         except AppError:
             return None  # Strawberry raises the same error again, with the usual shape and code
-        except Exception:  # noqa: BLE001 - Strawberry answers (and masks) it; a purchase replays by its key
+        except Exception:  # Strawberry answers (and masks) it; a purchase replays by its key
             log.exception("purchase fast path failed; answering through the executor")
             return None
 
@@ -206,31 +215,26 @@ class PurchaseFastPath:
 
         headers = dict(scope.get("headers") or ())
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
-        if not authorization:
-            raise _Fallback()
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _Fallback()
-        resources = self.resources
-        caller = resources.verifier.verify(token.strip())
+        # The caller and the session as every request gets them; a refusal (no or bad token) is an AppError,
+        # which sends the request through Strawberry for its usual answer.
+        context = RequestContext(self.resources, None, authorization)
+        caller = context.require_user()
         sale_id = parse_id(argument("saleId", str), field="saleId")
         purchase_token, key = argument("token", str), argument("idempotencyKey", str)
         quantity = argument("quantity", int, 1)  # an explicit null also means the default, as in the schema
         if purchase_token is None or key is None:
             raise _Fallback()
-        sale = flash_sales.cached_sale_rules(sale_id)
-        if sale is None:
-            async with resources.session_factory() as session:
-                sale = await flash_sales.sale_rules(session, sale_id)
         forwarded = headers.get(b"x-forwarded-for")
         peer = scope.get("client")
-        result = await flash_sales.purchase(
-            resources.redis, resources.settings, resources.extras[INTERNAL_HTTP], caller=caller, sale=sale,
-            purchase_in=flash_sales.PurchaseIn(sale_id=sale.id, token=purchase_token, quantity=quantity,
-                                               idempotency_key=key),
-            client_ip=flash_sales.client_bucket_ip(forwarded.decode("latin-1") if forwarded else None,
-                                                   peer[0] if peer else None),
-            authorization=authorization)
+        try:
+            result = await flash_sales.purchase_in_sale(
+                context.session, context.redis, context.settings, self.resources.extras[INTERNAL_HTTP],
+                caller=caller, purchase_in=flash_sales.PurchaseIn(sale_id=sale_id, token=purchase_token,
+                                                                  quantity=quantity, idempotency_key=key),
+                forwarded_for=forwarded.decode("latin-1") if forwarded else None, peer=peer[0] if peer else None,
+                authorization=authorization)
+        finally:
+            await context.finish(commit=False)  # the purchase wrote nothing in Postgres
         order_id = str(result.order_id) if result.order_id else None
         payload: dict[str, Any] = {}
         for response_key, name in plan.fields:

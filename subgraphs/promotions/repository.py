@@ -1,78 +1,82 @@
 """Postgres SQL of flash sales: definitions and their lifecycle (the hot state is in Redis: flash_sale_store.py).
-Coupons keep their own SQL in coupons.py."""
+Coupons keep theirs in coupon_repository.py. Core statements over the tables of models.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, and_, bindparam, func, insert, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from subgraphs.promotions.models import SCHEMA, FlashSaleRecord, StockStatus
+from kernel.db import any_of, rowcount
+from subgraphs.promotions.models import FlashSaleRecord, StockStatus, flash_sales
 
-_COLUMNS = ("id, variant_id, product_id, sku, name, currency, regular_price, sale_price, starts_at, ends_at, "
-            "total_stock, per_user_limit, stock_status, sold_units, settled_at, created_at")
+_SALE_COLUMNS = (flash_sales.c.id, flash_sales.c.variant_id, flash_sales.c.product_id, flash_sales.c.sku,
+                 flash_sales.c.name, flash_sales.c.currency, flash_sales.c.regular_price, flash_sales.c.sale_price,
+                 flash_sales.c.starts_at, flash_sales.c.ends_at, flash_sales.c.total_stock,
+                 flash_sales.c.per_user_limit, flash_sales.c.stock_status, flash_sales.c.sold_units,
+                 flash_sales.c.settled_at, flash_sales.c.created_at)
 
 
 def _sale(row: Any) -> FlashSaleRecord:
     m = row._mapping
-    return FlashSaleRecord(**{**m, "currency": m["currency"].strip(),  # type: ignore[arg-type]
+    return FlashSaleRecord(**{**m, "currency": m["currency"].strip(),
                               "stock_status": StockStatus(m["stock_status"])})
 
 
 async def insert_sale(session: AsyncSession, values: dict[str, Any]) -> FlashSaleRecord:
-    columns = ", ".join(values)
-    params = ", ".join(f":{k}" for k in values)
-    row = (await session.execute(text(f"INSERT INTO {SCHEMA}.flash_sales ({columns}) VALUES ({params}) "
-                                      f"RETURNING {_COLUMNS}"), values)).first()
+    row = (await session.execute(insert(flash_sales).values(**values).returning(*_SALE_COLUMNS))).one()
     return _sale(row)
 
 
+# A purchase reads its sale's rules through this when they are not cached (flash_sales.sale_rules): built once.
+_SALE_BY_ID = select(*_SALE_COLUMNS).where(flash_sales.c.id == bindparam("id"))
+
+
 async def get_sale(session: AsyncSession, sale_id: int) -> FlashSaleRecord | None:
-    row = (await session.execute(text(f"SELECT {_COLUMNS} FROM {SCHEMA}.flash_sales WHERE id = :id"),
-                                 {"id": sale_id})).first()
+    row = (await session.execute(_SALE_BY_ID, {"id": sale_id})).first()
     return _sale(row) if row else None
 
 
 async def sales_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[FlashSaleRecord]:
-    rows = await session.execute(text(f"SELECT {_COLUMNS} FROM {SCHEMA}.flash_sales WHERE id = ANY(:ids)"),
-                                 {"ids": list(ids)})
+    rows = await session.execute(select(*_SALE_COLUMNS).where(any_of(flash_sales.c.id, ids, BigInteger)))
     return [_sale(r) for r in rows]
 
 
 async def list_sales(session: AsyncSession, *, active_at: datetime | None, active: bool | None,
                      limit: int) -> list[FlashSaleRecord]:
     """Newest first. active=True: in the window at `active_at`; False: outside it; None: all."""
-    where = ""
+    stmt = select(*_SALE_COLUMNS)
+    in_window = and_(flash_sales.c.starts_at <= active_at, flash_sales.c.ends_at > active_at)
     if active is True:
-        where = "WHERE starts_at <= :now AND ends_at > :now"
+        stmt = stmt.where(in_window)
     elif active is False:
-        where = "WHERE NOT (starts_at <= :now AND ends_at > :now)"
-    rows = await session.execute(text(f"SELECT {_COLUMNS} FROM {SCHEMA}.flash_sales {where} "
-                                      f"ORDER BY starts_at DESC, id DESC LIMIT :limit"),
-                                 {"now": active_at, "limit": limit})
+        stmt = stmt.where(not_(in_window))
+    rows = await session.execute(stmt.order_by(flash_sales.c.starts_at.desc(), flash_sales.c.id.desc()).limit(limit))
     return [_sale(r) for r in rows]
 
 
 async def set_stock_status(session: AsyncSession, sale_id: int, status: StockStatus) -> FlashSaleRecord | None:
     """Moves only out of PENDING: the first answer from inventory is final."""
-    row = (await session.execute(text(
-        f"UPDATE {SCHEMA}.flash_sales SET stock_status = :s WHERE id = :id AND stock_status = 'PENDING' "
-        f"RETURNING {_COLUMNS}"), {"id": sale_id, "s": status.value})).first()
+    row = (await session.execute(
+        update(flash_sales)
+        .where(flash_sales.c.id == sale_id, flash_sales.c.stock_status == StockStatus.PENDING.value)
+        .values(stock_status=status.value).returning(*_SALE_COLUMNS))).first()
     return _sale(row) if row else None
 
 
 async def held_sales_to_reconcile(session: AsyncSession, now: datetime) -> list[FlashSaleRecord]:
     """Sales whose Redis state may need work: held, and not settled yet."""
-    rows = await session.execute(text(
-        f"SELECT {_COLUMNS} FROM {SCHEMA}.flash_sales WHERE stock_status = 'HELD' AND settled_at IS NULL "
-        f"ORDER BY ends_at LIMIT 200"))
+    rows = await session.execute(
+        select(*_SALE_COLUMNS)
+        .where(flash_sales.c.stock_status == StockStatus.HELD.value, flash_sales.c.settled_at.is_(None))
+        .order_by(flash_sales.c.ends_at).limit(200))
     return [_sale(r) for r in rows]
 
 
 async def mark_settled(session: AsyncSession, sale_id: int, sold_units: int) -> bool:
-    result = await session.execute(text(
-        f"UPDATE {SCHEMA}.flash_sales SET settled_at = now(), sold_units = :sold "
-        f"WHERE id = :id AND settled_at IS NULL"), {"id": sale_id, "sold": sold_units})
-    return result.rowcount == 1
+    result = await session.execute(
+        update(flash_sales).where(flash_sales.c.id == sale_id, flash_sales.c.settled_at.is_(None))
+        .values(settled_at=func.now(), sold_units=sold_units))
+    return rowcount(result) == 1

@@ -52,5 +52,16 @@ class AddressNotFound(NotFound):
         super().__init__("Address not found")
 
 
-__all__ = ["AppError", "ErrorCode", "WeakPassword", "InvalidEmail", "EmailTaken", "InvalidCredentials",
-           "AccountLocked", "InvalidRefreshToken", "RefreshTokenReused", "UserNotFound", "AddressNotFound"]
+__all__ = [
+    "AccountLocked",
+    "AddressNotFound",
+    "AppError",
+    "EmailTaken",
+    "ErrorCode",
+    "InvalidCredentials",
+    "InvalidEmail",
+    "InvalidRefreshToken",
+    "RefreshTokenReused",
+    "UserNotFound",
+    "WeakPassword",
+]

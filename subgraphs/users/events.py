@@ -1,6 +1,15 @@
-"""Events of the users domain.
+"""The events the users domain emits (via the outbox, in service.py). Nothing consumes any yet."""
+from __future__ import annotations
 
-Emitted (via the outbox, in service.py): `user.registered` {user_id, email, first_name, last_name, roles}.
-Consumed: none yet.
-"""
-EMITTED = ("user.registered",)
+import dataclasses
+
+from kernel.events import EventPayload, Id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserRegistered(EventPayload, topic="user.registered"):
+    user_id: Id
+    email: str
+    first_name: str | None
+    last_name: str | None
+    roles: list[str]

@@ -3,13 +3,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, DateTime, ForeignKey, LargeBinary, String, Text, Uuid, func
-from sqlalchemy.orm import Mapped, mapped_column
-
-from kernel.db import domain_base
+from sqlalchemy import ARRAY, BigInteger, Boolean, DateTime, ForeignKey, LargeBinary, MetaData, String, Text, Uuid, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "users"
-Base = domain_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the `users` tables: they live in the domain's own Postgres schema."""
+    metadata = MetaData(schema=SCHEMA)
 
 
 class UserRow(Base):

@@ -1,14 +1,17 @@
-"""SQL for the users domain."""
+"""SQL for the users domain (the rule: kernel/db.py). The address book and the user row are written the ORM way
+(load the row, change its attributes, flush), here only; everything else is Core statements."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import rowcount
 from subgraphs.users.models import AddressRow, RefreshTokenRow, UserRow
 
 
@@ -42,6 +45,26 @@ async def get_address(session: AsyncSession, address_id: int) -> AddressRow | No
     return await session.get(AddressRow, address_id)
 
 
+async def insert_address(session: AsyncSession, values: dict[str, Any]) -> AddressRow:
+    row = AddressRow(**values)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def update_address(session: AsyncSession, row: AddressRow, values: dict[str, Any]) -> AddressRow:
+    """`values`: the columns to change on this (loaded) address."""
+    for column, value in values.items():
+        setattr(row, column, value)
+    await session.flush()
+    return row
+
+
+async def delete_address(session: AsyncSession, row: AddressRow) -> None:
+    await session.delete(row)
+    await session.flush()
+
+
 async def clear_default_flags(session: AsyncSession, user_id: int, *, shipping: bool, billing: bool) -> None:
     if shipping:
         await session.execute(update(AddressRow).where(AddressRow.user_id == user_id, AddressRow.is_default_shipping)
@@ -49,6 +72,15 @@ async def clear_default_flags(session: AsyncSession, user_id: int, *, shipping: 
     if billing:
         await session.execute(update(AddressRow).where(AddressRow.user_id == user_id, AddressRow.is_default_billing)
                               .values(is_default_billing=False))
+
+
+async def insert_refresh_token(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(RefreshTokenRow).values(**values))
+
+
+async def mark_refresh_token_used(session: AsyncSession, row: RefreshTokenRow, at: datetime) -> None:
+    row.used_at = at
+    await session.flush()
 
 
 async def get_refresh_token_for_update(session: AsyncSession, token_hash: bytes) -> RefreshTokenRow | None:
@@ -60,8 +92,17 @@ async def revoke_token_family(session: AsyncSession, family_id: uuid.UUID, at: d
     result = await session.execute(
         update(RefreshTokenRow).where(RefreshTokenRow.family_id == family_id, RefreshTokenRow.revoked_at.is_(None))
         .values(revoked_at=at))
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 async def touch_user(session: AsyncSession, user: UserRow) -> None:
     user.updated_at = (await session.execute(select(func.now()))).scalar_one()
+
+
+async def update_user(session: AsyncSession, user: UserRow, values: dict[str, Any]) -> UserRow:
+    """`values`: the columns to change on this (loaded, locked) user; updated_at moves too."""
+    for column, value in values.items():
+        setattr(user, column, value)
+    await touch_user(session, user)
+    await session.flush()
+    return user

@@ -1,7 +1,8 @@
 """Business rules of the users domain: accounts, credentials, sessions, roles, address book.
 
 Service functions take the session first and only flush; the caller (GraphQL edge or a worker) owns
-the transaction.
+the transaction. A change to a user queues the refresh of the subgraph's cached answers (cache.py) to run
+once that transaction has committed.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import hashlib
 import re
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,22 +20,33 @@ from email_validator import EmailNotValidError, validate_email
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.auth import TokenIssuer
+from kernel.address import PostalAddress, clean_address
+from kernel.auth import Principal, TokenIssuer
 from kernel.errors import BadUserInput, Forbidden
 from kernel.ids import next_id
 from kernel.outbox import add_event
 from kernel.settings import Settings
-from subgraphs.users import repository
-from subgraphs.users.errors import (AccountLocked, AddressNotFound, EmailTaken, InvalidCredentials, InvalidEmail,
-                                    InvalidRefreshToken, RefreshTokenReused, UserNotFound, WeakPassword)
-from subgraphs.users.models import SCHEMA, AddressRow, RefreshTokenRow, UserRow
+from kernel.uow import after_commit
+from subgraphs.users import cache, repository
+from subgraphs.users.errors import (
+    AccountLocked,
+    AddressNotFound,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    UserNotFound,
+    WeakPassword,
+)
+from subgraphs.users.events import UserRegistered
+from subgraphs.users.models import SCHEMA, AddressRow, UserRow
 
 ROLES = ("CUSTOMER", "SELLER", "ADMIN")
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 _DUMMY_HASH = _hasher.hash("not-a-real-password-used-for-timing")
 _COMMON_PASSWORDS = frozenset({"password", "password1", "password123", "1234567890", "qwertyuiop", "letmein123",
                                "iloveyou12", "admin12345", "welcome123", "passw0rd12", "abc1234567"})
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 # The lockout window starts at the first failure; works on Redis 6.2 (no EXPIRE NX there).
 _COUNT_FAILURE = """
 local n = redis.call('INCR', KEYS[1])
@@ -51,13 +63,8 @@ class AuthSession:
 
 
 @dataclasses.dataclass(frozen=True)
-class AddressIn:
-    line1: str
-    city: str
-    postal_code: str
-    country: str
-    line2: str | None = None
-    region: str | None = None
+class AddressIn(PostalAddress):
+    """A postal address (kernel/address.py) with the address book's default flags."""
     is_default_shipping: bool = False
     is_default_billing: bool = False
 
@@ -93,23 +100,36 @@ def _clean_name(value: str | None, field: str) -> str | None:
 
 
 def _check_address(address: AddressIn) -> AddressIn:
-    cleaned = dataclasses.replace(
-        address, line1=address.line1.strip(), city=address.city.strip(), postal_code=address.postal_code.strip(),
-        country=address.country.strip().upper(), line2=(address.line2 or "").strip() or None,
-        region=(address.region or "").strip() or None)
-    for field in ("line1", "city", "postal_code"):
-        value = getattr(cleaned, field)
-        if not value or len(value) > 200:
-            raise BadUserInput(f"'{field}' must be 1..200 characters", field=field)
-    if not _COUNTRY.match(cleaned.country):
-        raise BadUserInput("'country' must be an ISO 3166 alpha-2 code such as 'US'", field="country")
-    return cleaned
+    """The kernel's postal-address rules (the same as orders' shipping address); the flags pass through."""
+    cleaned = clean_address(address)
+    return AddressIn(**cleaned.as_dict(), is_default_shipping=address.is_default_shipping,
+                     is_default_billing=address.is_default_billing)
 
 
 # ---- accounts ---------------------------------------------------------------------------------------------
 
+def _refresh_cached_users(session: AsyncSession, redis: Redis) -> None:
+    """Cached `_entities` answers must not outlive a committed change to a user: refresh them after the commit
+    (nothing if the transaction rolls back)."""
+    after_commit(session, lambda: cache.invalidate(redis))
+
+
+def check_can_view_user(caller: Principal, user_id: int) -> None:
+    """A user's account is the user's own business, and an admin's."""
+    if caller.user_id != user_id:
+        caller.require_role("ADMIN")
+
+
+def check_can_view_address_book(caller: Principal, user_id: int) -> None:
+    if caller.user_id != user_id and not caller.has_role("ADMIN"):
+        raise Forbidden("Only the user or an admin can see this address book")
+
+
 async def register(session: AsyncSession, *, email: str, password: str, first_name: str | None,
-                   last_name: str | None, roles: tuple[str, ...] = ("CUSTOMER",)) -> UserRow:
+                   last_name: str | None, roles: tuple[str, ...] = ("CUSTOMER",),
+                   redis: Redis | None = None) -> UserRow:
+    """A new account. `redis`: the users subgraph's cache, refreshed once the account commits; None only
+    where no subgraph can have cached answers about it (test fixtures)."""
     email = normalize_email(email)
     check_password_strength(password)
     first_name, last_name = _clean_name(first_name, "firstName"), _clean_name(last_name, "lastName")
@@ -119,9 +139,10 @@ async def register(session: AsyncSession, *, email: str, password: str, first_na
         "last_name": last_name, "roles": list(roles)})
     if user is None:
         raise EmailTaken()
-    await add_event(session, SCHEMA, "user.registered", key=user.id, payload={
-        "user_id": str(user.id), "email": user.email, "first_name": user.first_name,
-        "last_name": user.last_name, "roles": user.roles})
+    await add_event(session, SCHEMA, UserRegistered(user_id=user.id, email=user.email, first_name=user.first_name,
+                                                    last_name=user.last_name, roles=list(user.roles)), key=user.id)
+    if redis is not None:
+        _refresh_cached_users(session, redis)
     return user
 
 
@@ -164,10 +185,10 @@ def _hash_refresh_token(token: str) -> bytes:
 async def start_session(session: AsyncSession, issuer: TokenIssuer, settings: Settings, user: UserRow, *,
                         family_id: uuid.UUID | None = None) -> AuthSession:
     refresh_token = secrets.token_urlsafe(32)
-    session.add(RefreshTokenRow(
-        id=next_id(), token_hash=_hash_refresh_token(refresh_token), family_id=family_id or uuid.uuid4(),
-        user_id=user.id, expires_at=datetime.now(timezone.utc) + timedelta(seconds=settings.refresh_token_ttl_seconds)))
-    await session.flush()
+    await repository.insert_refresh_token(session, {
+        "id": next_id(), "token_hash": _hash_refresh_token(refresh_token), "family_id": family_id or uuid.uuid4(),
+        "user_id": user.id,
+        "expires_at": datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_seconds)})
     return AuthSession(access_token=issuer.issue(user.id, user.roles), refresh_token=refresh_token,
                        expires_in=issuer.ttl_seconds, user=user)
 
@@ -180,14 +201,14 @@ async def rotate_refresh_token(session: AsyncSession, issuer: TokenIssuer, setti
     before reporting the error, or the revocation would be rolled back with the request.
     """
     row = await repository.get_refresh_token_for_update(session, _hash_refresh_token(refresh_token))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise InvalidRefreshToken()
     if row.used_at is not None:
         await repository.revoke_token_family(session, row.family_id, now)
         await session.flush()
         raise RefreshTokenReused()
-    row.used_at = now
+    await repository.mark_refresh_token_used(session, row, now)
     user = await repository.get_user(session, row.user_id)
     if user is None:
         raise InvalidRefreshToken()
@@ -199,7 +220,7 @@ async def logout(session: AsyncSession, refresh_token: str) -> bool:
     row = await repository.get_refresh_token_for_update(session, _hash_refresh_token(refresh_token))
     if row is None or row.revoked_at is not None:
         return False
-    return await repository.revoke_token_family(session, row.family_id, datetime.now(timezone.utc)) > 0
+    return await repository.revoke_token_family(session, row.family_id, datetime.now(UTC)) > 0
 
 
 async def get_user_or_raise(session: AsyncSession, user_id: int, *, for_update: bool = False) -> UserRow:
@@ -209,26 +230,28 @@ async def get_user_or_raise(session: AsyncSession, user_id: int, *, for_update: 
     return user
 
 
-async def update_profile(session: AsyncSession, user_id: int, *, first_name: str | None,
+async def update_profile(session: AsyncSession, redis: Redis, user_id: int, *, first_name: str | None,
                          last_name: str | None) -> UserRow:
     user = await get_user_or_raise(session, user_id, for_update=True)
+    changes = {}
     if first_name is not None:
-        user.first_name = _clean_name(first_name, "firstName")
+        changes["first_name"] = _clean_name(first_name, "firstName")
     if last_name is not None:
-        user.last_name = _clean_name(last_name, "lastName")
-    await repository.touch_user(session, user)
-    await session.flush()
+        changes["last_name"] = _clean_name(last_name, "lastName")
+    await repository.update_user(session, user, changes)
+    _refresh_cached_users(session, redis)
     return user
 
 
-async def grant_role(session: AsyncSession, user_id: int, role: str) -> UserRow:
+async def grant_role(session: AsyncSession, redis: Redis, *, caller: Principal, user_id: int, role: str) -> UserRow:
+    """ADMIN only. The role is in the user's next access token."""
+    caller.require_role("ADMIN")
     if role not in ROLES:
         raise BadUserInput(f"Unknown role '{role}'", field="role")
     user = await get_user_or_raise(session, user_id, for_update=True)
     if role not in user.roles:
-        user.roles = [*user.roles, role]
-        await repository.touch_user(session, user)
-        await session.flush()
+        await repository.update_user(session, user, {"roles": [*user.roles, role]})
+    _refresh_cached_users(session, redis)
     return user
 
 
@@ -243,12 +266,10 @@ async def add_address(session: AsyncSession, user_id: int, address_in: AddressIn
     shipping = address_in.is_default_shipping or not any(a.is_default_shipping for a in existing)
     billing = address_in.is_default_billing or not any(a.is_default_billing for a in existing)
     await repository.clear_default_flags(session, user_id, shipping=shipping, billing=billing)
-    row = AddressRow(id=next_id(), user_id=user_id, line1=address_in.line1, line2=address_in.line2,
-                     city=address_in.city, region=address_in.region, postal_code=address_in.postal_code,
-                     country=address_in.country, is_default_shipping=shipping, is_default_billing=billing)
-    session.add(row)
-    await session.flush()
-    return row
+    return await repository.insert_address(session, {
+        "id": next_id(), "user_id": user_id, "line1": address_in.line1, "line2": address_in.line2,
+        "city": address_in.city, "region": address_in.region, "postal_code": address_in.postal_code,
+        "country": address_in.country, "is_default_shipping": shipping, "is_default_billing": billing})
 
 
 async def _owned_address_or_raise(session: AsyncSession, user_id: int, address_id: int) -> AddressRow:
@@ -273,24 +294,20 @@ async def update_address(session: AsyncSession, user_id: int, address_id: int, a
     shipping = address_in.is_default_shipping and not row.is_default_shipping
     billing = address_in.is_default_billing and not row.is_default_billing
     await repository.clear_default_flags(session, user_id, shipping=shipping, billing=billing)
-    for field in ("line1", "line2", "city", "region", "postal_code", "country"):
-        setattr(row, field, getattr(address_in, field))
-    row.is_default_shipping = row.is_default_shipping or shipping
-    row.is_default_billing = row.is_default_billing or billing
-    await session.flush()
-    return row
+    return await repository.update_address(session, row, {
+        **address_in.as_dict(), "is_default_shipping": row.is_default_shipping or shipping,
+        "is_default_billing": row.is_default_billing or billing})
 
 
 async def delete_address(session: AsyncSession, user_id: int, address_id: int) -> bool:
     await get_user_or_raise(session, user_id, for_update=True)
     row = await _owned_address_or_raise(session, user_id, address_id)
     was_shipping, was_billing = row.is_default_shipping, row.is_default_billing
-    await session.delete(row)
-    await session.flush()
+    await repository.delete_address(session, row)
     remaining = await repository.addresses_by_user_ids(session, [user_id])
     if remaining and (was_shipping or was_billing):
         heir = remaining[0]  # the oldest remaining address inherits the default
-        heir.is_default_shipping = heir.is_default_shipping or was_shipping
-        heir.is_default_billing = heir.is_default_billing or was_billing
-        await session.flush()
+        await repository.update_address(session, heir, {
+            "is_default_shipping": heir.is_default_shipping or was_shipping,
+            "is_default_billing": heir.is_default_billing or was_billing})
     return True

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from subgraphs.cart.events import project_product_deleted
+from subgraphs.cart.consumers import project_product_deleted
+from subgraphs.catalog.events import ProductDeleted
 from tests.cart.conftest import next_id
 from tests.cart.test_schema import add
 
 
-async def checkout(cart_http, cart_id: str = "", token: str | None = None) -> tuple[int, Any]:  # noqa: ANN001
+async def checkout(cart_http, cart_id: str = "", token: str | None = None) -> tuple[int, Any]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     response = await cart_http.get("/internal/checkout", params={"cart_id": cart_id}, headers=headers)
     return response.status_code, response.json()
@@ -76,7 +77,8 @@ async def test_a_line_no_longer_sold_is_409_so_no_order_holds_a_deleted_variant(
     await add(cart_api, shoe["variant_id"], 1, token=token)
     await add(cart_api, sock["variant_id"], 1, token=token)
 
-    await project_product_deleted(redis, {"product_id": str(sock["product_id"]), "variant_ids": [str(sock["variant_id"])]})
+    await project_product_deleted(redis, ProductDeleted(product_id=sock["product_id"],
+                                                        variant_ids=[sock["variant_id"]]))
 
     status, body = await checkout(cart_http, "", token)
     assert (status, body["code"]) == (409, "CONFLICT")

@@ -12,8 +12,8 @@ import pytest
 
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
-from subgraphs.cart.events import take_ordered_items
-from tests.cart.conftest import ADD, MERGE, REMOVE, next_id
+from subgraphs.cart.consumers import take_ordered_items
+from tests.cart.conftest import ADD, MERGE, REMOVE, next_id, placed
 from tests.conftest import GraphQLClient
 from tests.orders.conftest import serve_locally
 from tests.promotions.coupon_support import create_coupon, promotions_app
@@ -27,9 +27,8 @@ CART = f"query($cartId: ID) {{ cart(cartId: $cartId) {{ {CART_FIELDS} }} }}"
 
 @pytest.fixture(scope="module")
 async def coupon_promotions(settings: Settings) -> AsyncIterator[tuple[str, GraphQLClient]]:
-    async with promotions_app(settings) as (app, api):
-        async with serve_locally(app) as url:
-            yield url, api
+    async with promotions_app(settings) as (app, api), serve_locally(app) as url:
+        yield url, api
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +59,7 @@ def coupon_cart(coupon_cart_http: httpx.AsyncClient) -> GraphQLClient:
 
 
 @pytest.fixture
-def coupon_admin(token_issuer) -> str:  # noqa: ANN001
+def coupon_admin(token_issuer) -> str:
     return token_issuer.issue(1, ["ADMIN"])
 
 
@@ -69,7 +68,7 @@ async def coupon(coupon_promotions: tuple[str, GraphQLClient], admin: str, **fie
 
 
 async def cart_with(api: GraphQLClient, make_variant, token: str | None, *, price: str = "19.99",
-                    quantity: int = 2) -> dict[str, Any]:  # noqa: ANN001
+                    quantity: int = 2) -> dict[str, Any]:
     variant = await make_variant(price=price)
     cart = (await api.ok(ADD, {"cartId": None, "variantId": variant["variant_id"], "quantity": quantity},
                          token))["addToCart"]
@@ -85,14 +84,14 @@ async def snapshot(http: httpx.AsyncClient, cart_id: str, token: str | None) -> 
 
 async def test_apply_shows_the_discount_and_checkout_hands_the_code_on(coupon_cart, coupon_cart_http,
                                                                        coupon_promotions, coupon_admin, make_variant,
-                                                                       token_for) -> None:  # noqa: ANN001
+                                                                       token_for) -> None:
     await coupon(coupon_promotions, coupon_admin, code="SAVE10", value="10")
     token = token_for(next_id())
     cart = await cart_with(coupon_cart, make_variant, token)   # 2 x 19.99 = 39.98
 
     applied = (await coupon_cart.ok(APPLY, {"code": " save10 "}, token))["applyCoupon"]
 
-    usd = lambda amount: {"amount": amount, "currency": "USD"}  # noqa: E731
+    usd = lambda amount: {"amount": amount, "currency": "USD"}
     assert applied["id"] == cart["id"]
     assert applied["coupon"] == {"code": "SAVE10", "applicable": True, "discount": usd("4.00")}
     assert (applied["subtotal"], applied["discount"], applied["total"]) == (usd("39.98"), usd("4.00"), usd("35.98"))
@@ -100,7 +99,7 @@ async def test_apply_shows_the_discount_and_checkout_hands_the_code_on(coupon_ca
     assert (await snapshot(coupon_cart_http, cart["id"], token))["coupon_code"] == "SAVE10"
 
 
-async def test_a_cart_without_coupon_shows_zero_discount(coupon_cart, make_variant, token_for) -> None:  # noqa: ANN001
+async def test_a_cart_without_coupon_shows_zero_discount(coupon_cart, make_variant, token_for) -> None:
     token = token_for(next_id())
     await cart_with(coupon_cart, make_variant, token, price="10.00", quantity=1)
 
@@ -110,7 +109,7 @@ async def test_a_cart_without_coupon_shows_zero_discount(coupon_cart, make_varia
 
 
 async def test_refusals_leave_the_cart_unchanged(coupon_cart, coupon_promotions, coupon_admin, make_variant,
-                                                 token_for, db_admin) -> None:  # noqa: ANN001
+                                                 token_for, db_admin) -> None:
     await coupon(coupon_promotions, coupon_admin, code="KEEP-ME", kind="FIXED", value="5")
     await coupon(coupon_promotions, coupon_admin, code="MIN-100", value="10", minSubtotal="100")
     await coupon(coupon_promotions, coupon_admin, code="GONE", value="10", usageLimit=1)
@@ -134,7 +133,7 @@ async def test_refusals_leave_the_cart_unchanged(coupon_cart, coupon_promotions,
 
 
 async def test_the_per_user_limit_is_checked_for_a_signed_in_caller(coupon_cart, coupon_promotions, coupon_admin,
-                                                                    make_variant, token_for, db_admin) -> None:  # noqa: ANN001
+                                                                    make_variant, token_for, db_admin) -> None:
     await coupon(coupon_promotions, coupon_admin, code="ONCE-ONLY", value="10", perUserLimit=1)
     user_id = next_id()
     await db_admin.execute(
@@ -148,7 +147,7 @@ async def test_the_per_user_limit_is_checked_for_a_signed_in_caller(coupon_cart,
 
 
 async def test_remove_coupon_and_removing_none_is_fine(coupon_cart, coupon_cart_http, coupon_promotions,
-                                                       coupon_admin, make_variant, token_for) -> None:  # noqa: ANN001
+                                                       coupon_admin, make_variant, token_for) -> None:
     await coupon(coupon_promotions, coupon_admin, code="BYE-BYE", value="10")
     token = token_for(next_id())
     cart = await cart_with(coupon_cart, make_variant, token)
@@ -163,7 +162,7 @@ async def test_remove_coupon_and_removing_none_is_fine(coupon_cart, coupon_cart_
 
 
 async def test_a_cart_that_no_longer_qualifies_shows_the_coupon_as_not_applicable(
-        coupon_cart, coupon_promotions, coupon_admin, make_variant, token_for) -> None:  # noqa: ANN001
+        coupon_cart, coupon_promotions, coupon_admin, make_variant, token_for) -> None:
     await coupon(coupon_promotions, coupon_admin, code="MIN-30", kind="FIXED", value="5", minSubtotal="30")
     token = token_for(next_id())
     cart = await cart_with(coupon_cart, make_variant, token)          # 39.98
@@ -184,7 +183,7 @@ async def test_a_cart_that_no_longer_qualifies_shows_the_coupon_as_not_applicabl
 
 
 async def test_access_rules_are_the_carts(coupon_cart, coupon_promotions, coupon_admin, make_variant,
-                                          token_for) -> None:  # noqa: ANN001
+                                          token_for) -> None:
     await coupon(coupon_promotions, coupon_admin, code="ACCESS", value="10")
     owner = token_for(next_id())
     cart = await cart_with(coupon_cart, make_variant, owner)
@@ -201,29 +200,27 @@ async def test_access_rules_are_the_carts(coupon_cart, coupon_promotions, coupon
 
 
 async def test_the_coupon_leaves_with_the_order_that_redeemed_it(coupon_cart, coupon_promotions, coupon_admin,
-                                                                 make_variant, token_for, redis, settings) -> None:  # noqa: ANN001
+                                                                 make_variant, token_for, redis, settings) -> None:
     await coupon(coupon_promotions, coupon_admin, code="ORDERED", value="10")
     token = token_for(next_id())
     cart = await cart_with(coupon_cart, make_variant, token)
     await coupon_cart.ok(APPLY, {"code": "ORDERED"}, token)
-    placed = {"order_id": str(next_id()), "cart_id": cart["id"], "coupon_code": "ORDERED",
-              "items": [{"variant_id": str(cart["variant_id"]), "quantity": 2}]}
+    order = placed(cart["id"], [(cart["variant_id"], 2)], coupon_code="ORDERED")
 
-    assert await take_ordered_items(redis, placed, ttl_seconds=settings.cart_ttl_seconds)
+    assert await take_ordered_items(redis, order, ttl_seconds=settings.cart_ttl_seconds)
     view = (await coupon_cart.ok(CART, {}, token))["cart"]
 
     assert view["coupon"] is None and view["items"] == []
 
 
 async def test_an_order_with_another_code_leaves_the_carts_coupon(coupon_cart, coupon_promotions, coupon_admin,
-                                                                  make_variant, token_for, redis, settings) -> None:  # noqa: ANN001
+                                                                  make_variant, token_for, redis, settings) -> None:
     await coupon(coupon_promotions, coupon_admin, code="STAYS", value="10")
     token = token_for(next_id())
     cart = await cart_with(coupon_cart, make_variant, token, quantity=3)
     await coupon_cart.ok(APPLY, {"code": "STAYS"}, token)
 
-    await take_ordered_items(redis, {"order_id": str(next_id()), "cart_id": cart["id"], "coupon_code": "OTHER",
-                                     "items": [{"variant_id": str(cart["variant_id"]), "quantity": 1}]},
+    await take_ordered_items(redis, placed(cart["id"], [(cart["variant_id"], 1)], coupon_code="OTHER"),
                              ttl_seconds=settings.cart_ttl_seconds)
 
     assert (await coupon_cart.ok(CART, {}, token))["cart"]["coupon"]["code"] == "STAYS"
@@ -231,7 +228,7 @@ async def test_an_order_with_another_code_leaves_the_carts_coupon(coupon_cart, c
 
 async def test_merging_a_guest_cart_brings_its_coupon_unless_the_user_has_one(coupon_cart, coupon_promotions,
                                                                               coupon_admin, make_variant,
-                                                                              token_for) -> None:  # noqa: ANN001
+                                                                              token_for) -> None:
     await coupon(coupon_promotions, coupon_admin, code="GUEST-CODE", value="10")
     await coupon(coupon_promotions, coupon_admin, code="USER-CODE", value="20")
     first_guest = await cart_with(coupon_cart, make_variant, None)

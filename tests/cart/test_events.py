@@ -4,20 +4,20 @@ The handler is called as the worker calls it (inside an inbox transaction); Kafk
 itself are the kernel's (tests/kernel)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
 from kernel.events import EventEnvelope
-from subgraphs.cart.events import consumer_specs
-from tests.cart.conftest import ADD, CART, product_payload, next_id
+from subgraphs.cart.consumers import consumer_specs
+from tests.cart.conftest import ADD, CART, next_id, order_placed, product_payload
 from tests.cart.test_schema import add, read
 
 
 @pytest.fixture
-def deliver(settings, service_engine, redis):  # noqa: ANN001, ANN201
+def deliver(settings, service_engine, redis):
     """Run one event through the cart-projections handler, in a committed transaction like the worker's."""
     (spec,) = consumer_specs(WorkerResources(settings=settings, session_factory=create_session_factory(service_engine),
                                              redis=redis))
@@ -32,7 +32,9 @@ def deliver(settings, service_engine, redis):  # noqa: ANN001, ANN201
 
 
 def test_one_consumer_spec_with_the_contracted_group_schema_and_topics(settings, redis) -> None:
-    specs = consumer_specs(WorkerResources(settings=settings, session_factory=None, redis=redis))  # type: ignore[arg-type]
+    resources = WorkerResources(settings=settings, session_factory=None,  # type: ignore[arg-type]  # no Postgres here
+                                redis=redis)
+    specs = consumer_specs(resources)
 
     assert [(s.name, s.schema, s.topics) for s in specs] == [("cart-projections", "cart", (
         "product.created", "product.updated", "product.deleted", "inventory.stock_changed", "order.placed"))]
@@ -78,7 +80,7 @@ async def test_a_variant_missing_from_an_update_is_gone(cart_api, make_variant, 
 
 async def test_an_older_snapshot_does_not_overwrite_a_newer_one(cart_api, make_variant, deliver) -> None:
     shoe = await make_variant()
-    now = datetime.now(timezone.utc) + timedelta(minutes=1)
+    now = datetime.now(UTC) + timedelta(minutes=1)
     newer = product_payload(shoe["product_id"], [(shoe["variant_id"], shoe["sku"], "30.00")], updated_at=now)
     older = product_payload(shoe["product_id"], [(shoe["variant_id"], shoe["sku"], "10.00")],
                             updated_at=now - timedelta(seconds=1))
@@ -109,13 +111,7 @@ async def test_order_placed_takes_the_ordered_quantities_out_of_the_cart_once(ca
     await add(cart_api, shoe["variant_id"], 3, token=token)
     await add(cart_api, sock["variant_id"], 2, token=token)
     cart = await add(cart_api, hat["variant_id"], 1, token=token)
-    placed = {"order_id": str(next_id()), "user_id": "1", "number": "NC-1", "cart_id": cart["id"],
-              "items": [{"variant_id": str(shoe["variant_id"]), "product_id": str(shoe["product_id"]),
-                         "sku": shoe["sku"], "name": "Trail Shoe", "quantity": 2, "unit_price": "19.99"},
-                        {"variant_id": str(sock["variant_id"]), "product_id": str(sock["product_id"]),
-                         "sku": sock["sku"], "name": "Trail Shoe", "quantity": 2, "unit_price": "19.99"}],
-              "subtotal": "79.96", "discount": "0.00", "total": "79.96", "currency": "USD",
-              "placed_at": datetime.now(timezone.utc).isoformat()}
+    placed = order_placed(cart["id"], [(shoe["variant_id"], 2), (sock["variant_id"], 2)])
 
     await deliver("order.placed", placed)
     await deliver("order.placed", placed)  # redelivered (inbox commit lost): applied once
@@ -125,7 +121,7 @@ async def test_order_placed_takes_the_ordered_quantities_out_of_the_cart_once(ca
 
 
 async def test_order_placed_for_an_unknown_cart_changes_nothing(cart_api, deliver) -> None:
-    await deliver("order.placed", {"order_id": str(next_id()), "cart_id": "y" * 22, "items": []})
-    await deliver("order.placed", {"order_id": str(next_id()), "cart_id": None, "items": []})
+    await deliver("order.placed", order_placed("y" * 22, []))
+    await deliver("order.placed", order_placed(None, []))
 
     assert await cart_api.error_code(CART, {"cartId": "y" * 22}) == "NOT_FOUND"

@@ -10,13 +10,13 @@ from subgraphs.cart import repository
 from tests.cart.conftest import ADD, CART, CLEAR, MERGE, REMOVE, UPDATE, next_id
 
 
-async def add(cart_api, variant_id: int, quantity: int = 1, *, cart_id: str | None = None,  # noqa: ANN001
+async def add(cart_api, variant_id: int, quantity: int = 1, *, cart_id: str | None = None,
               token: str | None = None) -> dict:
     data = await cart_api.ok(ADD, {"cartId": cart_id, "variantId": str(variant_id), "quantity": quantity}, token)
     return data["addToCart"]
 
 
-async def read(cart_api, cart_id: str | None = None, token: str | None = None) -> dict | None:  # noqa: ANN001
+async def read(cart_api, cart_id: str | None = None, token: str | None = None) -> dict | None:
     return (await cart_api.ok(CART, {"cartId": cart_id}, token))["cart"]
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from kernel.auth import Principal
 from subgraphs.cart import service
+from subgraphs.cart.consumers import project_product_deleted
 from subgraphs.cart.errors import CartFull, CartNotFound, OutOfStock, VariantNotFound
-from subgraphs.cart.events import project_product_deleted
+from subgraphs.catalog.events import ProductDeleted
 from tests.cart.conftest import next_id
 
 
@@ -17,7 +18,7 @@ def user() -> Principal:
 
 
 @pytest.fixture
-def small_carts(settings):  # noqa: ANN001, ANN201
+def small_carts(settings):
     return settings.model_copy(update={"cart_max_lines": 2})
 
 
@@ -34,7 +35,7 @@ async def test_line_cap_comes_from_settings(session, redis, small_carts, make_va
                                   variant_id=c["variant_id"], quantity=1)
 
     cart = await service.get_cart(redis, caller=caller, cart_id=None)
-    assert [l.variant_id for l in cart.lines] == [a["variant_id"], b["variant_id"]]
+    assert [line.variant_id for line in cart.lines] == [a["variant_id"], b["variant_id"]]
 
 
 async def test_merge_drops_lines_past_the_cap_and_lines_no_longer_sold(session, redis, settings, small_carts,
@@ -50,13 +51,13 @@ async def test_merge_drops_lines_past_the_cap_and_lines_no_longer_sold(session, 
     for variant in (empty, first, second):
         await service.add_to_cart(session, redis, settings, caller=None, cart_id=guest.id,
                                   variant_id=variant["variant_id"], quantity=1)
-    await project_product_deleted(redis, {"product_id": str(gone["product_id"]),
-                                          "variant_ids": [str(gone["variant_id"])]})
+    await project_product_deleted(redis, ProductDeleted(product_id=gone["product_id"],
+                                                        variant_ids=[gone["variant_id"]]))
     await redis.set(f"cart:stock:{empty['variant_id']}", 0)
 
     merged = await service.merge_cart(redis, small_carts, caller=caller, guest_cart_id=guest.id)
 
-    assert [l.variant_id for l in merged.lines] == [mine["variant_id"], first["variant_id"]]
+    assert [line.variant_id for line in merged.lines] == [mine["variant_id"], first["variant_id"]]
     with pytest.raises(CartNotFound):
         await service.get_cart(redis, caller=caller, cart_id=guest.id)
 

@@ -32,15 +32,16 @@ ORDER = """query($id: ID!) { order(id: $id) { id status total { amount } statusH
 CANCEL = "mutation($id: ID!) { cancelOrder(id: $id) { id status } }"
 STOCK = "query($id: ID!) { product(id: $id) { variants { id stock { available reserved inStock } } } }"
 MY_ORDERS = """query { me { orders(first: 50) { edges { node { id status } } totalCount } } }"""
-ORDER_STATUS = """subscription($id: ID!) { orderStatusChanged(orderId: $id) { orderId status previousStatus at reason } }"""
+ORDER_STATUS = """subscription($id: ID!) {
+  orderStatusChanged(orderId: $id) { orderId status previousStatus at reason } }"""
 
 ADDRESS = {"line1": "1 Test Street", "city": "Lisbon", "postalCode": "1000-001", "country": "PT"}
 FINAL = {"PAID", "CANCELLED", "REFUNDED", "DELIVERED"}
 
 
-async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(probe: Callable[[], Awaitable[Any]], *, within: float = 30.0, what: str = "condition") -> Any:
+    """Poll `probe` until it returns something truthy; fail after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = await probe()
         if result:
@@ -50,7 +51,7 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 30
         await asyncio.sleep(0.1)  # polling interval of the probe above, not a stand-in for a condition
 
 
-async def stocked_variant(router, admin: str, units: int, price: str = "25.00") -> tuple[str, str]:  # noqa: ANN001
+async def stocked_variant(router, admin: str, units: int, price: str = "25.00") -> tuple[str, str]:
     """A new product with one variant holding `units` in a new warehouse, visible to inventory and to the
     cart's projections (both fed by events): returns (product_id, variant_id)."""
     category = (await router.ok(CREATE_CATEGORY, {"input": {"name": f"E2E {uuid.uuid4().hex[:6]}"}},
@@ -83,7 +84,7 @@ async def stocked_variant(router, admin: str, units: int, price: str = "25.00") 
     return product["id"], variant_id
 
 
-async def wait_for_cart_projection(router, variant_id: str, units: int) -> None:  # noqa: ANN001
+async def wait_for_cart_projection(router, variant_id: str, units: int) -> None:
     """The cart learns prices and availability from events: a guest cart probe for `units` units succeeds
     once both projections have arrived (a refused add creates and changes nothing)."""
     async def accepted() -> bool:
@@ -96,21 +97,21 @@ async def wait_for_cart_projection(router, variant_id: str, units: int) -> None:
     await eventually(accepted, what="the cart's catalog and stock projections")
 
 
-async def place_order(router, token: str, token_name: str = "tok_visa", key: str | None = None) -> dict:  # noqa: ANN001
+async def place_order(router, token: str, token_name: str = "tok_visa", key: str | None = None) -> dict:
     return (await router.ok(PLACE_ORDER, {"input": {
         "shippingAddress": ADDRESS, "paymentMethod": {"provider": "simulated", "token": token_name},
         "idempotencyKey": key or uuid.uuid4().hex}}, token))["placeOrder"]
 
 
-async def wait_for_status(router, token: str, order_id: str, statuses: set[str], timeout: float = 30) -> dict:  # noqa: ANN001
+async def wait_for_status(router, token: str, order_id: str, statuses: set[str], within: float = 30) -> dict:
     async def reached() -> dict | None:
         order = (await router.ok(ORDER, {"id": order_id}, token))["order"]
         return order if order["status"] in statuses else None
 
-    return await eventually(reached, timeout=timeout, what=f"order {order_id} to reach {statuses}")
+    return await eventually(reached, within=within, what=f"order {order_id} to reach {statuses}")
 
 
-async def wait_all_final(db_admin: asyncpg.Pool, order_ids: list[str], timeout: float = 120) -> None:
+async def wait_all_final(db_admin: asyncpg.Pool, order_ids: list[str], within: float = 120) -> None:
     """One query for many orders (polling each through the router would be the load, not the test)."""
     ids = [int(i) for i in order_ids]
 
@@ -120,14 +121,14 @@ async def wait_all_final(db_admin: asyncpg.Pool, order_ids: list[str], timeout: 
             ids, sorted(FINAL))
         return settled == len(ids)
 
-    await eventually(all_final, timeout=timeout, what=f"{len(ids)} orders to settle")
+    await eventually(all_final, within=within, what=f"{len(ids)} orders to settle")
 
 
-async def stock_of(router, token: str, product_id: str) -> dict:  # noqa: ANN001
+async def stock_of(router, token: str, product_id: str) -> dict:
     return (await router.ok(STOCK, {"id": product_id}, token))["product"]["variants"][0]["stock"]
 
 
-async def ws_subscribe(url: str, token: str, order_id: str):  # noqa: ANN201
+async def ws_subscribe(url: str, token: str, order_id: str):
     ws = await websockets.connect(url.replace("http://", "ws://"), subprotocols=["graphql-transport-ws"])
     await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
@@ -136,9 +137,9 @@ async def ws_subscribe(url: str, token: str, order_id: str):  # noqa: ANN201
     return ws
 
 
-async def ws_statuses_until(ws, final: str, timeout: float = 30) -> list[dict]:  # noqa: ANN001
+async def ws_statuses_until(ws, final: str, within: float = 30) -> list[dict]:
     events: list[dict] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not events or events[-1]["status"] != final:
         message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
         assert message["type"] == "next", message
@@ -147,7 +148,7 @@ async def ws_statuses_until(ws, final: str, timeout: float = 30) -> list[dict]: 
     return events
 
 
-async def test_browse_add_to_cart_place_order_and_watch_it_get_paid(router, platform, make_user) -> None:  # noqa: ANN001
+async def test_browse_add_to_cart_place_order_and_watch_it_get_paid(router, platform, make_user) -> None:
     # Given a product with 10 units, visible in the browse listing with its stock
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 10, price="12.50")
@@ -179,17 +180,17 @@ async def test_browse_add_to_cart_place_order_and_watch_it_get_paid(router, plat
     await eventually(lambda: _cart_empty(router, customer), what="the cart to drop ordered lines")
 
 
-async def _stock_is(router, token: str, product_id: str, *, available: int, reserved: int) -> bool:  # noqa: ANN001
+async def _stock_is(router, token: str, product_id: str, *, available: int, reserved: int) -> bool:
     stock = await stock_of(router, token, product_id)
     return stock["available"] == available and stock["reserved"] == reserved
 
 
-async def _cart_empty(router, token: str) -> bool:  # noqa: ANN001
+async def _cart_empty(router, token: str) -> bool:
     cart = (await router.ok(CART, {"cartId": None}, token))["cart"]
     return cart is None or cart["itemCount"] == 0
 
 
-async def test_declined_card_cancels_and_returns_the_stock(router, make_user) -> None:  # noqa: ANN001
+async def test_declined_card_cancels_and_returns_the_stock(router, make_user) -> None:
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 5)
     _, customer = await make_user()
@@ -203,7 +204,7 @@ async def test_declined_card_cancels_and_returns_the_stock(router, make_user) ->
     await eventually(lambda: _stock_is(router, admin, product_id, available=5, reserved=0), what="stock release")
 
 
-async def test_unanswered_payment_times_out_and_returns_the_stock(router, make_user) -> None:  # noqa: ANN001
+async def test_unanswered_payment_times_out_and_returns_the_stock(router, make_user) -> None:
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 5)
     _, customer = await make_user()
@@ -213,12 +214,12 @@ async def test_unanswered_payment_times_out_and_returns_the_stock(router, make_u
 
     await wait_for_status(router, customer, order["id"], {"AWAITING_PAYMENT"})
     assert await _stock_is(router, admin, product_id, available=4, reserved=1)
-    cancelled = await wait_for_status(router, customer, order["id"], {"CANCELLED"}, timeout=60)
+    cancelled = await wait_for_status(router, customer, order["id"], {"CANCELLED"}, within=60)
     assert cancelled["statusHistory"][-1]["reason"] == "PAYMENT_TIMEOUT"
     await eventually(lambda: _stock_is(router, admin, product_id, available=5, reserved=0), what="stock release")
 
 
-async def test_stock_short_at_reservation_cancels_with_out_of_stock(router, make_user) -> None:  # noqa: ANN001
+async def test_stock_short_at_reservation_cancels_with_out_of_stock(router, make_user) -> None:
     # Given one unit, and two shoppers who each put it in their cart (the cart checks, it does not hold)
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 1)
@@ -228,7 +229,7 @@ async def test_stock_short_at_reservation_cancels_with_out_of_stock(router, make
 
     orders = [await place_order(router, token) for token in shoppers]
 
-    finals = [await wait_for_status(router, token, o["id"], FINAL) for token, o in zip(shoppers, orders)]
+    finals = [await wait_for_status(router, token, o["id"], FINAL) for token, o in zip(shoppers, orders, strict=True)]
     assert sorted(f["status"] for f in finals) == ["CANCELLED", "PAID"]
     loser = next(f for f in finals if f["status"] == "CANCELLED")
     assert loser["statusHistory"][-1]["reason"] == "OUT_OF_STOCK"
@@ -236,7 +237,7 @@ async def test_stock_short_at_reservation_cancels_with_out_of_stock(router, make
     await eventually(lambda: _stock_is(router, admin, product_id, available=0, reserved=0), what="stock commit")
 
 
-async def test_concurrent_replays_of_one_idempotency_key_create_one_order(router, make_user) -> None:  # noqa: ANN001
+async def test_concurrent_replays_of_one_idempotency_key_create_one_order(router, make_user) -> None:
     _, admin = await make_user("ADMIN")
     _, variant_id = await stocked_variant(router, admin, 5)
     _, customer = await make_user()
@@ -253,7 +254,7 @@ async def test_concurrent_replays_of_one_idempotency_key_create_one_order(router
     assert orders["totalCount"] == 1
 
 
-async def test_200_buyers_for_50_units_exactly_50_paid_and_stock_never_negative(router, platform, make_user,  # noqa: ANN001
+async def test_200_buyers_for_50_units_exactly_50_paid_and_stock_never_negative(router, platform, make_user,
                                                                                   token_issuer, db_admin) -> None:
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 50)
@@ -276,7 +277,8 @@ async def test_200_buyers_for_50_units_exactly_50_paid_and_stock_never_negative(
     try:
         orders = await asyncio.gather(*(place_order(router, t) for t in buyers))
         await wait_all_final(db_admin, [o["id"] for o in orders])
-        finals = await asyncio.gather(*(wait_for_status(router, t, o["id"], FINAL) for t, o in zip(buyers, orders)))
+        finals = await asyncio.gather(*(wait_for_status(router, t, o["id"], FINAL)
+                                        for t, o in zip(buyers, orders, strict=True)))
     finally:
         done.set()
         await watcher
@@ -288,7 +290,7 @@ async def test_200_buyers_for_50_units_exactly_50_paid_and_stock_never_negative(
     assert lowest_seen and min(lowest_seen) >= 0
 
 
-async def test_killing_the_worker_mid_saga_loses_and_repeats_nothing(router, platform, make_user, token_issuer,  # noqa: ANN001
+async def test_killing_the_worker_mid_saga_loses_and_repeats_nothing(router, platform, make_user, token_issuer,
                                                                      db_admin) -> None:
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 100)
@@ -305,7 +307,8 @@ async def test_killing_the_worker_mid_saga_loses_and_repeats_nothing(router, pla
         platform.restart(worker, health_url)
 
     await wait_all_final(db_admin, [o["id"] for o in orders])
-    finals = await asyncio.gather(*(wait_for_status(router, t, o["id"], FINAL) for t, o in zip(buyers, orders)))
+    finals = await asyncio.gather(*(wait_for_status(router, t, o["id"], FINAL)
+                                    for t, o in zip(buyers, orders, strict=True)))
     assert [f["status"] for f in finals] == ["PAID"] * 30, f"{in_flight} orders were in flight at the kill"
     for final in finals:  # each transition happened once
         history = [h["status"] for h in final["statusHistory"]]
@@ -318,7 +321,7 @@ async def test_killing_the_worker_mid_saga_loses_and_repeats_nothing(router, pla
     await eventually(lambda: _stock_is(router, admin, product_id, available=40, reserved=0), what="commits")
 
 
-async def test_cancel_a_paid_order_refunds_it_and_restocks(router, make_user) -> None:  # noqa: ANN001
+async def test_cancel_a_paid_order_refunds_it_and_restocks(router, make_user) -> None:
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 4)
     _, customer = await make_user()
@@ -335,7 +338,7 @@ async def test_cancel_a_paid_order_refunds_it_and_restocks(router, make_user) ->
     assert await router.error_code(CANCEL, {"id": order["id"]}, customer) == "CONFLICT"
 
 
-async def test_other_users_get_forbidden_for_orders_carts_and_status_streams(router, platform, make_user) -> None:  # noqa: ANN001
+async def test_other_users_get_forbidden_for_orders_carts_and_status_streams(router, platform, make_user) -> None:
     _, admin = await make_user("ADMIN")
     _, variant_id = await stocked_variant(router, admin, 5)
     _, owner = await make_user()
@@ -346,7 +349,8 @@ async def test_other_users_get_forbidden_for_orders_carts_and_status_streams(rou
     assert await router.error_code(ORDER, {"id": order["id"]}, stranger) == "FORBIDDEN"
     assert await router.error_code(CANCEL, {"id": order["id"]}, stranger) == "FORBIDDEN"
     assert await router.error_code(CART, {"cartId": cart["id"]}, stranger) == "FORBIDDEN"
-    assert await router.error_code(ADD_TO_CART, {"cartId": cart["id"], "v": variant_id, "q": 1}, stranger) == "FORBIDDEN"
+    someone_elses = {"cartId": cart["id"], "v": variant_id, "q": 1}
+    assert await router.error_code(ADD_TO_CART, someone_elses, stranger) == "FORBIDDEN"
     assert (await router.ok(ORDER, {"id": order["id"]}, admin))["order"]["id"] == order["id"]  # ADMIN may
 
     ws = await ws_subscribe(platform.router_url, stranger, order["id"])
@@ -358,17 +362,18 @@ async def test_other_users_get_forbidden_for_orders_carts_and_status_streams(rou
         [e["extensions"]["code"] for e in message["payload"]]
     assert codes == ["FORBIDDEN"], message
 
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream("POST", platform.router_url, json={"query": ORDER_STATUS, "variables": {"id": order["id"]}},
-                               headers={"accept": "text/event-stream", "authorization": f"Bearer {stranger}"}) as sse:
-            async for line in sse.aiter_lines():
-                if line.startswith("data:") and line[5:].strip():
-                    payload = json.loads(line[5:])
-                    assert payload["errors"][0]["extensions"]["code"] == "FORBIDDEN", payload
-                    break
+    async with (httpx.AsyncClient(timeout=30) as http,
+                http.stream("POST", platform.router_url,
+                            json={"query": ORDER_STATUS, "variables": {"id": order["id"]}},
+                            headers={"accept": "text/event-stream", "authorization": f"Bearer {stranger}"}) as sse):
+        async for line in sse.aiter_lines():
+            if line.startswith("data:") and line[5:].strip():
+                payload = json.loads(line[5:])
+                assert payload["errors"][0]["extensions"]["code"] == "FORBIDDEN", payload
+                break
 
 
-async def test_order_status_streams_over_sse_to_the_owner(router, platform, make_user) -> None:  # noqa: ANN001
+async def test_order_status_streams_over_sse_to_the_owner(router, platform, make_user) -> None:
     _, admin = await make_user("ADMIN")
     _, variant_id = await stocked_variant(router, admin, 5)
     _, customer = await make_user()
@@ -376,30 +381,33 @@ async def test_order_status_streams_over_sse_to_the_owner(router, platform, make
     order = await place_order(router, customer)
 
     seen: list[str] = []
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream("POST", platform.router_url, json={"query": ORDER_STATUS, "variables": {"id": order["id"]}},
-                               headers={"accept": "text/event-stream", "authorization": f"Bearer {customer}"}) as sse:
-            assert sse.headers["content-type"].startswith("text/event-stream")
-            async for line in sse.aiter_lines():
-                if line.startswith("data:") and line[5:].strip():
-                    payload = json.loads(line[5:])
-                    assert not payload.get("errors"), payload
-                    seen.append(payload["data"]["orderStatusChanged"]["status"])
-                    if seen[-1] == "PAID":
-                        break
+    async with (httpx.AsyncClient(timeout=30) as http,
+                http.stream("POST", platform.router_url,
+                            json={"query": ORDER_STATUS, "variables": {"id": order["id"]}},
+                            headers={"accept": "text/event-stream", "authorization": f"Bearer {customer}"}) as sse):
+        assert sse.headers["content-type"].startswith("text/event-stream")
+        async for line in sse.aiter_lines():
+            if line.startswith("data:") and line[5:].strip():
+                payload = json.loads(line[5:])
+                assert not payload.get("errors"), payload
+                seen.append(payload["data"]["orderStatusChanged"]["status"])
+                if seen[-1] == "PAID":
+                    break
     assert seen[-2:] == ["AWAITING_PAYMENT", "PAID"]
 
 
-async def test_bad_cart_and_order_input_gets_codes_and_changes_nothing(router, make_user) -> None:  # noqa: ANN001
+async def test_bad_cart_and_order_input_gets_codes_and_changes_nothing(router, make_user) -> None:
     _, admin = await make_user("ADMIN")
     _, variant_id = await stocked_variant(router, admin, 3)
     _, customer = await make_user()
 
     assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 0}, customer) == "BAD_USER_INPUT"
-    assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 101}, customer) == "BAD_USER_INPUT"
+    too_many = {"cartId": None, "v": variant_id, "q": 101}
+    assert await router.error_code(ADD_TO_CART, too_many, customer) == "BAD_USER_INPUT"
     assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 4}, customer) == "OUT_OF_STOCK"
     assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": "999999999", "q": 1}, customer) == "NOT_FOUND"
-    assert await router.error_code(ADD_TO_CART, {"cartId": None, "v": "not-an-id", "q": 1}, customer) == "BAD_USER_INPUT"
+    not_an_id = {"cartId": None, "v": "not-an-id", "q": 1}
+    assert await router.error_code(ADD_TO_CART, not_an_id, customer) == "BAD_USER_INPUT"
     assert await _cart_empty(router, customer)  # refused adds created and changed nothing
     # placing an order without a cart, from an empty cart, or with a bad payment method, is refused
     valid = {"shippingAddress": ADDRESS, "paymentMethod": {"provider": "simulated", "token": "tok_visa"}}
@@ -424,7 +432,7 @@ async def test_bad_cart_and_order_input_gets_codes_and_changes_nothing(router, m
     assert orders["totalCount"] == 0
 
 
-async def test_a_guest_cart_read_through_the_router_is_never_stale(router, platform, make_user) -> None:  # noqa: ANN001
+async def test_a_guest_cart_read_through_the_router_is_never_stale(router, platform, make_user) -> None:
     # Anonymous queries are cached by the router for a second, but a guest cart is one shopper's live state.
     _, admin = await make_user("ADMIN")
     _, variant_id = await stocked_variant(router, admin, 50)
@@ -433,6 +441,7 @@ async def test_a_guest_cart_read_through_the_router_is_never_stale(router, platf
         # A new connection per read: the gateway's workers each keep their own cache, and a mutation evicts
         # entries only in the worker that served it.
         async with httpx.AsyncClient(timeout=30) as fresh:
-            body = (await fresh.post(platform.router_url, json={"query": CART, "variables": {"cartId": cart_id}})).json()
+            body = (await fresh.post(platform.router_url,
+                                     json={"query": CART, "variables": {"cartId": cart_id}})).json()
         assert body["data"]["cart"]["itemCount"] == expected, body
         await router.ok(ADD_TO_CART, {"cartId": cart_id, "v": variant_id, "q": 1})

@@ -10,7 +10,8 @@ from tests.e2e.test_commerce import ADD_TO_CART, ADDRESS, CANCEL, ORDER, eventua
 CREATE_COUPON = """mutation($input: CreateCouponInput!) { createCoupon(input: $input) {
   code kind value usageLimit perUserLimit timesRedeemed remaining } }"""
 COUPON = "query($code: String!) { coupon(code: $code) { code timesRedeemed remaining } }"
-CART_FIELDS = "id subtotal { amount } discount { amount } total { amount } coupon { code applicable discount { amount } }"
+CART_FIELDS = ("id subtotal { amount } discount { amount } total { amount } "
+               "coupon { code applicable discount { amount } }")
 APPLY = f"mutation($code: String!) {{ applyCoupon(code: $code) {{ {CART_FIELDS} }} }}"
 CART = f"query {{ cart {{ {CART_FIELDS} }} }}"
 PLACE_ORDER = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
@@ -22,7 +23,7 @@ def place_input() -> dict:
             "idempotencyKey": uuid.uuid4().hex}
 
 
-async def test_a_coupon_from_creation_to_a_paid_discounted_order_and_back(router, make_user) -> None:  # noqa: ANN001
+async def test_a_coupon_from_creation_to_a_paid_discounted_order_and_back(router, make_user) -> None:
     # Given an admin's one-use 20% coupon and a product at 25.00
     _, admin = await make_user("ADMIN")
     _, ada = await make_user()

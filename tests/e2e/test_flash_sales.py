@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -32,7 +32,7 @@ async def test_flash_sale_sells_exactly_its_stock_and_settles_with_inventory(
     # slow machine before the buying starts)
     _, admin = await make_user("ADMIN")
     product_id, variant_id = await stocked_variant(router, admin, 20, price="40.00")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sale_input = {"variantId": variant_id, "salePrice": "10.00", "stock": 10, "perUserLimit": 2,
                   "startsAt": (now - timedelta(seconds=1)).isoformat(),
                   "endsAt": (now + timedelta(seconds=35)).isoformat()}
@@ -79,7 +79,7 @@ async def test_flash_sale_sells_exactly_its_stock_and_settles_with_inventory(
     assert statuses["SUCCESS"] == 10 and set(statuses) <= {"SUCCESS", "SOLD_OUT", "LIMIT_EXCEEDED"}, statuses
     winners: Counter[int] = Counter()
     orders: dict[str, tuple[int, str]] = {}
-    for (user_id, token), result in zip(jobs, results):
+    for (user_id, token), result in zip(jobs, results, strict=True):
         if result["status"] == "SUCCESS":
             winners[user_id] += 1
             assert result["order"]["status"] == "AWAITING_PAYMENT" and result["order"]["total"]["amount"] == "10.00"
@@ -100,7 +100,7 @@ async def test_flash_sale_sells_exactly_its_stock_and_settles_with_inventory(
     async def units_returned() -> bool:
         return (await router.ok(SALE, {"id": sale_id}))["flashSale"]["remainingStock"] == 9
 
-    await eventually(units_returned, timeout=60, what="unpaid orders to return their units")
+    await eventually(units_returned, within=60, what="unpaid orders to return their units")
     cancelled = await db_admin.fetchval("SELECT count(*) FROM orders.orders WHERE flash_sale_id = $1 "
                                         "AND status = 'CANCELLED' AND cancellation_reason = 'PAYMENT_TIMEOUT'",
                                         int(sale_id))
@@ -111,7 +111,7 @@ async def test_flash_sale_sells_exactly_its_stock_and_settles_with_inventory(
         stock = (await router.ok(STOCK, {"id": product_id}, admin))["product"]["variants"][0]["stock"]
         return stock if stock["reserved"] == 0 else None
 
-    stock = await eventually(settled, timeout=60, what="the sale to settle with inventory")
+    stock = await eventually(settled, within=60, what="the sale to settle with inventory")
     assert stock["available"] == 19
     assert await db_admin.fetchval("SELECT sold_units FROM promotions.flash_sales WHERE id = $1", int(sale_id)) == 1
     assert (await router.ok(SALE, {"id": sale_id}))["flashSale"]["status"] == "ENDED"

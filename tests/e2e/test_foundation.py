@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer
 
 from kernel.events import EventEnvelope
 
-REGISTER = """mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id email } } }"""
+REGISTER = """mutation($input: RegisterInput!) {
+  register(input: $input) { accessToken refreshToken user { id email } } }"""
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken expiresIn } }"
 CREATE_CATEGORY = "mutation($input: CreateCategoryInput!) { createCategory(input: $input) { id slug } }"
 CREATE_PRODUCT = """mutation($input: CreateProductInput!) { createProduct(input: $input) {
@@ -35,7 +36,7 @@ def assert_no_leak(body: dict) -> None:
     assert not any(marker in text for marker in LEAK_MARKERS), text
 
 
-async def test_register_login_me_through_the_router(router) -> None:  # noqa: ANN001
+async def test_register_login_me_through_the_router(router) -> None:
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
     registered = (await router.ok(REGISTER, {"input": {"email": email, "password": "e2e-password-42",
                                                        "firstName": "Eve", "lastName": "Two"}}))["register"]
@@ -44,7 +45,7 @@ async def test_register_login_me_through_the_router(router) -> None:  # noqa: AN
     assert me == {"id": registered["user"]["id"], "email": email, "firstName": "Eve", "roles": ["CUSTOMER"]}
 
 
-async def test_admin_product_appears_with_seller_and_event_reaches_kafka(router, make_user, settings) -> None:  # noqa: ANN001
+async def test_admin_product_appears_with_seller_and_event_reaches_kafka(router, make_user, settings) -> None:
     admin_id, admin = await make_user("ADMIN", email="admin-e2e@example.com")
     consumer = AIOKafkaConsumer("product.created", bootstrap_servers=settings.kafka_bootstrap_servers,
                                 group_id=f"e2e-{uuid.uuid4().hex}", auto_offset_reset="earliest")
@@ -74,7 +75,7 @@ async def test_admin_product_appears_with_seller_and_event_reaches_kafka(router,
         await consumer.stop()
 
 
-async def test_refresh_rotation_replay_and_lockout_through_the_router(router) -> None:  # noqa: ANN001
+async def test_refresh_rotation_replay_and_lockout_through_the_router(router) -> None:
     email = f"rot-{uuid.uuid4().hex[:8]}@example.com"
     first = (await router.ok(REGISTER, {"input": {"email": email, "password": "rotation-pass-9"}}))["register"]
     refresh = "mutation($t: String!) { refreshToken(refreshToken: $t) { refreshToken } }"
@@ -86,7 +87,7 @@ async def test_refresh_rotation_replay_and_lockout_through_the_router(router) ->
     assert await router.error_code(LOGIN, {"e": email, "p": "rotation-pass-9"}) == "RATE_LIMITED"
 
 
-async def test_bad_input_gets_stable_codes_and_writes_nothing(router, make_user, token_issuer, db_admin) -> None:  # noqa: ANN001
+async def test_bad_input_gets_stable_codes_and_writes_nothing(router, make_user, token_issuer, db_admin) -> None:
     _, admin = await make_user("ADMIN")
     customer_id, customer = await make_user("CUSTOMER")
     category = (await router.ok(CREATE_CATEGORY, {"input": {"name": "Bad Input"}}, token=admin))["createCategory"]
@@ -123,7 +124,7 @@ async def test_bad_input_gets_stable_codes_and_writes_nothing(router, make_user,
     assert await db_admin.fetchval("SELECT count(*) FROM catalog.products") == products_before
 
 
-async def test_graphiql_persisted_queries_and_correlation_id(router, platform) -> None:  # noqa: ANN001
+async def test_graphiql_persisted_queries_and_correlation_id(router, platform) -> None:
     async with httpx.AsyncClient() as http:
         page = await http.get(platform.router_url, headers={"accept": "text/html"})
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -144,13 +145,13 @@ async def test_graphiql_persisted_queries_and_correlation_id(router, platform) -
         assert traced.status_code == 200 and traced.headers["x-request-id"] == "trace-me-123"
 
 
-def platform_router_dir():  # noqa: ANN201
+def platform_router_dir():
     from nexuscart.launcher import ROUTER_DIR
     return ROUTER_DIR
 
 
 @pytest.mark.parametrize("path", ["/health", "/metrics"])
-async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> None:  # noqa: ANN001
+async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> None:
     async with httpx.AsyncClient() as http:
         for name in platform.config.subgraph_ports:
             response = await http.get(platform.subgraph_url(name).replace("/graphql", path))
@@ -161,7 +162,7 @@ async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> 
         assert router.status_code == 200, router.text
 
 
-async def test_router_response_cache_is_anonymous_only_and_bounded_by_its_ttl(router, make_user) -> None:  # noqa: ANN001
+async def test_router_response_cache_is_anonymous_only_and_bounded_by_its_ttl(router, make_user) -> None:
     import time
     alice_id, alice = await make_user()
     bob_id, bob = await make_user()
@@ -174,11 +175,13 @@ async def test_router_response_cache_is_anonymous_only_and_bounded_by_its_ttl(ro
     category = (await router.ok(CREATE_CATEGORY, {"input": {"name": "Cache TTL"}}, token=admin))["createCategory"]
     sku = f"TTL-{uuid.uuid4().hex[:8]}"
     product = (await router.ok(CREATE_PRODUCT, product_input(category["id"], sku), token=admin))["createProduct"]
-    query = 'query($slug: String!) { products(filter: {categorySlug: $slug}) { edges { node { variants { price { amount } } } } } }'
-    price = lambda data: data["products"]["edges"][0]["node"]["variants"][0]["price"]["amount"]  # noqa: E731
+    query = ('query($slug: String!) { products(filter: {categorySlug: $slug}) '
+             '{ edges { node { variants { price { amount } } } } } }')
+    price = lambda data: data["products"]["edges"][0]["node"]["variants"][0]["price"]["amount"]
     assert price(await router.ok(query, {"slug": category["slug"]})) == "19.99"  # anonymous: now cached
 
-    update = 'mutation($id: ID!, $sku: String!) { updateProduct(id: $id, input: {variants: [{sku: $sku, price: "7.50"}]}) { id } }'
+    update = ('mutation($id: ID!, $sku: String!) '
+              '{ updateProduct(id: $id, input: {variants: [{sku: $sku, price: "7.50"}]}) { id } }')
     await router.ok(update, {"id": product["id"], "sku": sku}, token=admin)
     updated_at = time.monotonic()
     # a caller with a token bypasses the cache and sees the committed change at once

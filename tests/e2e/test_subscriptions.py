@@ -15,7 +15,7 @@ UPDATE_PRICE = """mutation($id: ID!, $sku: String!, $price: String!) {
 SUBSCRIPTION = "subscription($id: ID!) { productUpdated(productId: $id) { id variants { sku price { amount } } } }"
 
 
-async def create_product(router, token: str) -> tuple[str, str]:  # noqa: ANN001
+async def create_product(router, token: str) -> tuple[str, str]:
     category = (await router.ok(CREATE_CATEGORY, {"input": {"name": f"Live {uuid.uuid4().hex[:6]}"}},
                                 token=token))["createCategory"]
     sku = f"LIVE-{uuid.uuid4().hex[:8]}"
@@ -25,7 +25,7 @@ async def create_product(router, token: str) -> tuple[str, str]:  # noqa: ANN001
     return product["id"], sku
 
 
-async def update_until_received(router, token: str, product_id: str, sku: str, receive) -> tuple[str, dict]:  # noqa: ANN001
+async def update_until_received(router, token: str, product_id: str, sku: str, receive) -> tuple[str, dict]:
     """The router opens its upstream subscription asynchronously, so no single update is sure to be seen:
     update (a new price each time) until an event arrives; bounded, and no fixed sleep."""
     for attempt in range(1, 21):
@@ -38,7 +38,7 @@ async def update_until_received(router, token: str, product_id: str, sku: str, r
     raise AssertionError("no subscription event after 20 updates")
 
 
-async def test_product_updates_stream_over_websocket(router, platform, make_user) -> None:  # noqa: ANN001
+async def test_product_updates_stream_over_websocket(router, platform, make_user) -> None:
     _, admin = await make_user("ADMIN")
     product_id, sku = await create_product(router, admin)
     url = platform.router_url.replace("http://", "ws://")
@@ -74,7 +74,7 @@ async def test_product_updates_stream_over_websocket(router, platform, make_user
         reader.cancel()
 
 
-async def test_unknown_product_subscription_is_not_found_over_websocket(platform) -> None:  # noqa: ANN001
+async def test_unknown_product_subscription_is_not_found_over_websocket(platform) -> None:
     url = platform.router_url.replace("http://", "ws://")
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
@@ -86,24 +86,24 @@ async def test_unknown_product_subscription_is_not_found_over_websocket(platform
         assert errors and errors[0]["extensions"]["code"] == "NOT_FOUND", message
 
 
-async def test_product_updates_stream_over_sse(router, platform, make_user) -> None:  # noqa: ANN001
+async def test_product_updates_stream_over_sse(router, platform, make_user) -> None:
     _, admin = await make_user("ADMIN")
     product_id, sku = await create_product(router, admin)
-    async with httpx.AsyncClient(timeout=None) as http:
-        async with http.stream("POST", platform.router_url, headers={"accept": "text/event-stream"},
-                               json={"query": SUBSCRIPTION, "variables": {"id": product_id}}) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            events: asyncio.Queue[dict] = asyncio.Queue()
+    async with (httpx.AsyncClient(timeout=None) as http,
+                http.stream("POST", platform.router_url, headers={"accept": "text/event-stream"},
+                            json={"query": SUBSCRIPTION, "variables": {"id": product_id}}) as response):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events: asyncio.Queue[dict] = asyncio.Queue()
 
-            async def read_events() -> None:
-                async for line in response.aiter_lines():
-                    if line.startswith("data:") and line[5:].strip():
-                        events.put_nowait(json.loads(line[5:]))
+        async def read_events() -> None:
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and line[5:].strip():
+                    events.put_nowait(json.loads(line[5:]))
 
-            reader = asyncio.create_task(read_events())
-            try:
-                _, payload = await update_until_received(router, admin, product_id, sku, events.get)
-            finally:
-                reader.cancel()
-            assert payload["data"]["productUpdated"]["id"] == product_id
+        reader = asyncio.create_task(read_events())
+        try:
+            _, payload = await update_until_received(router, admin, product_id, sku, events.get)
+        finally:
+            reader.cancel()
+        assert payload["data"]["productUpdated"]["id"] == product_id

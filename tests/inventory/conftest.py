@@ -11,12 +11,12 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from kernel.auth import TokenIssuer
 from kernel.db import create_engine, create_session_factory
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
+from tests.event_contracts import as_consumed
 
 
 @pytest.fixture(scope="session")
@@ -38,17 +38,6 @@ async def inventory_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(settings)),
                                  base_url="http://subgraph") as http:
         yield GraphQLClient(http, "/graphql")
-
-
-@pytest.fixture(scope="session")
-def token_for(token_issuer: TokenIssuer) -> Callable[..., str]:
-    """token_for("ADMIN") -> an access token for a fresh user id."""
-    counter = iter(range(5000, 10**9))
-
-    def issue(*roles: str, user_id: int | None = None) -> str:
-        return token_issuer.issue(user_id if user_id is not None else next(counter), list(roles) or ["CUSTOMER"])
-
-    return issue
 
 
 class Stock:
@@ -100,7 +89,10 @@ class Stock:
         """Outbox envelopes in insertion order (each with `key` added), optionally of one topic."""
         rows = await self.db.fetch("SELECT topic, key, envelope FROM inventory.outbox "
                                    "WHERE $1::text IS NULL OR topic = $1 ORDER BY id", topic)
-        return [{**orjson.loads(r["envelope"]), "key": r["key"]} for r in rows]
+        events = [{**orjson.loads(r["envelope"]), "key": r["key"]} for r in rows]
+        for event in events:  # every payload inventory wrote is one its consumers accept
+            as_consumed(event["event_type"], event["payload"])
+        return events
 
     async def payloads(self, topic: str) -> list[dict[str, Any]]:
         return [e["payload"] for e in await self.events(topic)]
@@ -116,7 +108,7 @@ def deliver(sessions: async_sessionmaker[AsyncSession]) -> Callable[..., Any]:
     """deliver("order.placed", payload) -> runs the inventory consumer's dispatching handler in its own
     committed transaction, as the worker does (inbox aside)."""
     from kernel.consumer import WorkerResources
-    from subgraphs.inventory.events import consumer_specs
+    from subgraphs.inventory.consumers import consumer_specs
 
     [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from kernel.consumer import WorkerResources
 from kernel.ids import next_id
-from subgraphs.inventory.events import consumer_specs
+from subgraphs.inventory.consumers import consumer_specs
 from tests.inventory.conftest import Stock
 
 

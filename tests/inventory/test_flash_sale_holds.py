@@ -10,21 +10,24 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kernel.consumer import WorkerResources
-from kernel.db import run_callbacks, take_after_commit
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
+from kernel.uow import unit_of_work
 from subgraphs.inventory import cache, service
-from subgraphs.inventory.events import consumer_specs
+from subgraphs.inventory.consumers import consumer_specs
 from tests.inventory.conftest import Stock
 from tests.inventory.test_events import order_placed
 
 
 def scheduled(sale_id: int, variant_id: int, quantity: int) -> dict[str, Any]:
-    return {"sale_id": str(sale_id), "variant_id": str(variant_id), "quantity": quantity}
+    """flashsale.scheduled as promotions writes it."""
+    return {"sale_id": str(sale_id), "variant_id": str(variant_id), "quantity": quantity,
+            "starts_at": "2030-01-01T10:00:00+00:00", "ends_at": "2030-01-01T11:00:00+00:00"}
 
 
 def ended(sale_id: int, variant_id: int, sold: int) -> dict[str, Any]:
-    return {"sale_id": str(sale_id), "variant_id": str(variant_id), "sold": sold}
+    """flashsale.ended as promotions writes it."""
+    return {"sale_id": str(sale_id), "variant_id": str(variant_id), "sold": sold, "total_stock": 10}
 
 
 def flash_sale_order(order_id: int, sale_id: int, variant_id: int, quantity: int) -> dict[str, Any]:
@@ -316,10 +319,8 @@ async def test_a_hold_or_settlement_that_changed_stock_drops_the_cached_answers(
         """True when the handled event bumped the cache generation (the consumer runs the after-commit
         callbacks once its transaction has committed)."""
         before = await cache.GENERATION.current(redis)
-        async with sessions() as session:
-            async with session.begin():
-                await spec.handler(session, EventEnvelope.new(event_type, payload))
-            await run_callbacks(take_after_commit(session))
+        async with unit_of_work(sessions) as session:
+            await spec.handler(session, EventEnvelope.new(event_type, payload))
         return await cache.GENERATION.current(redis) != before
 
     warehouse = await stock.warehouse()

@@ -2,7 +2,8 @@
 `_entities` stock read the router makes for product pages."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -45,7 +46,7 @@ async def test_admin_adjusts_stock_and_the_change_is_audited(inventory_api: Grap
     assert [p["on_hand"] for p in await stock.payloads("inventory.stock_changed")] == [10]
 
 
-@pytest.mark.parametrize("roles, expected", [(None, "UNAUTHENTICATED"), (("CUSTOMER",), "FORBIDDEN"),
+@pytest.mark.parametrize(("roles", "expected"), [(None, "UNAUTHENTICATED"), (("CUSTOMER",), "FORBIDDEN"),
                                              (("SELLER",), "FORBIDDEN")])
 async def test_only_admins_adjust_stock(inventory_api: GraphQLClient, stock: Stock, token_for: Callable[..., str],
                                         roles: tuple[str, ...] | None, expected: str) -> None:
@@ -60,7 +61,7 @@ async def test_only_admins_adjust_stock(inventory_api: GraphQLClient, stock: Sto
     assert await stock.db.fetchval("SELECT count(*) FROM inventory.stock_adjustments") == 0
 
 
-@pytest.mark.parametrize("change, expected", [
+@pytest.mark.parametrize(("change", "expected"), [
     ({"d": 0}, "BAD_USER_INPUT"),
     ({"d": 1_000_001}, "BAD_USER_INPUT"),
     ({"d": -1_000_001}, "BAD_USER_INPUT"),
@@ -123,7 +124,8 @@ async def test_a_page_of_variants_costs_one_stock_query(inventory_api: GraphQLCl
     # given 25 variants
     warehouse = await stock.warehouse()
     variants = [await stock.variant({warehouse: n}) for n in range(25)]
-    engine = inventory_api.http._transport.app.app.state.resources.session_factory.kw["bind"]  # type: ignore[attr-defined]
+    app = inventory_api.http._transport.app  # type: ignore[attr-defined]  # an ASGITransport (typed as its base)
+    engine = app.app.state.resources.session_factory.kw["bind"]
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -174,8 +176,8 @@ async def test_per_warehouse_breakdown_is_for_admins(inventory_api: GraphQLClien
 async def test_warehouses_are_listed_for_admins_only(inventory_api: GraphQLClient, token_for: Callable[..., str],
                                                      stock: Stock) -> None:
     # given a warehouse an admin created
-    created = await inventory_api.ok('mutation { createWarehouse(code: "wh-north", name: "North DC") { id code name } }',
-                                     token=token_for("ADMIN"))
+    created = await inventory_api.ok(
+        'mutation { createWarehouse(code: "wh-north", name: "North DC") { id code name } }', token=token_for("ADMIN"))
 
     # when admins and others list warehouses
     listed = await inventory_api.ok("{ warehouses { id code name } }", token=token_for("ADMIN"))
@@ -187,14 +189,15 @@ async def test_warehouses_are_listed_for_admins_only(inventory_api: GraphQLClien
     assert await inventory_api.error_code("{ warehouses { id } }") == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize("code, name, expected", [
+@pytest.mark.parametrize(("code", "name", "expected"), [
     ("WH-NORTH", "Again", "CONFLICT"), ("x", "Too short a code", "BAD_USER_INPUT"),
     ("WH NORTH", "Space", "BAD_USER_INPUT"), ("WH-2", " ", "BAD_USER_INPUT")])
 async def test_create_warehouse_refuses_bad_or_taken_codes(inventory_api: GraphQLClient, token_for: Callable[..., str],
                                                            stock: Stock, code: str, name: str, expected: str) -> None:
     await stock.warehouse("WH-NORTH")
-    got = await inventory_api.error_code("mutation($c: String!, $n: String!) { createWarehouse(code: $c, name: $n) { id } }",
-                                         {"c": code, "n": name}, token_for("ADMIN"))
+    got = await inventory_api.error_code(
+        "mutation($c: String!, $n: String!) { createWarehouse(code: $c, name: $n) { id } }",
+        {"c": code, "n": name}, token_for("ADMIN"))
     assert got == expected
     assert await stock.db.fetchval("SELECT count(*) FROM inventory.warehouses") == 1
 
@@ -225,19 +228,19 @@ async def test_variant_stock_is_answered_by_inventory_alone(inventory_api: Graph
 async def test_a_variant_registered_after_a_null_answer_is_no_longer_null(inventory_api: GraphQLClient,
                                                                           stock: Stock, redis: Any) -> None:
     # given a stock check for a variant inventory has not heard of yet: null, and that answer cached
-    from kernel.db import run_callbacks, take_after_commit
+    from kernel.consumer import WorkerResources
     from kernel.events import EventEnvelope
-    from subgraphs.inventory.events import make_handler
+    from kernel.uow import unit_of_work
+    from subgraphs.inventory.consumers import consumer_specs
+    from tests.inventory.test_events import product_event
     await stock.warehouse()
     variant = next_id()
     assert (await inventory_api.ok(VARIANT, {"id": str(variant)}))["variant"] is None
 
     # when catalog's product.created registers it (through the worker's handler, which has Redis)
-    handler = make_handler(redis)
-    async with stock.sessions() as session, session.begin():
-        await handler(session, EventEnvelope.new("product.created", {
-            "product_id": str(next_id()), "variants": [{"variant_id": str(variant)}]}))
-    await run_callbacks(take_after_commit(session))  # as the consumer does once the inbox transaction commits
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=stock.sessions, redis=redis))
+    async with unit_of_work(stock.sessions) as session:  # commits, then runs the after-commit work, as the worker
+        await spec.handler(session, EventEnvelope.new("product.created", product_event(next_id(), variant)))
 
     # then the next stock check finds it, with zero stock
     assert (await inventory_api.ok(VARIANT, {"id": str(variant)}))["variant"] == {

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kernel.auth import Principal
 from kernel.errors import ErrorCode, Forbidden
 from kernel.ids import next_id
+from nexuscart.seed import seed_demo_stock
 from subgraphs.inventory import service
 from tests.inventory.conftest import Stock
 
@@ -109,7 +110,7 @@ async def test_reserving_an_order_twice_changes_nothing(sessions, stock: Stock) 
 
     # then it reports the earlier reservation and holds no more stock
     assert again.duplicate and again.outcome == service.RESERVED
-    assert [(l.variant_id, l.quantity) for l in again.lines] == [(variant, 2)]
+    assert [(line.variant_id, line.quantity) for line in again.lines] == [(variant, 2)]
     assert await stock.row(variant, warehouse) == (5, 2)
     assert len(await stock.events()) == events_before
 
@@ -142,7 +143,7 @@ async def test_commit_takes_units_out_of_stock_once(sessions, stock: Stock) -> N
     second = await commit(sessions, order_id)
 
     # then on_hand and reserved both dropped by 3, once
-    assert sum(l.quantity for l in first) == 3 and second == []
+    assert sum(line.quantity for line in first) == 3 and second == []
     assert await stock.totals(variant) == (1, 0)
     assert {s for *_, s in await stock.reservations(order_id)} == {service.COMMITTED}
     [committed] = await stock.payloads("inventory.committed")
@@ -161,7 +162,7 @@ async def test_release_returns_reserved_units_once(sessions, stock: Stock) -> No
     second = await release(sessions, order_id)
 
     # then the units are available again, released once
-    assert [(l.quantity, l.status) for l in first] == [(3, service.RELEASED)] and second == []
+    assert [(line.quantity, line.status) for line in first] == [(3, service.RELEASED)] and second == []
     assert await stock.row(variant, warehouse) == (4, 0)
     assert await stock.payloads("inventory.released") == [{"order_id": str(order_id), "items": [
         {"variant_id": str(variant), "warehouse_id": str(warehouse), "quantity": 3}]}]
@@ -184,7 +185,7 @@ async def test_cancelling_a_committed_order_restocks_once(sessions, stock: Stock
     second = await release(sessions, order_id)
 
     # then the units are back on hand, once
-    assert [(l.quantity, l.status) for l in first] == [(3, service.RESTOCKED)] and second == []
+    assert [(line.quantity, line.status) for line in first] == [(3, service.RESTOCKED)] and second == []
     assert await stock.row(variant, warehouse) == (4, 0)
     assert {s for *_, s in await stock.reservations(order_id)} == {service.RESTOCKED}
 
@@ -225,7 +226,7 @@ async def test_a_line_with_a_bad_quantity_is_refused(sessions, stock: Stock, qua
     variant = await stock.variant({warehouse: 5})
     order_id = next_id()
     with pytest.raises(service.InvalidOrderLine):
-        await reserve(sessions, order_id, [(variant, quantity)])  # type: ignore[list-item]
+        await reserve(sessions, order_id, [(variant, quantity)])  # type: ignore[list-item]  # a bad quantity on purpose
     assert await stock.row(variant, warehouse) == (5, 0)
     assert await stock.db.fetchval("SELECT count(*) FROM inventory.order_reservations WHERE order_id = $1",
                                    order_id) == 0
@@ -233,7 +234,7 @@ async def test_a_line_with_a_bad_quantity_is_refused(sessions, stock: Stock, qua
 
 # ---- adjust_stock -----------------------------------------------------------------------------------------
 
-async def adjust(sessions, caller, variant_id, warehouse_id, delta, reason="cycle count"):  # type: ignore[no-untyped-def]
+async def adjust(sessions, caller, variant_id, warehouse_id, delta, reason="cycle count"):
     async with sessions() as session, session.begin():
         return await service.adjust_stock(session, caller, variant_id, warehouse_id, delta, reason)
 
@@ -287,14 +288,15 @@ async def test_seed_demo_stock_fills_two_warehouses_and_respects_existing_stock(
     # given 60 catalog variants, one of which already has real stock in WH-EAST
     variants = [(next_id(), next_id()) for _ in range(60)]
     async with sessions() as session, session.begin():
-        first = await service.seed_demo_stock(session, variants[:1], random.Random(1))
+        first = await seed_demo_stock(session, variants[:1], random.Random(1))
     east = await stock.db.fetchval("SELECT id FROM inventory.warehouses WHERE code = 'WH-EAST'")
-    await stock.db.execute("UPDATE inventory.stock_levels SET on_hand = 777 WHERE variant_id = $1 AND warehouse_id = $2",
-                           variants[0][1], east)
+    await stock.db.execute(
+        "UPDATE inventory.stock_levels SET on_hand = 777 WHERE variant_id = $1 AND warehouse_id = $2",
+        variants[0][1], east)
 
     # when the seed runs for all of them
     async with sessions() as session, session.begin():
-        summary = await service.seed_demo_stock(session, variants, random.Random(7))
+        summary = await seed_demo_stock(session, variants, random.Random(7))
 
     # then there are still two warehouses, every variant is known with a row in each, some are low or sold out
     assert "inventory" in first and "2 warehouses" in summary
@@ -306,7 +308,7 @@ async def test_seed_demo_stock_fills_two_warehouses_and_respects_existing_stock(
     assert await stock.row(variants[0][1], east) == (777, 0)
     # and every variant the seed stocked was announced (the hand-stocked first one aside)
     stocked = {p["variant_id"] for p in await stock.payloads("inventory.stock_changed")} - {str(variants[0][1])}
-    assert stocked == {str(v) for (_, v), (o, _) in zip(variants[1:], totals[1:]) if o > 0}
+    assert stocked == {str(v) for (_, v), (o, _) in zip(variants[1:], totals[1:], strict=True) if o > 0}
 
 
 async def test_orders_naming_the_same_variants_in_opposite_order_do_not_deadlock(sessions, stock: Stock) -> None:

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -10,17 +14,24 @@ from sqlalchemy import text
 
 from kernel.consumer import IdempotentConsumer
 from kernel.db import create_engine, create_session_factory
-from kernel.events import EventEnvelope
-from kernel.kafka import DLQ_TOPIC, create_consumer, create_producer, ensure_topics
+from kernel.events import EventEnvelope, EventPayload, Id, MalformedEvent, Money, omitted_when_none, payload_types
+from kernel.kafka import DLQ_TOPIC, all_topics, create_consumer, create_producer, ensure_topics
 from kernel.migrate import migrate_all
 from kernel.outbox import add_event
 from workers.outbox_relay import run_relay
 
 TEST_SCHEMA = "kernel_test"
+TOPIC = "kernel.test"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Probe(EventPayload, topic=TOPIC):
+    """A payload of this test module's own topic (registered like any domain's, so ensure_topics creates it)."""
+    k: str
 
 
 @pytest.fixture
-async def session_factory(settings, infra):  # noqa: ANN001
+async def session_factory(settings, infra):
     await migrate_all(infra.database_url, {TEST_SCHEMA: "tests.kernel.migrations"})
     engine = create_engine(settings)
     factory = create_session_factory(engine)
@@ -30,12 +41,12 @@ async def session_factory(settings, infra):  # noqa: ANN001
     await engine.dispose()
 
 
-async def read_one(bootstrap: str, topic: str, *, match: str, timeout: float = 20) -> tuple[bytes, list]:
+async def read_one(bootstrap: str, topic: str, *, match: str) -> tuple[bytes, list]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(20):  # a bound for a lost record; callers may wrap a tighter one
             async for record in consumer:
                 if match.encode() in record.value:
                     return record.value, record.headers
@@ -44,29 +55,29 @@ async def read_one(bootstrap: str, topic: str, *, match: str, timeout: float = 2
     raise AssertionError("unreachable")
 
 
-async def test_relay_publishes_committed_events_and_never_rolled_back_ones(settings, session_factory) -> None:  # noqa: ANN001
+async def test_relay_publishes_committed_events_and_never_rolled_back_ones(settings, session_factory) -> None:
     await ensure_topics(settings.kafka_bootstrap_servers)
     committed_key, rolled_back_key = str(uuid.uuid4()), str(uuid.uuid4())
     async with session_factory() as session:
         async with session.begin():
-            await add_event(session, TEST_SCHEMA, "product.viewed", key=committed_key, payload={"k": committed_key})
+            await add_event(session, TEST_SCHEMA, Probe(k=committed_key), key=committed_key)
         await session.begin()
-        await add_event(session, TEST_SCHEMA, "product.viewed", key=rolled_back_key, payload={"k": rolled_back_key})
+        await add_event(session, TEST_SCHEMA, Probe(k=rolled_back_key), key=rolled_back_key)
         await session.rollback()
 
     stop = asyncio.Event()
     relay = asyncio.create_task(run_relay(settings, [TEST_SCHEMA], stop=stop))
     try:
-        raw, _ = await read_one(settings.kafka_bootstrap_servers, "product.viewed", match=committed_key)
+        raw, _ = await read_one(settings.kafka_bootstrap_servers, TOPIC, match=committed_key)
     finally:
         stop.set()
         await relay
     envelope = EventEnvelope.from_json(raw)
-    assert envelope.event_type == "product.viewed" and envelope.payload == {"k": committed_key}
+    assert envelope.event_type == TOPIC and envelope.payload == {"k": committed_key}
     async with session_factory() as session:
         assert (await session.execute(text(f"SELECT count(*) FROM {TEST_SCHEMA}.outbox"))).scalar_one() == 0
     # the rolled-back event never existed: nothing on the topic mentions it (checked by a full read)
-    consumer = AIOKafkaConsumer("product.viewed", bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=settings.kafka_bootstrap_servers,
                                 group_id=f"test-{uuid.uuid4().hex}", auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -76,30 +87,35 @@ async def test_relay_publishes_committed_events_and_never_rolled_back_ones(setti
         await consumer.stop()
 
 
-async def test_consumer_applies_once_retries_then_dead_letters(settings, session_factory) -> None:  # noqa: ANN001
-    await ensure_topics(settings.kafka_bootstrap_servers)
-    producer = create_producer(settings.kafka_bootstrap_servers)
-    await producer.start()
-    attempts: dict[str, int] = {}
-
-    async def handler(session, envelope: EventEnvelope) -> None:  # noqa: ANN001
+def recording_handler(attempts: dict[str, int]):
+    """A handler that counts its attempts per event, fails on a `poison` payload, and records `amount`."""
+    async def handler(session, envelope: EventEnvelope) -> None:
         attempts[envelope.event_id] = attempts.get(envelope.event_id, 0) + 1
         if envelope.payload.get("poison"):
             raise ValueError("cannot apply this event")
         await session.execute(text(f"INSERT INTO {TEST_SCHEMA}.applied VALUES (CAST(:e AS uuid), :a)"),
                               {"e": envelope.event_id, "a": envelope.payload["amount"]})
+    return handler
 
-    kafka_consumer = create_consumer(settings.kafka_bootstrap_servers, f"test-{uuid.uuid4().hex}", ["product.viewed"])
+
+async def test_consumer_applies_once_retries_then_dead_letters(settings, session_factory) -> None:
+    await ensure_topics(settings.kafka_bootstrap_servers)
+    producer = create_producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    attempts: dict[str, int] = {}
+    handler = recording_handler(attempts)
+
+    kafka_consumer = create_consumer(settings.kafka_bootstrap_servers, f"test-{uuid.uuid4().hex}", [TOPIC])
     consumer = IdempotentConsumer(name="kernel-test", schema=TEST_SCHEMA, consumer=kafka_consumer,
                                   dlq_producer=producer, session_factory=session_factory, handler=handler,
                                   max_attempts=3, backoff_base_seconds=0.01)
-    good = EventEnvelope.new("product.viewed", {"amount": 7})
-    poison = EventEnvelope.new("product.viewed", {"poison": True, "amount": 1})
+    good = EventEnvelope.new(TOPIC, {"amount": 7})
+    poison = EventEnvelope.new(TOPIC, {"poison": True, "amount": 1})
     marker = uuid.uuid4().hex
     try:
         for envelope in (good, good, poison):  # `good` is delivered twice, as after a crash before commit
-            await producer.send_and_wait("product.viewed", envelope.to_json(), key=b"k")
-        await producer.send_and_wait("product.viewed", f"not json {marker}".encode(), key=b"k")
+            await producer.send_and_wait(TOPIC, envelope.to_json(), key=b"k")
+        await producer.send_and_wait(TOPIC, f"not json {marker}".encode(), key=b"k")
         await kafka_consumer.start()
         outcomes = []
         async with asyncio.timeout(20):
@@ -121,21 +137,15 @@ async def test_consumer_applies_once_retries_then_dead_letters(settings, session
         await producer.stop()
 
 
-async def test_a_burst_is_applied_in_one_transaction_and_a_poison_event_does_not_sink_it(  # noqa: ANN001
+async def test_a_burst_is_applied_in_one_transaction_and_a_poison_event_does_not_sink_it(
         settings, session_factory) -> None:
     await ensure_topics(settings.kafka_bootstrap_servers)
     producer = create_producer(settings.kafka_bootstrap_servers)
     await producer.start()
     attempts: dict[str, int] = {}
+    handler = recording_handler(attempts)
 
-    async def handler(session, envelope: EventEnvelope) -> None:  # noqa: ANN001
-        attempts[envelope.event_id] = attempts.get(envelope.event_id, 0) + 1
-        if envelope.payload.get("poison"):
-            raise ValueError("cannot apply this event")
-        await session.execute(text(f"INSERT INTO {TEST_SCHEMA}.applied VALUES (CAST(:e AS uuid), :a)"),
-                              {"e": envelope.event_id, "a": envelope.payload["amount"]})
-
-    topic = "product.viewed"
+    topic = TOPIC
     kafka_consumer = create_consumer(settings.kafka_bootstrap_servers, f"test-{uuid.uuid4().hex}", [topic])
     consumer = IdempotentConsumer(name="kernel-batch", schema=TEST_SCHEMA, consumer=kafka_consumer,
                                   dlq_producer=producer, session_factory=session_factory, handler=handler,
@@ -160,7 +170,7 @@ async def test_a_burst_is_applied_in_one_transaction_and_a_poison_event_does_not
                     {"ids": ours})).scalars())
 
         async with asyncio.timeout(30):
-            while await applied() != [1, 2, 3, 4, 5]:
+            while await applied() != [1, 2, 3, 4, 5]:  # noqa: ASYNC110 - polls a table, bounded by the timeout
                 await asyncio.sleep(0.05)  # polls the table the consumer writes
             _, headers = await read_one(settings.kafka_bootstrap_servers, DLQ_TOPIC, match=poison.event_id)
         assert dict(headers)["consumer"] == b"kernel-batch"
@@ -172,3 +182,71 @@ async def test_a_burst_is_applied_in_one_transaction_and_a_poison_event_does_not
             await asyncio.gather(runner, return_exceptions=True)
         await kafka_consumer.stop()
         await producer.stop()
+
+
+# ---- typed payloads: the wire format ----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Line:
+    variant_id: Id
+    quantity: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample(EventPayload, topic="kernel.sample"):
+    order_id: Id
+    amount: Money
+    at: datetime
+    lines: list[Line]
+    note: str | None
+    coupon: str | None = None
+    sale_id: Id | None = omitted_when_none()
+
+
+AT = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+SAMPLE = Sample(order_id=123, amount=Decimal("19.9"), at=AT, lines=[Line(variant_id=7, quantity=2)], note=None)
+WIRE: dict[str, Any] = {"order_id": "123", "amount": "19.90", "at": "2030-01-02T03:04:05.678000+00:00",
+                        "lines": [{"variant_id": "7", "quantity": 2}], "note": None, "coupon": None}
+
+
+def test_a_payload_is_written_with_string_ids_and_two_place_amounts_and_read_back() -> None:
+    assert SAMPLE.to_payload() == WIRE  # sale_id None: left out
+    assert Sample.from_payload(WIRE) == dataclasses.replace(SAMPLE, amount=Decimal("19.90"))
+    with_sale = dataclasses.replace(SAMPLE, sale_id=9)
+    assert with_sale.to_payload() == {**WIRE, "sale_id": "9"}
+    assert Sample.from_payload(with_sale.to_payload()).sale_id == 9
+    # a field with a default may be missing (an event written before it existed); ints are read as ids too
+    assert Sample.from_payload({k: v for k, v in WIRE.items() if k != "coupon"} | {"order_id": 123}) == \
+        Sample.from_payload(WIRE)
+    assert payload_types()["kernel.sample"] is Sample and "kernel.sample" in all_topics()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"order_id": "0"}, "'order_id' is not an id"),
+    ({"order_id": str(1 << 63)}, "'order_id' is not an id"),
+    ({"order_id": True}, "'order_id' is not an id"),
+    ({"order_id": " 12"}, "'order_id' is not an id"),
+    ({"amount": "19.999"}, "'amount' is not an amount with at most 2 decimal places"),
+    ({"amount": 19.9}, "'amount' is not a decimal amount"),
+    ({"amount": "NaN"}, "'amount' is not an amount"),
+    ({"at": "yesterday"}, "'at' "),
+    ({"lines": [{"variant_id": "7", "quantity": "2"}]}, "'lines[0].quantity' is not an integer"),
+    ({"lines": [{"variant_id": "7", "quantity": True}]}, "'lines[0].quantity' is not an integer"),
+    ({"lines": [{"variant_id": "7"}]}, "'lines[0].quantity' is missing"),
+    ({"lines": {"variant_id": "7"}}, "'lines' is not a list"),
+    ({"note": 5}, "'note' is not a string"),
+    ({"note": ...}, "'note' is missing"),
+])
+def test_a_payload_off_the_contract_is_malformed_naming_its_topic_and_field(change: dict[str, Any],
+                                                                           message: str) -> None:
+    payload = {k: v for k, v in {**WIRE, **change}.items() if v is not ...}
+    with pytest.raises(MalformedEvent) as raised:
+        Sample.from_payload(payload)
+    assert str(raised.value).startswith(f"kernel.sample: {message}")
+
+
+def test_one_topic_has_one_payload_type() -> None:
+    with pytest.raises(TypeError, match="already has the payload"):
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class Other(EventPayload, topic="kernel.sample"):
+            order_id: Id

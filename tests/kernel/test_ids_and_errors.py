@@ -47,7 +47,7 @@ def test_internal_errors_are_masked_and_app_errors_keep_their_code() -> None:
     assert forbidden.extensions == {"code": "FORBIDDEN"}
 
 
-async def test_node_id_leases_are_exclusive_and_come_back_when_released(redis) -> None:  # noqa: ANN001
+async def test_node_id_leases_are_exclusive_and_come_back_when_released(redis) -> None:
     from kernel.ids import claim_node_id
     claimed = [await claim_node_id(redis) for _ in range(50)]
     nodes = [node for node, _ in claimed]

@@ -29,6 +29,7 @@ from kernel.events import EventEnvelope
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
+from tests.event_contracts import as_consumed
 
 PLACE_ORDER = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
   id number status subtotal { amount currency } total { amount currency }
@@ -212,7 +213,7 @@ class Customer:
 
 
 @pytest.fixture
-def customer(peers: FakePeers, token_issuer):  # type: ignore[no-untyped-def]
+def customer(peers: FakePeers, token_issuer):
     """A customer with a two-line cart (no users row needed: orders only knows users by id)."""
     counter = iter(range(10_000, 10**9))
 
@@ -224,7 +225,8 @@ def customer(peers: FakePeers, token_issuer):  # type: ignore[no-untyped-def]
 
 
 def place_input(**overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {"shippingAddress": ADDRESS, "paymentMethod": {"provider": "simulated", "token": "tok_visa"},
+    value: dict[str, Any] = {"shippingAddress": ADDRESS,
+                             "paymentMethod": {"provider": "simulated", "token": "tok_visa"},
                              "idempotencyKey": f"key-{uuid.uuid4().hex}"}
     value.update(overrides)
     return {k: v for k, v in value.items() if v is not None}
@@ -238,7 +240,7 @@ class SagaDriver:
     """Delivers events to the orders-saga handler through the kernel's IdempotentConsumer (inbox included)."""
 
     def __init__(self, resources: WorkerResources) -> None:
-        from subgraphs.orders.events import consumer_specs
+        from subgraphs.orders.consumers import consumer_specs
         spec = next(s for s in consumer_specs(resources) if s.name == "orders-saga")
         self.dead_letters: list[Any] = []
         driver = self
@@ -247,8 +249,8 @@ class SagaDriver:
             async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
                 driver.dead_letters.append((topic, value, kwargs))
 
-        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,  # type: ignore[arg-type]
-                                           dlq_producer=RecordingDLQ(),  # type: ignore[arg-type]
+        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,
+                                           dlq_producer=RecordingDLQ(),
                                            session_factory=resources.session_factory, handler=spec.handler,
                                            max_attempts=1)
 
@@ -256,7 +258,22 @@ class SagaDriver:
                       envelope: EventEnvelope | None = None) -> str:
         envelope = envelope or EventEnvelope.new(event_type, payload)
         record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
-        return await self.consumer.process(record)  # type: ignore[arg-type]
+        return await self.consumer.process(record)
+
+
+def inventory_reserved(order_id: str) -> dict[str, Any]:
+    """inventory.reserved as inventory writes it."""
+    return {"order_id": order_id, "items": [{"variant_id": "111", "warehouse_id": "1", "quantity": 2}]}
+
+
+def payment_successful(order_id: str, *, amount: str = "45.48") -> dict[str, Any]:
+    """payment.successful as payments writes it."""
+    return {"order_id": order_id, "payment_id": "9", "amount": amount, "currency": "USD", "provider": "simulated"}
+
+
+def payment_failed(order_id: str, *, reason: str = "card_declined") -> dict[str, Any]:
+    """payment.failed as payments writes it."""
+    return {"order_id": order_id, "payment_id": "9", "reason": reason}
 
 
 @pytest.fixture
@@ -264,8 +281,11 @@ def saga(worker_resources: WorkerResources) -> SagaDriver:
     return SagaDriver(worker_resources)
 
 
-async def outbox(db_admin, topic: str | None = None) -> list[dict[str, Any]]:  # noqa: ANN001
+async def outbox(db_admin, topic: str | None = None) -> list[dict[str, Any]]:
     import orjson
     rows = await db_admin.fetch("SELECT topic, key, envelope FROM orders.outbox "
                                 "WHERE $1::text IS NULL OR topic = $1 ORDER BY id", topic)
-    return [{"topic": r["topic"], "key": r["key"], **orjson.loads(bytes(r["envelope"]))} for r in rows]
+    events = [{"topic": r["topic"], "key": r["key"], **orjson.loads(bytes(r["envelope"]))} for r in rows]
+    for event in events:  # every payload orders wrote is one its consumers accept
+        as_consumed(event["topic"], event["payload"])
+    return events

@@ -12,6 +12,7 @@ import pytest
 
 from kernel.db import create_engine, create_session_factory
 from kernel.settings import Settings
+from subgraphs.orders.events import OrderCancelled
 from subgraphs.promotions import coupons
 from tests.conftest import GraphQLClient
 from tests.orders.conftest import CANCEL, closed_port, orders_client, outbox, place_input, serve_locally
@@ -25,9 +26,8 @@ ORDER = "query($id: ID!) { order(id: $id) { id couponCode subtotal { amount } di
 @pytest.fixture(scope="module")
 async def coupon_promotions(settings: Settings) -> AsyncIterator[tuple[str, GraphQLClient]]:
     """(base URL of the real promotions app over HTTP, an in-process GraphQL client on the same app)."""
-    async with promotions_app(settings) as (app, api):
-        async with serve_locally(app) as url:
-            yield url, api
+    async with promotions_app(settings) as (app, api), serve_locally(app) as url:
+        yield url, api
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ async def coupon_orders(settings: Settings, fake_peers_url: str,
 
 
 @pytest.fixture
-def coupon_admin(token_issuer) -> str:  # noqa: ANN001
+def coupon_admin(token_issuer) -> str:
     return token_issuer.issue(1, ["ADMIN"])
 
 
@@ -47,16 +47,16 @@ async def new_coupon(coupon_promotions: tuple[str, GraphQLClient], admin: str, *
     return await create_coupon(coupon_promotions[1], admin, **fields)
 
 
-async def redeemed(db_admin, code: str) -> int:  # noqa: ANN001
+async def redeemed(db_admin, code: str) -> int:
     return await db_admin.fetchval("SELECT times_redeemed FROM promotions.coupons WHERE code = $1", code)
 
 
-async def orders_count(db_admin) -> int:  # noqa: ANN001
+async def orders_count(db_admin) -> int:
     return await db_admin.fetchval("SELECT count(*) FROM orders.orders")
 
 
 async def test_the_discount_is_carried_into_the_order_and_its_event(coupon_orders, coupon_promotions, coupon_admin,
-                                                                    customer, db_admin) -> None:  # noqa: ANN001
+                                                                    customer, db_admin) -> None:
     coupon = await new_coupon(coupon_promotions, coupon_admin, code="SAVE10", value="10")
     ada = customer()
 
@@ -79,7 +79,7 @@ async def test_the_discount_is_carried_into_the_order_and_its_event(coupon_order
 
 
 async def test_the_carts_coupon_is_redeemed_when_the_input_names_none(coupon_orders, coupon_promotions, coupon_admin,
-                                                                      customer, peers, db_admin) -> None:  # noqa: ANN001
+                                                                      customer, peers, db_admin) -> None:
     await new_coupon(coupon_promotions, coupon_admin, code="CART-FIVE", kind="FIXED", value="5")
     await new_coupon(coupon_promotions, coupon_admin, code="INPUT-TEN", kind="FIXED", value="10")
     ada, bob = customer(), customer()
@@ -87,7 +87,8 @@ async def test_the_carts_coupon_is_redeemed_when_the_input_names_none(coupon_ord
     peers.carts[bob.cart_id]["coupon_code"] = "CART-FIVE"
 
     from_cart = (await coupon_orders.ok(PLACE, {"input": place_input()}, ada.token))["placeOrder"]
-    from_input = (await coupon_orders.ok(PLACE, {"input": place_input(couponCode="INPUT-TEN")}, bob.token))["placeOrder"]
+    from_input = (await coupon_orders.ok(PLACE, {"input": place_input(couponCode="INPUT-TEN")},
+                                         bob.token))["placeOrder"]
 
     assert (from_cart["couponCode"], from_cart["total"]["amount"]) == ("CART-FIVE", "40.48")
     assert (from_input["couponCode"], from_input["total"]["amount"]) == ("INPUT-TEN", "35.48")  # the input wins
@@ -95,7 +96,7 @@ async def test_the_carts_coupon_is_redeemed_when_the_input_names_none(coupon_ord
 
 
 async def test_usage_limit_10_with_50_concurrent_checkouts_gives_exactly_10_discounted_orders(
-        coupon_orders, coupon_promotions, coupon_admin, customer, db_admin) -> None:  # noqa: ANN001
+        coupon_orders, coupon_promotions, coupon_admin, customer, db_admin) -> None:
     # given a coupon good for 10 redemptions and 50 customers with a cart each
     await new_coupon(coupon_promotions, coupon_admin, code="FIRST-10", kind="FIXED", value="7.50", usageLimit=10)
     shoppers = [customer() for _ in range(50)]
@@ -116,12 +117,13 @@ async def test_usage_limit_10_with_50_concurrent_checkouts_gives_exactly_10_disc
     assert len(rows) == 10 and all(r["coupon_code"] == "FIRST-10" and str(r["discount"]) == "7.50" for r in rows)
     assert len(await outbox(db_admin, "order.placed")) == 10
     assert await redeemed(db_admin, "FIRST-10") == 10
-    redemption_orders = {r["order_id"] for r in await db_admin.fetch("SELECT order_id FROM promotions.coupon_redemptions")}
+    redemptions = await db_admin.fetch("SELECT order_id FROM promotions.coupon_redemptions")
+    redemption_orders = {r["order_id"] for r in redemptions}
     assert redemption_orders == {r["id"] for r in rows}  # every redemption belongs to an order, and vice versa
 
 
 async def test_a_replayed_place_order_redeems_once_even_when_concurrent(coupon_orders, coupon_promotions,
-                                                                        coupon_admin, customer, db_admin) -> None:  # noqa: ANN001
+                                                                        coupon_admin, customer, db_admin) -> None:
     await new_coupon(coupon_promotions, coupon_admin, code="REPLAY", value="10", usageLimit=3, perUserLimit=3)
     ada, bob = customer(), customer()
     ada_input = place_input(couponCode="REPLAY")
@@ -143,7 +145,7 @@ async def test_a_replayed_place_order_redeems_once_even_when_concurrent(coupon_o
 
 
 async def test_refused_coupons_create_no_order(coupon_orders, coupon_promotions, coupon_admin, customer,
-                                               db_admin) -> None:  # noqa: ANN001
+                                               db_admin) -> None:
     await new_coupon(coupon_promotions, coupon_admin, code="BIG-SPENDER", value="10", minSubtotal="100")
     await new_coupon(coupon_promotions, coupon_admin, code="JUST-ONCE", value="10", perUserLimit=1)
     ada = customer()
@@ -170,7 +172,7 @@ async def test_refused_coupons_create_no_order(coupon_orders, coupon_promotions,
 
 
 async def test_cancelling_the_order_gives_the_slot_back(coupon_orders, coupon_promotions, coupon_admin, customer,
-                                                        db_admin, settings) -> None:  # noqa: ANN001
+                                                        db_admin, settings) -> None:
     await new_coupon(coupon_promotions, coupon_admin, code="LAST-ONE", value="10", usageLimit=1)
     ada, bob = customer(), customer()
     order = (await coupon_orders.ok(PLACE, {"input": place_input(couponCode="LAST-ONE")}, ada.token))["placeOrder"]
@@ -183,7 +185,8 @@ async def test_cancelling_the_order_gives_the_slot_back(coupon_orders, coupon_pr
     engine = create_engine(settings)
     try:
         async with create_session_factory(engine)() as session, session.begin():
-            await coupons.on_order_cancelled(session, cancelled["payload"])
+            order_cancelled = OrderCancelled.from_payload(cancelled["payload"])
+            await coupons.release_order(session, order_id=order_cancelled.order_id, user_id=order_cancelled.user_id)
     finally:
         await engine.dispose()
 
@@ -195,7 +198,7 @@ async def test_cancelling_the_order_gives_the_slot_back(coupon_orders, coupon_pr
 
 
 async def test_promotions_down_is_a_bare_internal_error_and_no_order(settings, fake_peers_url, customer,
-                                                                     db_admin) -> None:  # noqa: ANN001
+                                                                     db_admin) -> None:
     ada = customer()
     with closed_port() as down_url:
         async with orders_client(settings.model_copy(update={"promotions_service_url": down_url}),
@@ -212,14 +215,14 @@ async def test_promotions_down_is_a_bare_internal_error_and_no_order(settings, f
 
 
 async def test_a_key_raced_by_a_request_without_coupon_leaves_no_use_held(coupon_orders, coupon_promotions,
-                                                                          coupon_admin, customer, db_admin) -> None:  # noqa: ANN001
+                                                                          coupon_admin, customer, db_admin) -> None:
     # given 12 customers who each send two different requests under one idempotency key at once, one with a
     # coupon and one without (a client bug); whichever wins, no use of the coupon may stay held by an order
     # that does not exist
     await new_coupon(coupon_promotions, coupon_admin, code="RACED", value="10", usageLimit=100)
     shoppers = [customer() for _ in range(12)]
 
-    async def race(shopper) -> None:  # noqa: ANN001
+    async def race(shopper) -> None:
         key = f"race-{uuid.uuid4().hex}"
         await asyncio.gather(coupon_orders.raw(PLACE, {"input": place_input(idempotencyKey=key)}, shopper.token),
                              coupon_orders.raw(PLACE, {"input": place_input(idempotencyKey=key, couponCode="RACED")},

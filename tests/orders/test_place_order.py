@@ -10,12 +10,12 @@ import pytest
 from tests.orders.conftest import ADDRESS, PLACE_ORDER, closed_port, orders_client, outbox, place, place_input
 
 
-async def count(db_admin, table: str) -> int:  # noqa: ANN001
+async def count(db_admin, table: str) -> int:
     return await db_admin.fetchval(f"SELECT count(*) FROM orders.{table}")
 
 
 async def test_place_order_creates_a_pending_order_with_history_saga_and_order_placed(
-        orders_api, customer, db_admin) -> None:  # noqa: ANN001
+        orders_api, customer, db_admin) -> None:
     # given a customer with two lines in the cart
     ada = customer()
     # when
@@ -46,13 +46,14 @@ async def test_place_order_creates_a_pending_order_with_history_saga_and_order_p
     assert payload["placed_at"]
 
 
-async def test_the_callers_authorization_is_forwarded_to_the_peers(orders_api, customer, peers) -> None:  # noqa: ANN001
+async def test_the_callers_authorization_is_forwarded_to_the_peers(orders_api, customer, peers) -> None:
     ada = customer()
     await place(orders_api, ada)
     assert peers.seen_authorization == [f"Bearer {ada.token}"]
 
 
-async def test_same_key_twice_returns_the_same_order_and_writes_nothing_new(orders_api, customer, db_admin, peers) -> None:  # noqa: ANN001
+async def test_same_key_twice_returns_the_same_order_and_writes_nothing_new(orders_api, customer, db_admin,
+                                                                            peers) -> None:
     ada = customer()
     request = place_input(cartId=ada.cart_id)
     first = (await orders_api.ok(PLACE_ORDER, {"input": request}, token=ada.token))["placeOrder"]
@@ -66,7 +67,7 @@ async def test_same_key_twice_returns_the_same_order_and_writes_nothing_new(orde
 
 
 @pytest.mark.parametrize("concurrency", [2, 5])
-async def test_same_key_concurrently_creates_one_order(orders_api, customer, db_admin, concurrency) -> None:  # noqa: ANN001
+async def test_same_key_concurrently_creates_one_order(orders_api, customer, db_admin, concurrency) -> None:
     ada = customer()
     request = place_input()
     results = await asyncio.gather(*(orders_api.ok(PLACE_ORDER, {"input": request}, token=ada.token)
@@ -79,7 +80,7 @@ async def test_same_key_concurrently_creates_one_order(orders_api, customer, db_
     assert len(await outbox(db_admin)) == 1
 
 
-async def test_same_key_with_a_different_request_is_conflict(orders_api, customer, peers, db_admin) -> None:  # noqa: ANN001
+async def test_same_key_with_a_different_request_is_conflict(orders_api, customer, peers, db_admin) -> None:
     ada = customer()
     other_cart = peers.add_cart(ada.user_id, [(333, 1, "1.00")])
     request = place_input(cartId=ada.cart_id)
@@ -89,7 +90,7 @@ async def test_same_key_with_a_different_request_is_conflict(orders_api, custome
     assert await count(db_admin, "orders") == 1
 
 
-async def test_the_same_key_from_two_users_makes_two_orders(orders_api, customer, db_admin) -> None:  # noqa: ANN001
+async def test_the_same_key_from_two_users_makes_two_orders(orders_api, customer, db_admin) -> None:
     ada, bob = customer(), customer()
     request = place_input()
     a = (await orders_api.ok(PLACE_ORDER, {"input": request}, token=ada.token))["placeOrder"]
@@ -109,11 +110,12 @@ async def test_the_same_key_from_two_users_makes_two_orders(orders_api, customer
     {"shippingAddress": {**ADDRESS, "line1": ""}},
     {"shippingAddress": {**ADDRESS, "city": "x" * 201}},
     {"shippingAddress": {**ADDRESS, "region": "r" * 201}},
-    {"couponCode": "NOT A CODE!"},                               # a code that cannot exist (tests/orders/test_coupons.py)
+    # a code that cannot exist (tests/orders/test_coupons.py):
+    {"couponCode": "NOT A CODE!"},
     {"shippingAddress": None, "shippingAddressId": "not-an-id"},
 ])
 async def test_invalid_input_is_bad_user_input_and_writes_nothing(orders_api, customer, db_admin, peers,
-                                                                  overrides) -> None:  # noqa: ANN001
+                                                                  overrides) -> None:
     ada = customer()
     code = await orders_api.error_code(PLACE_ORDER, {"input": place_input(**overrides)}, token=ada.token)
     assert code == "BAD_USER_INPUT"
@@ -121,26 +123,26 @@ async def test_invalid_input_is_bad_user_input_and_writes_nothing(orders_api, cu
     assert peers.seen_authorization == []  # refused before any peer was asked
 
 
-async def test_unknown_coupon_says_so(orders_api, customer) -> None:  # noqa: ANN001
+async def test_unknown_coupon_says_so(orders_api, customer) -> None:
     body = await orders_api.raw(PLACE_ORDER, {"input": place_input(couponCode="$$")}, token=customer().token)
     assert body["errors"][0]["message"] == "unknown coupon"
 
 
-async def test_empty_cart_is_bad_user_input(orders_api, customer, peers, db_admin) -> None:  # noqa: ANN001
+async def test_empty_cart_is_bad_user_input(orders_api, customer, peers, db_admin) -> None:
     ada = customer()
     peers.carts[ada.cart_id]["items"] = []
     assert await orders_api.error_code(PLACE_ORDER, {"input": place_input()}, token=ada.token) == "BAD_USER_INPUT"
     assert await count(db_admin, "orders") == 0
 
 
-async def test_without_a_token_is_unauthenticated(orders_api, db_admin) -> None:  # noqa: ANN001
+async def test_without_a_token_is_unauthenticated(orders_api, db_admin) -> None:
     assert await orders_api.error_code(PLACE_ORDER, {"input": place_input()}) == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize("status,code", [(401, "UNAUTHENTICATED"), (403, "FORBIDDEN"), (404, "NOT_FOUND"),
+@pytest.mark.parametrize(("status", "code"), [(401, "UNAUTHENTICATED"), (403, "FORBIDDEN"), (404, "NOT_FOUND"),
                                          (409, "CONFLICT"), (500, "INTERNAL_SERVER_ERROR"),
                                          (502, "INTERNAL_SERVER_ERROR")])
-async def test_peer_answers_map_to_codes(orders_api, customer, peers, db_admin, status, code) -> None:  # noqa: ANN001
+async def test_peer_answers_map_to_codes(orders_api, customer, peers, db_admin, status, code) -> None:
     ada = customer()
     peers.fail_status = status
     body = await orders_api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
@@ -150,13 +152,13 @@ async def test_peer_answers_map_to_codes(orders_api, customer, peers, db_admin, 
     assert await count(db_admin, "orders") == 0
 
 
-async def test_a_cart_that_is_down_is_a_bare_internal_error(settings, customer, db_admin) -> None:  # noqa: ANN001
+async def test_a_cart_that_is_down_is_a_bare_internal_error(settings, customer, db_admin) -> None:
     # given an orders app whose cart and users peers are at a port nobody listens on
     ada = customer()
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    client_log = logging.getLogger("nexuscart.peers")  # create_app resets the root handlers (no caplog)
+    handler.emit = records.append  # type: ignore[method-assign]  # a handler that only collects its records
+    client_log = logging.getLogger("nexuscart.internal_client")  # create_app resets the root handlers (no caplog)
     client_log.addHandler(handler)
     try:
         with closed_port() as down_url:
@@ -177,7 +179,7 @@ async def test_a_cart_that_is_down_is_a_bare_internal_error(settings, customer, 
 
 
 async def test_a_409_from_the_cart_is_a_conflict_with_the_carts_message(orders_api, customer, peers,
-                                                                          db_admin) -> None:  # noqa: ANN001
+                                                                          db_admin) -> None:
     ada = customer()
     peers.fail_status, peers.fail_message = 409, "The cart changed while checking out; review it and retry"
     body = await orders_api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
@@ -192,13 +194,13 @@ async def test_a_409_from_the_cart_is_a_conflict_with_the_carts_message(orders_a
     assert await count(db_admin, "orders") == 0
 
 
-async def test_someone_elses_cart_is_forbidden(orders_api, customer) -> None:  # noqa: ANN001
+async def test_someone_elses_cart_is_forbidden(orders_api, customer) -> None:
     ada, bob = customer(), customer()
     code = await orders_api.error_code(PLACE_ORDER, {"input": place_input(cartId=ada.cart_id)}, token=bob.token)
     assert code == "FORBIDDEN"
 
 
-async def test_a_saved_address_is_fetched_from_users_and_snapshotted(orders_api, customer, peers) -> None:  # noqa: ANN001
+async def test_a_saved_address_is_fetched_from_users_and_snapshotted(orders_api, customer, peers) -> None:
     ada, bob = customer(), customer()
     peers.addresses["77"] = {"id": "77", "user_id": str(ada.user_id), "line1": "2 Babbage St", "line2": None,
                              "city": "Paris", "region": None, "postal_code": "75001", "country": "FR"}
@@ -213,20 +215,20 @@ async def test_a_saved_address_is_fetched_from_users_and_snapshotted(orders_api,
     assert code == "NOT_FOUND"
 
 
-async def test_a_cart_mixing_currencies_is_refused(orders_api, customer, peers) -> None:  # noqa: ANN001
+async def test_a_cart_mixing_currencies_is_refused(orders_api, customer, peers) -> None:
     ada = customer()
     peers.carts[ada.cart_id]["items"][1]["currency"] = "EUR"
     assert await orders_api.error_code(PLACE_ORDER, {"input": place_input()}, token=ada.token) == "BAD_USER_INPUT"
 
 
 async def test_place_order_is_four_statements_whatever_the_cart_size(orders_api, orders_resources, customer,
-                                                                     peers) -> None:  # noqa: ANN001
+                                                                     peers) -> None:
     """The hot path: replay check, one CTE for order+items+history+saga, the outbox row and its NOTIFY."""
     from sqlalchemy import event
     engine = orders_resources.session_factory.kw["bind"].sync_engine
     statements: list[str] = []
 
-    def count(conn, cursor, statement, *args) -> None:  # noqa: ANN001, ANN002
+    def count(conn, cursor, statement, *args) -> None:
         statements.append(statement)
 
     ada = customer()
@@ -238,3 +240,15 @@ async def test_place_order_is_four_statements_whatever_the_cart_size(orders_api,
         event.remove(engine, "before_cursor_execute", count)
     assert len(order["items"]) == 40
     assert len(statements) == 4, statements
+
+
+@pytest.mark.parametrize("price", ["19.999", "-1.00", "abc", 19.99])
+async def test_a_cart_price_that_is_not_an_amount_is_a_malformed_answer_not_rounded(
+        orders_api, customer, peers, db_admin, price) -> None:
+    # given a cart whose snapshot prices a line with 3 decimals, a negative, garbage or a JSON float
+    ada = customer()
+    peers.carts[ada.cart_id]["items"][0]["unit_price"] = price
+    # when the order is placed, then it is refused as the cart's fault and nothing is written
+    body = await orders_api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert await count(db_admin, "orders") == 0

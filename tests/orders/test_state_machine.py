@@ -1,13 +1,15 @@
 """When a live order-status stream may end: only once no further transition can come."""
 from __future__ import annotations
 
+from datetime import UTC
+
 
 def _history(*steps: tuple[str | None, str, str | None]) -> list:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from subgraphs.orders.models import HistoryRecord, OrderStatus
     return [HistoryRecord(order_id=1, seq=n, from_status=OrderStatus(f) if f else None, to_status=OrderStatus(t),
-                          reason=r, at=datetime.now(timezone.utc)) for n, (f, t, r) in enumerate(steps, 1)]
+                          reason=r, at=datetime.now(UTC)) for n, (f, t, r) in enumerate(steps, 1)]
 
 
 def test_status_streams_end_only_when_no_further_transition_can_come() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kernel.db import take_after_commit
 from kernel.graphql import RequestContext
 from subgraphs.orders import service
 from subgraphs.orders.models import OrderStatus
 from subgraphs.orders.schema import schema
-from tests.orders.conftest import CANCEL, DELIVER, SHIP, place
+from tests.orders.conftest import CANCEL, DELIVER, SHIP, payment_successful, place
 
 SUBSCRIPTION = """subscription($id: ID!) { orderStatusChanged(orderId: $id) {
   orderId seq status previousStatus reason at } }"""
@@ -41,7 +40,7 @@ class Stream:
         return False
 
 
-async def subscribe(resources, order_id: str, token: str | None) -> Stream:  # noqa: ANN001
+async def subscribe(resources, order_id: str, token: str | None) -> Stream:
     context = RequestContext(resources, None, f"Bearer {token}" if token else None)
     return Stream(await schema.subscribe(SUBSCRIPTION, variable_values={"id": order_id}, context_value=context))
 
@@ -51,7 +50,7 @@ def statuses(events: list[dict[str, Any]]) -> list[tuple[int, str, str | None]]:
 
 
 async def test_history_replay_then_live_transitions_until_delivered(
-        orders_api, orders_resources, customer, saga) -> None:  # noqa: ANN001
+        orders_api, orders_resources, customer, saga) -> None:
     ada, admin = customer(), customer("ADMIN")
     order = await place(orders_api, ada)
     await saga.deliver("inventory.reserved", {"order_id": order["id"], "items": []})
@@ -62,7 +61,7 @@ async def test_history_replay_then_live_transitions_until_delivered(
     assert all(e["orderId"] == order["id"] for e in replay)
 
     # the subscriber is listening (it subscribed before reading the history): live transitions follow
-    await saga.deliver("payment.successful", {"order_id": order["id"], "payment_id": "1"})
+    await saga.deliver("payment.successful", payment_successful(order["id"]))
     assert statuses([await stream.next()]) == [(3, "PAID", "AWAITING_PAYMENT")]
     await orders_api.ok(SHIP, {"id": order["id"]}, token=admin.token)
     await orders_api.ok(DELIVER, {"id": order["id"]}, token=admin.token)
@@ -72,7 +71,7 @@ async def test_history_replay_then_live_transitions_until_delivered(
 
 
 async def test_a_cancelled_never_paid_order_ends_the_stream_with_its_reason(
-        orders_api, orders_resources, customer) -> None:  # noqa: ANN001
+        orders_api, orders_resources, customer) -> None:
     ada = customer()
     order = await place(orders_api, ada)
     stream = await subscribe(orders_resources, order["id"], ada.token)
@@ -83,7 +82,7 @@ async def test_a_cancelled_never_paid_order_ends_the_stream_with_its_reason(
     assert await stream.ended()
 
 
-async def test_a_stream_opened_on_a_finished_order_replays_and_ends(orders_api, orders_resources, customer) -> None:  # noqa: ANN001
+async def test_a_stream_opened_on_a_finished_order_replays_and_ends(orders_api, orders_resources, customer) -> None:
     ada = customer()
     order = await place(orders_api, ada)
     await orders_api.ok(CANCEL, {"id": order["id"]}, token=ada.token)
@@ -92,26 +91,26 @@ async def test_a_stream_opened_on_a_finished_order_replays_and_ends(orders_api, 
     assert await stream.ended()
 
 
-async def test_a_lost_publish_is_repaired_from_the_history(orders_api, orders_resources, customer, saga, settings) -> None:  # noqa: ANN001
+async def test_a_lost_publish_is_repaired_from_the_history(orders_api, orders_resources, customer, saga,
+                                                           settings) -> None:
     ada, admin = customer(), customer("ADMIN")
     order = await place(orders_api, ada)
     stream = await subscribe(orders_resources, order["id"], ada.token)
     assert (await stream.next())["seq"] == 1
-    # a transition commits but its publish is lost (the after-commit callbacks are dropped)
-    async with orders_resources.session_factory() as session:
-        async with session.begin():
-            await service.transition(session, orders_resources.redis, settings, int(order["id"]),
-                                     from_status=OrderStatus.PENDING, to_status=OrderStatus.AWAITING_PAYMENT)
-        take_after_commit(session)
+    # a transition commits but its publish is lost: committed outside kernel.uow.finish, so its after-commit
+    # callbacks never run (as when the process dies right after the commit)
+    async with orders_resources.session_factory() as session, session.begin():
+        await service.transition(session, orders_resources.redis, settings, int(order["id"]),
+                                 from_status=OrderStatus.PENDING, to_status=OrderStatus.AWAITING_PAYMENT)
     # the next published transition reveals the gap; the stream fills it in order, without duplicates
-    await saga.deliver("payment.successful", {"order_id": order["id"], "payment_id": "1"})
+    await saga.deliver("payment.successful", payment_successful(order["id"]))
     assert statuses([await stream.next(), await stream.next()]) == [(2, "AWAITING_PAYMENT", "PENDING"),
                                                                     (3, "PAID", "AWAITING_PAYMENT")]
     await orders_api.ok(SHIP, {"id": order["id"]}, token=admin.token)
     assert (await stream.next())["seq"] == 4
 
 
-async def test_only_the_owner_or_an_admin_may_watch(orders_api, orders_resources, customer) -> None:  # noqa: ANN001
+async def test_only_the_owner_or_an_admin_may_watch(orders_api, orders_resources, customer) -> None:
     ada, bob, admin = customer(), customer(), customer("ADMIN")
     order = await place(orders_api, ada)
     assert await (await subscribe(orders_resources, order["id"], bob.token)).error_code() == "FORBIDDEN"
@@ -122,7 +121,7 @@ async def test_only_the_owner_or_an_admin_may_watch(orders_api, orders_resources
     await admin_stream.results.aclose()
 
 
-async def test_the_token_may_arrive_in_websocket_connection_params(orders_api, orders_resources, customer) -> None:  # noqa: ANN001
+async def test_the_token_may_arrive_in_websocket_connection_params(orders_api, orders_resources, customer) -> None:
     ada = customer()
     order = await place(orders_api, ada)
     context = RequestContext(orders_resources, None, None)

@@ -14,7 +14,7 @@ from kernel.db import create_engine, create_session_factory
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
 from kernel.settings import Settings
-from subgraphs.payments.events import consumer_specs
+from subgraphs.payments.consumers import consumer_specs
 from subgraphs.payments.providers import SimulatedProvider
 from tests.conftest import GraphQLClient
 

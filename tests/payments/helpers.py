@@ -6,6 +6,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from tests.event_contracts import as_consumed
+
 
 def confirmed(order_id: int, *, token: str = "tok_visa", amount: str = "42.50", currency: str = "USD",
               provider: str = "simulated", user_id: int = 7) -> dict[str, Any]:
@@ -22,7 +24,10 @@ def cancelled(order_id: int, *, reason: str = "CUSTOMER_CANCELLED", previous_sta
 async def outbox(db: asyncpg.Pool) -> list[dict[str, Any]]:
     """Events payments queued, oldest first: topic, key and the envelope's payload."""
     rows = await db.fetch("SELECT topic, key, envelope FROM payments.outbox ORDER BY id")
-    return [{"topic": r["topic"], "key": r["key"], "payload": orjson.loads(r["envelope"])["payload"]} for r in rows]
+    events = [{"topic": r["topic"], "key": r["key"], "payload": orjson.loads(r["envelope"])["payload"]} for r in rows]
+    for event in events:  # every payload payments wrote is one the orders saga accepts
+        as_consumed(event["topic"], event["payload"])
+    return events
 
 
 async def payment(db: asyncpg.Pool, order_id: int) -> dict[str, Any] | None:

@@ -6,17 +6,16 @@ from decimal import Decimal
 
 import pytest
 
-from kernel.events import EventEnvelope
-from subgraphs.payments.errors import MalformedEvent
+from kernel.events import EventEnvelope, MalformedEvent
 from subgraphs.payments.providers import IdempotencyKeyReused
 from tests.payments.helpers import cancelled, confirmed, outbox, payment, provider_calls
 
 
-def test_one_consumer_group_on_the_order_topics(spec) -> None:  # noqa: ANN001
+def test_one_consumer_group_on_the_order_topics(spec) -> None:
     assert (spec.name, spec.schema, spec.topics) == ("payments", "payments", ("order.confirmed", "order.cancelled"))
 
 
-async def test_a_good_card_is_charged_and_reported(deliver, db_admin, provider, order_id) -> None:  # noqa: ANN001
+async def test_a_good_card_is_charged_and_reported(deliver, db_admin, provider, order_id) -> None:
     # when orders confirms an order paid with tok_visa
     await deliver("order.confirmed", confirmed(order_id, token="tok_visa", amount="42.5"))
     # then the payment succeeded, its provider call is audited, and payment.successful is queued
@@ -35,7 +34,7 @@ async def test_a_good_card_is_charged_and_reported(deliver, db_admin, provider, 
 @pytest.mark.parametrize(("token", "reason"), [("tok_chargeDeclined", "card_declined"),
                                                ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds"),
                                                ("tok_bogus", "invalid_token")])
-async def test_a_declined_card_fails_the_payment_with_its_reason(deliver, db_admin, order_id, token,  # noqa: ANN001
+async def test_a_declined_card_fails_the_payment_with_its_reason(deliver, db_admin, order_id, token,
                                                                  reason) -> None:
     await deliver("order.confirmed", confirmed(order_id, token=token))
     row = await payment(db_admin, order_id)
@@ -44,7 +43,7 @@ async def test_a_declined_card_fails_the_payment_with_its_reason(deliver, db_adm
         "order_id": str(order_id), "payment_id": str(row["id"]), "reason": reason}}]
 
 
-async def test_an_unconfigured_provider_fails_the_payment_without_calling_anyone(deliver, db_admin, provider,  # noqa: ANN001
+async def test_an_unconfigured_provider_fails_the_payment_without_calling_anyone(deliver, db_admin, provider,
                                                                                  order_id) -> None:
     await deliver("order.confirmed", confirmed(order_id, provider="stripe"))
     row = await payment(db_admin, order_id)
@@ -53,14 +52,14 @@ async def test_an_unconfigured_provider_fails_the_payment_without_calling_anyone
     assert await provider.ledger() == []
 
 
-async def test_a_provider_that_never_answers_leaves_the_payment_processing(deliver, db_admin, order_id) -> None:  # noqa: ANN001
+async def test_a_provider_that_never_answers_leaves_the_payment_processing(deliver, db_admin, order_id) -> None:
     await deliver("order.confirmed", confirmed(order_id, token="tok_timeout"))
     row = await payment(db_admin, order_id)
     assert row["status"] == "PROCESSING" and row["provider_reference"].startswith("pi_sim_")
     assert await outbox(db_admin) == []  # the saga's payment timeout decides, not payments
 
 
-async def test_order_confirmed_twice_charges_once(deliver, db_admin, provider, order_id) -> None:  # noqa: ANN001
+async def test_order_confirmed_twice_charges_once(deliver, db_admin, provider, order_id) -> None:
     # given an order already charged
     await deliver("order.confirmed", confirmed(order_id))
     first = await payment(db_admin, order_id)
@@ -72,14 +71,13 @@ async def test_order_confirmed_twice_charges_once(deliver, db_admin, provider, o
     assert len(await provider.ledger()) == 1
 
 
-async def test_a_rolled_back_charge_is_retried_without_a_second_charge(deliver, worker_resources, spec,  # noqa: ANN001
+async def test_a_rolled_back_charge_is_retried_without_a_second_charge(deliver, worker_resources, spec,
                                                                        db_admin, provider, order_id) -> None:
     # given the handler charged the card but its transaction did not commit (a crash before COMMIT)
     envelope = EventEnvelope.new("order.confirmed", confirmed(order_id))
-    async with worker_resources.session_factory() as session:
-        async with session.begin():
-            await spec.handler(session, envelope)
-            await session.rollback()
+    async with worker_resources.session_factory() as session, session.begin():
+        await spec.handler(session, envelope)
+        await session.rollback()
     assert await payment(db_admin, order_id) is None
     # when the event is redelivered
     await deliver("order.confirmed", {}, envelope)
@@ -89,7 +87,7 @@ async def test_a_rolled_back_charge_is_retried_without_a_second_charge(deliver, 
     assert [e["topic"] for e in await outbox(db_admin)] == ["payment.successful"]
 
 
-async def test_cancel_before_confirm_leaves_a_tombstone_and_nothing_is_charged(deliver, db_admin, provider,  # noqa: ANN001
+async def test_cancel_before_confirm_leaves_a_tombstone_and_nothing_is_charged(deliver, db_admin, provider,
                                                                               order_id) -> None:
     # given the order was cancelled (e.g. by the payment timeout) before payments saw its confirmation
     await deliver("order.cancelled", cancelled(order_id, reason="PAYMENT_TIMEOUT", previous_status="AWAITING_PAYMENT"))
@@ -102,7 +100,7 @@ async def test_cancel_before_confirm_leaves_a_tombstone_and_nothing_is_charged(d
     assert await provider.ledger() == [] and await outbox(db_admin) == []
 
 
-async def test_cancel_after_success_refunds(deliver, db_admin, provider, order_id) -> None:  # noqa: ANN001
+async def test_cancel_after_success_refunds(deliver, db_admin, provider, order_id) -> None:
     # given a captured payment
     await deliver("order.confirmed", confirmed(order_id, amount="19.99", currency="EUR"))
     # when the customer cancels the order
@@ -120,7 +118,7 @@ async def test_cancel_after_success_refunds(deliver, db_admin, provider, order_i
     assert len(await outbox(db_admin)) == 2 and len(await provider.ledger()) == 2
 
 
-async def test_cancel_while_processing_cancels_the_intent(deliver, db_admin, provider, order_id) -> None:  # noqa: ANN001
+async def test_cancel_while_processing_cancels_the_intent(deliver, db_admin, provider, order_id) -> None:
     await deliver("order.confirmed", confirmed(order_id, token="tok_timeout"))
     await deliver("order.cancelled", cancelled(order_id, reason="PAYMENT_TIMEOUT", previous_status="AWAITING_PAYMENT"))
     assert (await payment(db_admin, order_id))["status"] == "CANCELLED"
@@ -128,7 +126,7 @@ async def test_cancel_while_processing_cancels_the_intent(deliver, db_admin, pro
     assert await outbox(db_admin) == []  # nothing was captured, so nothing to report
 
 
-async def test_cancel_after_a_decline_does_nothing(deliver, db_admin, provider, order_id) -> None:  # noqa: ANN001
+async def test_cancel_after_a_decline_does_nothing(deliver, db_admin, provider, order_id) -> None:
     await deliver("order.confirmed", confirmed(order_id, token="tok_chargeDeclined"))
     await deliver("order.cancelled", cancelled(order_id, reason="PAYMENT_DECLINED", previous_status="AWAITING_PAYMENT"))
     assert (await payment(db_admin, order_id))["status"] == "FAILED"
@@ -136,7 +134,7 @@ async def test_cancel_after_a_decline_does_nothing(deliver, db_admin, provider, 
     assert len(await provider.ledger()) == 1
 
 
-async def test_a_key_reused_with_other_parameters_rolls_the_event_back(deliver, provider, db_admin,  # noqa: ANN001
+async def test_a_key_reused_with_other_parameters_rolls_the_event_back(deliver, provider, db_admin,
                                                                        order_id) -> None:
     # given the provider already saw this order's charge key for another amount (should never happen: a bug
     # in orders or a reused order id); the consumer must retry and park it, never guess
@@ -151,13 +149,13 @@ async def test_a_key_reused_with_other_parameters_rolls_the_event_back(deliver, 
                                      {"order_id": "1", "user_id": "1", "amount": "abc", "currency": "USD",
                                       "payment": {"provider": "simulated", "token": "tok_visa"}},
                                      {"order_id": "1", "user_id": "1", "amount": "1.00", "currency": "USD"}])
-async def test_malformed_confirmations_are_refused(deliver, db_admin, payload) -> None:  # noqa: ANN001
+async def test_malformed_confirmations_are_refused(deliver, db_admin, payload) -> None:
     with pytest.raises(MalformedEvent):
         await deliver("order.confirmed", payload)
     assert await db_admin.fetchval("SELECT count(*) FROM payments.payments") == 0
 
 
-async def _wait_until_blocked_on_a_lock(db_admin) -> None:  # noqa: ANN001
+async def _wait_until_blocked_on_a_lock(db_admin) -> None:
     """Poll Postgres (not the clock) until some session waits on a lock held by another transaction."""
     for _ in range(500):
         if await db_admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
@@ -166,16 +164,15 @@ async def _wait_until_blocked_on_a_lock(db_admin) -> None:  # noqa: ANN001
     raise AssertionError("the cancellation never waited for the charging transaction")
 
 
-async def test_a_cancel_racing_a_charge_on_another_worker_refunds_it(worker_resources, spec, deliver,  # noqa: ANN001
+async def test_a_cancel_racing_a_charge_on_another_worker_refunds_it(worker_resources, spec, deliver,
                                                                      db_admin, provider, order_id) -> None:
     # given worker A is charging the order and has not committed yet
-    async with worker_resources.session_factory() as session:
-        async with session.begin():
-            await spec.handler(session, EventEnvelope.new("order.confirmed", confirmed(order_id)))
-            # when worker B handles the order's cancellation meanwhile
-            cancelling = asyncio.create_task(deliver("order.cancelled", cancelled(order_id)))
-            await _wait_until_blocked_on_a_lock(db_admin)
-            assert not cancelling.done()
+    async with worker_resources.session_factory() as session, session.begin():
+        await spec.handler(session, EventEnvelope.new("order.confirmed", confirmed(order_id)))
+        # when worker B handles the order's cancellation meanwhile
+        cancelling = asyncio.create_task(deliver("order.cancelled", cancelled(order_id)))
+        await _wait_until_blocked_on_a_lock(db_admin)
+        assert not cancelling.done()
     await cancelling
     # then B waited for A's charge and refunded it, instead of leaving a tombstone beside a captured payment
     assert (await payment(db_admin, order_id))["status"] == "REFUNDED"
@@ -183,7 +180,7 @@ async def test_a_cancel_racing_a_charge_on_another_worker_refunds_it(worker_reso
     assert [e["operation"] for e in await provider.ledger()] == ["charge", "refund"]
 
 
-async def test_a_charge_in_a_failed_batch_is_never_left_captured_without_a_payment(  # noqa: ANN001
+async def test_a_charge_in_a_failed_batch_is_never_left_captured_without_a_payment(
         spec, worker_resources, deliver, db_admin, provider, order_id) -> None:
     import types
 
@@ -195,7 +192,7 @@ async def test_a_charge_in_a_failed_batch_is_never_left_captured_without_a_payme
     records = [types.SimpleNamespace(topic="order.confirmed", key=b"k", value=e.to_json()) for e in (good, poison)]
 
     class NoDlq:
-        async def send_and_wait(self, *_args, **_kwargs) -> None:  # noqa: ANN002, ANN003
+        async def send_and_wait(self, *_args, **_kwargs) -> None:
             return None
 
     consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None, dlq_producer=NoDlq(),
@@ -207,15 +204,15 @@ async def test_a_charge_in_a_failed_batch_is_never_left_captured_without_a_payme
     one_by_one = consumer.process
     cancelled_yet = False
 
-    async def process(record) -> str:  # noqa: ANN001
+    async def process(record) -> str:
         nonlocal cancelled_yet
         if not cancelled_yet:
             cancelled_yet = True
             await deliver("order.cancelled", cancelled(order_id, previous_status="AWAITING_PAYMENT"))
         return await one_by_one(record)
 
-    consumer.process = process  # type: ignore[method-assign]
-    await consumer._apply_partition(records)  # noqa: SLF001
+    consumer.process = process  # type: ignore[method-assign]  # wraps the real one to interleave a delivery
+    await consumer._apply_partition(records)
     # then money captured at the provider is either recorded as a payment or refunded, never lost
     ours = [e for e in await provider.ledger() if str(order_id) in e["idempotency_key"]]
     captured = any(e["operation"] == "charge" and e["status"] == "SUCCEEDED" for e in ours)

@@ -24,7 +24,7 @@ def key() -> str:
 
 
 async def charge(provider: SimulatedProvider, token: str, *, idempotency_key: str | None = None,
-                 amount: str = "10.00"):  # noqa: ANN201
+                 amount: str = "10.00"):
     return await provider.charge(idempotency_key=idempotency_key or key(), amount=Decimal(amount), currency="USD",
                                  token=token, metadata={"order_id": "1"})
 
@@ -37,13 +37,13 @@ async def charge(provider: SimulatedProvider, token: str, *, idempotency_key: st
     ("tok_timeout", ProviderStatus.PROCESSING, None),
     ("tok_made_up", ProviderStatus.FAILED, "invalid_token"),
 ])
-async def test_each_test_token_has_its_stripe_outcome(provider, token, status, reason) -> None:  # noqa: ANN001
+async def test_each_test_token_has_its_stripe_outcome(provider, token, status, reason) -> None:
     result = await charge(provider, token)
     assert (result.status, result.failure_reason) == (status, reason)
     assert result.reference and result.reference.startswith("pi_sim_")
 
 
-async def test_a_repeated_key_charges_once_and_answers_the_same(provider) -> None:  # noqa: ANN001
+async def test_a_repeated_key_charges_once_and_answers_the_same(provider) -> None:
     # given a charge that succeeded
     k = key()
     first = await charge(provider, "tok_visa", idempotency_key=k)
@@ -54,14 +54,14 @@ async def test_a_repeated_key_charges_once_and_answers_the_same(provider) -> Non
     assert [e["operation"] for e in await provider.ledger()] == ["charge"]
 
 
-async def test_concurrent_calls_with_one_key_charge_once(provider) -> None:  # noqa: ANN001
+async def test_concurrent_calls_with_one_key_charge_once(provider) -> None:
     k = key()
     results = await asyncio.gather(*(charge(provider, "tok_visa", idempotency_key=k) for _ in range(10)))
     assert len({r.reference for r in results}) == 1
     assert len(await provider.ledger()) == 1
 
 
-async def test_a_reused_key_with_other_parameters_is_refused(provider) -> None:  # noqa: ANN001
+async def test_a_reused_key_with_other_parameters_is_refused(provider) -> None:
     k = key()
     await charge(provider, "tok_visa", idempotency_key=k, amount="10.00")
     with pytest.raises(IdempotencyKeyReused):
@@ -72,13 +72,13 @@ async def test_a_reused_key_with_other_parameters_is_refused(provider) -> None: 
 
 
 @pytest.mark.parametrize("amount", ["0", "-1.00", "1.001", "NaN"])
-async def test_malformed_amounts_are_refused(provider, amount) -> None:  # noqa: ANN001
+async def test_malformed_amounts_are_refused(provider, amount) -> None:
     with pytest.raises(InvalidProviderRequest):
         await charge(provider, "tok_visa", amount=amount)
     assert await provider.ledger() == []
 
 
-async def test_refund_of_a_captured_charge_once_and_never_more_than_captured(provider) -> None:  # noqa: ANN001
+async def test_refund_of_a_captured_charge_once_and_never_more_than_captured(provider) -> None:
     captured = await charge(provider, "tok_visa", amount="30.00")
     k = key()
     refunded = await provider.refund(idempotency_key=k, reference=captured.reference, amount=Decimal("30.00"))
@@ -89,7 +89,7 @@ async def test_refund_of_a_captured_charge_once_and_never_more_than_captured(pro
     assert (over.status, over.failure_reason) == (ProviderStatus.FAILED, "amount_too_large")
 
 
-async def test_refund_needs_a_succeeded_charge(provider) -> None:  # noqa: ANN001
+async def test_refund_needs_a_succeeded_charge(provider) -> None:
     declined = await charge(provider, "tok_chargeDeclined")
     result = await provider.refund(idempotency_key=key(), reference=declined.reference, amount=Decimal("10.00"))
     assert (result.status, result.failure_reason) == (ProviderStatus.FAILED, "charge_not_succeeded")
@@ -97,7 +97,7 @@ async def test_refund_needs_a_succeeded_charge(provider) -> None:  # noqa: ANN00
     assert (missing.status, missing.failure_reason) == (ProviderStatus.FAILED, "resource_missing")
 
 
-async def test_cancel_closes_a_processing_intent_but_not_a_succeeded_one(provider) -> None:  # noqa: ANN001
+async def test_cancel_closes_a_processing_intent_but_not_a_succeeded_one(provider) -> None:
     pending = await charge(provider, "tok_timeout")
     cancelled = await provider.cancel(idempotency_key=key(), reference=pending.reference)
     assert cancelled.status is ProviderStatus.SUCCEEDED
@@ -118,13 +118,13 @@ def test_accepted_providers_come_from_settings() -> None:
         accepted_providers(Settings(payment_providers="simulated,stripe"))
 
 
-async def test_the_registry_builds_each_accepted_provider(redis) -> None:  # noqa: ANN001
+async def test_the_registry_builds_each_accepted_provider(redis) -> None:
     providers = build_providers(Settings(payment_providers="simulated"), redis)
     assert list(providers) == ["simulated"]
     assert isinstance(providers["simulated"], PaymentProvider)
 
 
-async def test_the_payment_token_is_not_kept_in_redis_after_the_charge(provider, redis) -> None:  # noqa: ANN001
+async def test_the_payment_token_is_not_kept_in_redis_after_the_charge(provider, redis) -> None:
     # given a charge made with the client's token (the idempotency record lives a week)
     idempotency_key = key()
     await charge(provider, "tok_mastercard", idempotency_key=idempotency_key)

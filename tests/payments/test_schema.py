@@ -14,7 +14,7 @@ def reps(*order_ids: object) -> dict:
     return {"r": [{"__typename": "Order", "id": str(o)} for o in order_ids]}
 
 
-async def test_entities_give_each_order_its_payment(payments_api, deliver, db_admin) -> None:  # noqa: ANN001
+async def test_entities_give_each_order_its_payment(payments_api, deliver, db_admin) -> None:
     # given a paid order, a declined one, one payments never heard of, and one cancelled before confirmation
     paid, declined, unknown, tombstoned = next_id(), next_id(), next_id(), next_id()
     await deliver("order.confirmed", confirmed(paid, amount="5", currency="EUR"))
@@ -35,18 +35,18 @@ async def test_entities_give_each_order_its_payment(payments_api, deliver, db_ad
     assert entities[3] == {"id": str(tombstoned), "payment": None}
 
 
-async def test_an_order_id_that_is_not_a_number_has_no_payment(payments_api) -> None:  # noqa: ANN001
+async def test_an_order_id_that_is_not_a_number_has_no_payment(payments_api) -> None:
     entities = (await payments_api.ok(ENTITIES, reps("nonsense", "-1")))["_entities"]
     assert entities == [{"id": "nonsense", "payment": None}, {"id": "-1", "payment": None}]
 
 
-async def test_payments_of_many_orders_cost_one_query(payments_api, payments_engine, deliver) -> None:  # noqa: ANN001
+async def test_payments_of_many_orders_cost_one_query(payments_api, payments_engine, deliver) -> None:
     order_ids = [next_id() for _ in range(20)]
     for order_id in order_ids:
         await deliver("order.confirmed", confirmed(order_id))
     statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement)
 
     event.listen(payments_engine.sync_engine, "before_cursor_execute", record)
@@ -58,11 +58,11 @@ async def test_payments_of_many_orders_cost_one_query(payments_api, payments_eng
     assert len([s for s in statements if "payments.payments" in s]) == 1, statements
 
 
-async def test_payment_providers_lists_what_checkout_accepts(payments_api) -> None:  # noqa: ANN001
+async def test_payment_providers_lists_what_checkout_accepts(payments_api) -> None:
     assert (await payments_api.ok("{ paymentProviders }"))["paymentProviders"] == ["simulated"]
 
 
-async def test_sdl_contributes_payment_to_the_orders_entity(payments_api) -> None:  # noqa: ANN001
+async def test_sdl_contributes_payment_to_the_orders_entity(payments_api) -> None:
     sdl = (await payments_api.ok("{ _service { sdl } }"))["_service"]["sdl"]
     for fragment in ('type Order @key(fields: "id")', "payment: Payment", "type Money @shareable",
                      "failureReason: String", "status: PaymentStatus!"):

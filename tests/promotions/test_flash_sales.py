@@ -6,25 +6,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import orjson
-import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kernel.db import create_engine, create_session_factory, run_callbacks, take_after_commit
 from kernel.graphql import ServiceResources
-from kernel.peers import INTERNAL_HTTP
 from kernel.settings import Settings
+from kernel.uow import unit_of_work
 from subgraphs.promotions import flash_sale_store as store
 from subgraphs.promotions import flash_sales
 from tests.conftest import GraphQLClient
-from tests.orders.conftest import serve_locally
 
 CREATE = """mutation($input: CreateFlashSaleInput!) { createFlashSale(input: $input) {
   id status totalStock remainingStock perUserLimit salePrice { amount currency } regularPrice { amount }
@@ -40,46 +36,7 @@ ADDRESS = {"line1": "1 Sale St", "city": "Lyon", "postalCode": "69001", "country
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@pytest.fixture(scope="module")
-async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(settings)
-    yield create_session_factory(engine)
-    await engine.dispose()
-
-
-@pytest.fixture(scope="module")
-async def apps(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    """Real catalog, users and orders served over HTTP, and the in-process promotions app pointing at them."""
-    from subgraphs.catalog.app import build_app as catalog_app
-    from subgraphs.orders.app import build_app as orders_app
-    from subgraphs.promotions.app import build_app as promotions_app
-    from subgraphs.users.app import build_app as users_app
-    async with serve_locally(catalog_app(settings)) as catalog_url, serve_locally(users_app(settings)) as users_url:
-        orders = orders_app(settings.model_copy(update={"users_service_url": users_url}))
-        promotions = promotions_app(settings.model_copy(update={
-            "catalog_service_url": catalog_url, "flash_sale_ip_rate_per_second": 1_000_000.0,
-            "flash_sale_ip_burst": 1_000_000, "flash_sale_token_issue_per_minute": 20}))
-        resources: ServiceResources = promotions.app.state.resources
-        try:
-            async with serve_locally(orders) as orders_url, \
-                    httpx.AsyncClient(transport=httpx.ASGITransport(app=promotions), base_url="http://promotions",
-                                      timeout=60) as http, \
-                    httpx.AsyncClient(base_url=catalog_url, timeout=30) as catalog_http, \
-                    httpx.AsyncClient(base_url=users_url, timeout=30) as users_http, \
-                    httpx.AsyncClient(base_url=orders_url, timeout=30) as orders_http:
-                # orders listens only now: point promotions at it before the first request
-                resources.settings = resources.settings.model_copy(update={"orders_service_url": orders_url})
-                yield {"promotions": GraphQLClient(http, "/graphql"), "resources": resources,
-                       "users": GraphQLClient(users_http, "/graphql"), "catalog": GraphQLClient(catalog_http, "/graphql"),
-                       "orders": GraphQLClient(orders_http, "/graphql")}
-        finally:
-            # Served without lifespans: close what the apps would close at shutdown.
-            await orders.app.state.resources.extras[INTERNAL_HTTP].aclose()
-            await resources.extras[INTERNAL_HTTP].aclose()
-            await resources.redis.aclose()
+    return datetime.now(UTC)
 
 
 @pytest.fixture
@@ -112,8 +69,7 @@ async def _hold(sessions: async_sessionmaker[AsyncSession], redis: Redis, sale_i
                 quantity: int, held: bool = True) -> None:
     """Deliver inventory's answer to flashsale.scheduled (what the promotions consumer does)."""
     async with sessions() as session, session.begin():
-        await flash_sales.on_stock_held(session, redis, {"sale_id": sale_id, "variant_id": "1",
-                                                         "quantity": quantity, "held": held})
+        await flash_sales.on_stock_held(session, redis, int(sale_id), held=held)
 
 
 async def _open_sale(api: GraphQLClient, apps: dict[str, Any], sessions: Any, redis: Redis, admin: str, *,
@@ -287,8 +243,9 @@ async def test_outside_the_window_is_not_active_and_tokens_are_not_issued_early(
     # A sale whose window has passed: NOT_ACTIVE, nothing sold.
     short = await _open_sale(api, apps, sessions, redis, admin, stock=5, limit=1, starts_in=-1, lasts=4)
     token = (await api.ok(ISSUE, {"id": short["id"]}, buyer))["issueFlashSaleToken"]["token"]
-    while (await api.ok(SALE, {"id": short["id"]}))["flashSale"]["status"] != "ENDED":
-        await asyncio.sleep(0.1)
+    async with asyncio.timeout(30):
+        while (await api.ok(SALE, {"id": short["id"]}))["flashSale"]["status"] != "ENDED":  # noqa: ASYNC110 - polls the API
+            await asyncio.sleep(0.1)
     ended = await _buy(api, buyer, short["id"], purchase_token=token)
     assert ended["status"] == "NOT_ACTIVE" and ended["remainingStock"] == 5
 
@@ -326,7 +283,8 @@ async def test_rate_limited_per_user(api: GraphQLClient, apps: dict[str, Any], s
     statuses = Counter()
     # Far more attempts than the user's burst, back to back: the bucket refuses the excess.
     results = await asyncio.gather(*(api.ok(PURCHASE, {"id": sale["id"], "token": "x.1.y", "key": uuid.uuid4().hex,
-                                                       "q": 1}, buyer) for _ in range(settings.flash_sale_user_burst * 3)))
+                                                       "q": 1}, buyer)
+                                     for _ in range(settings.flash_sale_user_burst * 3)))
     statuses.update(r["purchaseFlashSale"]["status"] for r in results)
     assert statuses["RATE_LIMITED"] >= settings.flash_sale_user_burst
     assert statuses["SUCCESS"] == 0
@@ -367,7 +325,7 @@ async def test_5000_attempts_by_1000_users_sell_exactly_100_units(
     assert sum(statuses.values()) == 5000
     assert set(statuses) <= {"SUCCESS", "SOLD_OUT", "LIMIT_EXCEEDED"}, statuses
     units_by_user: Counter[int] = Counter()
-    for user_id, result in zip(attempts, results):
+    for user_id, result in zip(attempts, results, strict=True):
         if result["status"] == "SUCCESS":
             units_by_user[user_id] += 1 + (user_id % 2)
     assert sum(units_by_user.values()) == 100
@@ -396,11 +354,8 @@ async def _reconcile(sessions: async_sessionmaker[AsyncSession], redis: Redis, s
     async with sessions() as session:
         sales = await repository.held_sales_to_reconcile(session, _now())
     for sale in sales:
-        async with sessions() as session:
-            async with session.begin():
-                await flash_sales.reconcile_sale(session, redis, settings, sale, report)
-            callbacks = take_after_commit(session)
-        await run_callbacks(callbacks)
+        async with unit_of_work(sessions) as session:  # commits, then runs the after-commit work, as the worker
+            await flash_sales.reconcile_sale(session, redis, settings, sale, report)
     return report
 
 
@@ -430,7 +385,7 @@ async def test_reconciler_turns_a_reservation_without_an_order_into_one(
     for _ in range(2):
         async with sessions() as session, session.begin():
             await orders_service.create_flash_sale_order(
-                session, settings, orders_service.FlashSaleReservationIn.from_payload(payload))
+                session, settings, orders_service.flash_sale_reservation(payload))
     orders = await _flash_orders(db_admin, sale["id"])
     assert [(o["id"], o["user_id"], o["quantity"], o["status"]) for o in orders] == [
         (777_000_001, buyer_id, 2, "AWAITING_PAYMENT")]
@@ -448,20 +403,21 @@ async def test_unpaid_orders_return_their_units_and_the_sale_settles_with_invent
     unpaid = await _buy(api, idler, sale["id"], quantity=2)
     assert (paid["status"], unpaid["status"], unpaid["remainingStock"]) == ("SUCCESS", "SUCCESS", 0)
     # The saga reports one order paid and the other cancelled by the payment timeout.
-    assert await flash_sales.on_order_paid(redis, {"order_id": paid["orderId"]}) == 2
-    assert await flash_sales.on_order_cancelled(redis, {"order_id": unpaid["orderId"]}) == 2
-    assert await flash_sales.on_order_cancelled(redis, {"order_id": unpaid["orderId"]}) == 0  # redelivered
+    assert await flash_sales.on_order_paid(redis, int(paid["orderId"])) == 2
+    assert await flash_sales.on_order_cancelled(redis, int(unpaid["orderId"])) == 2
+    assert await flash_sales.on_order_cancelled(redis, int(unpaid["orderId"])) == 0  # redelivered
     assert (await api.ok(SALE, {"id": sale["id"]}))["flashSale"]["remainingStock"] == 2
     # The idler's count went back too, so they may buy again while the sale lasts.
     again = await _buy(api, idler, sale["id"])
     assert again["status"] == "SUCCESS"
     # Not settled while it runs.
     assert (await _reconcile(sessions, redis, settings)).settled == 0
-    while (await api.ok(SALE, {"id": sale["id"]}))["flashSale"]["status"] != "ENDED":
-        await asyncio.sleep(0.2)
+    async with asyncio.timeout(30):
+        while (await api.ok(SALE, {"id": sale["id"]}))["flashSale"]["status"] != "ENDED":  # noqa: ASYNC110 - polls the API
+            await asyncio.sleep(0.2)
     # Ended, but one unit is still reserved by an unpaid order: settlement waits for that order's outcome.
     assert (await _reconcile(sessions, redis, settings)).settled == 0
-    assert await flash_sales.on_order_cancelled(redis, {"order_id": again["orderId"]}) == 1
+    assert await flash_sales.on_order_cancelled(redis, int(again["orderId"])) == 1
     report = await _reconcile(sessions, redis, settings)
     assert report.settled == 1
     [ended] = await _outbox(db_admin, "promotions", "flashsale.ended")
@@ -469,7 +425,7 @@ async def test_unpaid_orders_return_their_units_and_the_sale_settles_with_invent
     assert await db_admin.fetchval("SELECT sold_units FROM promotions.flash_sales WHERE id = $1",
                                    int(sale["id"])) == 2
     # Settled means closed: a late cancellation no longer changes the sale's books.
-    assert await flash_sales.on_order_cancelled(redis, {"order_id": paid["orderId"]}) == 0
+    assert await flash_sales.on_order_cancelled(redis, int(paid["orderId"])) == 0
     assert (await _reconcile(sessions, redis, settings)).settled == 0
 
 

@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import GraphQLClient
-from tests.promotions.test_flash_sales import ISSUE, _open_sale, apps, sessions  # noqa: F401 - fixtures
+from tests.promotions.test_flash_sales import ISSUE, _open_sale
 
 PLAIN = """mutation($id: ID!, $token: String!, $key: String!, $q: Int = 1) {
   purchaseFlashSale(saleId: $id, token: $token, idempotencyKey: $key, quantity: $q) {
@@ -23,7 +23,7 @@ ALIASED = """mutation Buy($id: ID!, $token: String!) {
 
 
 @pytest.fixture
-def fast_path(apps: dict[str, Any]) -> Any:  # noqa: F811
+def fast_path(apps: dict[str, Any]) -> Any:
     api: GraphQLClient = apps["promotions"]
     middleware = api.http._transport.app.app  # CorrelationMiddleware -> PurchaseFastPath
     return middleware
@@ -33,7 +33,7 @@ async def _token(api: GraphQLClient, access: str, sale_id: str) -> str:
     return (await api.ok(ISSUE, {"id": sale_id}, access))["issueFlashSaleToken"]["token"]
 
 
-async def test_fast_path_and_executor_give_the_same_answers(apps: dict[str, Any], sessions: Any,  # noqa: F811
+async def test_fast_path_and_executor_give_the_same_answers(apps: dict[str, Any], sessions: Any,
                                                              redis: Redis, make_user: Any, fast_path: Any) -> None:
     api: GraphQLClient = apps["promotions"]
     _, admin = await make_user("ADMIN")
@@ -61,7 +61,7 @@ async def test_fast_path_and_executor_give_the_same_answers(apps: dict[str, Any]
     assert again["buy"]["order"]["oid"] == buy["order"]["oid"] and again["buy"]["s"] == "SUCCESS"
 
 
-async def test_refusals_get_the_executors_errors(apps: dict[str, Any], sessions: Any, redis: Redis,  # noqa: F811
+async def test_refusals_get_the_executors_errors(apps: dict[str, Any], sessions: Any, redis: Redis,
                                                  make_user: Any, fast_path: Any) -> None:
     api: GraphQLClient = apps["promotions"]
     _, admin = await make_user("ADMIN")
@@ -84,7 +84,7 @@ async def test_refusals_get_the_executors_errors(apps: dict[str, Any], sessions:
     assert (await api.ok(PLAIN, ok, buyer))["purchaseFlashSale"]["remainingStock"] == 2
 
 
-async def test_other_operations_pass_through(apps: dict[str, Any], fast_path: Any) -> None:  # noqa: F811
+async def test_other_operations_pass_through(apps: dict[str, Any], fast_path: Any) -> None:
     api: GraphQLClient = apps["promotions"]
     before = fast_path.answered
     data = await api.ok("{ flashSales(first: 1) { id } }")

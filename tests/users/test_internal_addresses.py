@@ -6,12 +6,12 @@ ADDRESS = {"line1": "1 Analytical Way", "line2": "Flat 2", "city": "London", "po
            "country": "gb"}
 
 
-async def get(users_api, path: str, token: str | None = None):  # noqa: ANN001, ANN201
+async def get(users_api, path: str, token: str | None = None):
     headers = {"authorization": f"Bearer {token}"} if token else {}
     return await users_api.http.get(path, headers=headers)
 
 
-async def test_the_owner_gets_the_address_in_the_contract_shape(users_api, make_user) -> None:  # noqa: ANN001
+async def test_the_owner_gets_the_address_in_the_contract_shape(users_api, make_user) -> None:
     user_id, token = await make_user()
     address_id = (await users_api.ok(ADD_ADDRESS, {"input": ADDRESS}, token=token))["addAddress"]["id"]
     response = await get(users_api, f"/internal/addresses/{address_id}", token)
@@ -21,7 +21,7 @@ async def test_the_owner_gets_the_address_in_the_contract_shape(users_api, make_
                                "country": "GB"}
 
 
-async def test_someone_elses_unknown_or_anonymous_is_refused_with_a_code(users_api, make_user) -> None:  # noqa: ANN001
+async def test_someone_elses_unknown_or_anonymous_is_refused_with_a_code(users_api, make_user) -> None:
     _, owner = await make_user()
     _, other = await make_user()
     address_id = (await users_api.ok(ADD_ADDRESS, {"input": ADDRESS}, token=owner))["addAddress"]["id"]

@@ -34,7 +34,7 @@ class LoadResult:
         if not self.latencies_ms:
             return float("nan")
         ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
     def row(self) -> str:
         return (f"{self.name:<50} c={self.concurrency:<4} {self.rps:>9.1f} req/s  p50 {self.percentile(50):>7.2f} ms"

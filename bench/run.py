@@ -1,8 +1,9 @@
-"""`make bench`: boots the platform with demo data on free ports and measures the hot paths.
+"""`make bench` (`python -m bench`): boots the platform with demo data on free ports and measures the hot paths.
 
 Prints requests/s, p50 and p99 per scenario, and writes them to bench-results.json. Timings are
-reported, never asserted. Env: BENCH_DURATION (seconds per scenario, default 15), BENCH_CONCURRENCY
-(default 16), BENCH_ROUTER_URL / BENCH_CATALOG_URL (+ BENCH_TOKEN) to measure a running platform instead.
+reported, never asserted. Options (`python -m bench --help`; `make bench BENCH_ARGS='--only browse --duration 2'`)
+or env: BENCH_DURATION (seconds per scenario, default 15), BENCH_CONCURRENCY (default 16), BENCH_ONLY;
+BENCH_ROUTER_URL / BENCH_CATALOG_URL (+ BENCH_TOKEN) to measure a running platform instead.
 
 Scenarios: anonymous browse through the router (its short-TTL response cache answers), the same signed in
 (router cache bypassed: planning, both subgraphs, their Redis-backed response caches), the same without
@@ -11,11 +12,12 @@ the inventory check (`variant(id) { stock { available inStock } }` over ~170 dem
 signed in;
 checkout (placeOrder through the router, on carts prepared beforehand) and, from the orders' own
 history, placeOrder -> PAID through the whole Kafka saga under that load; the flash sale
-(tests/load/flash_sale_bench.py: purchaseFlashSale at 64 and 256 clients, oversell count, the bare Lua script).
+(bench/flash_sale_bench.py: purchaseFlashSale at 64 and 256 clients, oversell count, the bare Lua script).
 BENCH_ONLY=browse|stock|checkout|flash runs one group.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import functools
@@ -27,10 +29,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tests.load.httpload import LoadResult, graphql_body, run_load
+from bench.httpload import LoadResult, RequestFactory, graphql_body, graphql_ok, run_load
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kernel.auth import TokenIssuer
 
 BROWSE_WITH_SELLER = """query Browse { products(first: 20) { edges { node { name brand category { name }
   seller { email } variants { sku price { amount currency } } } } } }"""
@@ -38,6 +46,11 @@ BROWSE_UNCACHED = """query BrowseFiltered($max: String) { products(first: 20, fi
   edges { node { name brand category { name } seller { email } variants { sku price { amount currency } } } } } }"""
 BROWSE_WITHOUT_SELLER = """query BrowseDirect { products(first: 20) { edges { node { name brand category { name }
   variants { sku price { amount currency } } } } } }"""
+
+
+def _fixed(body: bytes, headers: dict[str, str]) -> RequestFactory:
+    """The same request every time."""
+    return lambda _: (body, headers)
 
 
 async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, duration: float,
@@ -51,7 +64,8 @@ async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, 
         # cache and both response caches' catalog side: this measures real execution, not Redis.
         return graphql_body(BROWSE_UNCACHED, {"max": f"{5000 + next(unique) / 100:.2f}"}), {}
 
-    scenarios = [("browse products(first:20) via router, anonymous", router_url, with_seller, {})]
+    scenarios: list[tuple[str, str, bytes, dict[str, str]]] = [
+        ("browse products(first:20) via router, anonymous", router_url, with_seller, {})]
     if token:
         signed_in = {"authorization": f"Bearer {token}"}
         scenarios += [
@@ -63,8 +77,8 @@ async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, 
         ]
     else:
         scenarios.append(("browse direct to catalog, no seller", catalog_url, without_seller, {}))
-    results = [await run_load(name, url, lambda _, b=body, h=headers: (b, h), concurrency=concurrency,
-                              duration=duration) for name, url, body, headers in scenarios]
+    results = [await run_load(name, url, _fixed(body, headers), concurrency=concurrency, duration=duration)
+               for name, url, body, headers in scenarios]
     results.append(await run_load("browse, cache-busting filter, via router", router_url, uncached,
                                   concurrency=concurrency, duration=duration))
     return results
@@ -80,7 +94,8 @@ PLACE_ORDER = """mutation Place($input: PlaceOrderInput!) { placeOrder(input: $i
 ADDRESS = {"line1": "1 Bench Road", "city": "Porto", "postalCode": "4000-001", "country": "PT"}
 
 
-async def _post(http, url: str, query: str, variables: dict | None = None, token: str | None = None) -> dict:  # noqa: ANN001
+async def _post(http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None,
+                token: str | None = None) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     body = (await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)).json()
     if body.get("errors"):
@@ -123,8 +138,9 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
         deadline = time.monotonic() + 60
         for variant_id in variant_ids:
             while True:  # the cart learns availability from inventory.stock_changed
-                body = (await http.post(router_url, json={"query": "mutation($v: ID!) { addToCart(variantId: $v, "
-                                                          "quantity: 100) { id } }", "variables": {"v": variant_id}})).json()
+                body = (await http.post(router_url, json={
+                    "query": "mutation($v: ID!) { addToCart(variantId: $v, quantity: 100) { id } }",
+                    "variables": {"v": variant_id}})).json()
                 if not body.get("errors"):
                     break
                 if time.monotonic() > deadline:
@@ -168,8 +184,8 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
     return results
 
 
-async def paid_latency_one_at_a_time(router_url: str, database_url: str, place, carts: collections.deque,  # noqa: ANN001
-                                     orders: int = 40) -> LoadResult:
+async def paid_latency_one_at_a_time(router_url: str, database_url: str, place: RequestFactory,
+                                     carts: collections.deque[str], orders: int = 40) -> LoadResult:
     """placeOrder -> PAID for single orders on an otherwise idle platform: the saga's own latency (five
     Kafka hops through relay, inventory, orders, payments), as opposed to the backlog of the loaded run."""
     import asyncpg
@@ -184,7 +200,8 @@ async def paid_latency_one_at_a_time(router_url: str, database_url: str, place, 
             for n in range(min(orders, len(carts))):
                 body, headers = place(n)
                 started = time.perf_counter()
-                answer = (await http.post(router_url, content=body, headers={**headers, "content-type": "application/json"})).json()
+                answer = (await http.post(router_url, content=body,
+                                          headers={**headers, "content-type": "application/json"})).json()
                 if answer.get("errors"):
                     errors += 1
                     continue
@@ -235,7 +252,7 @@ def _token(data_dir: Path, user_id: int, role: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _issuer(data_dir: Path):  # noqa: ANN202
+def _issuer(data_dir: Path) -> TokenIssuer:
     from kernel.auth import TokenIssuer
     from kernel.settings import Settings
     keys = data_dir / "keys"
@@ -243,9 +260,22 @@ def _issuer(data_dir: Path):  # noqa: ANN202
                                               access_token_ttl_seconds=3600))
 
 
-def main() -> int:
-    duration = float(os.environ.get("BENCH_DURATION", 15))
-    concurrency = int(os.environ.get("BENCH_CONCURRENCY", 16))
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 15)),
+                        help="seconds per scenario (env BENCH_DURATION; default 15)")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", 16)),
+                        help="connections of the closed-loop client (env BENCH_CONCURRENCY; default 16)")
+    parser.add_argument("--only", choices=("browse", "stock", "checkout", "flash"),
+                        default=os.environ.get("BENCH_ONLY") or None,
+                        help="run one group of scenarios (env BENCH_ONLY; default: all)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    duration, concurrency = args.duration, args.concurrency
     router_url, catalog_url = os.environ.get("BENCH_ROUTER_URL"), os.environ.get("BENCH_CATALOG_URL")
     platform = None
     token = os.environ.get("BENCH_TOKEN")
@@ -254,17 +284,18 @@ def main() -> int:
         data_dir = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
         print(f"booting the platform with demo data in {data_dir} ...", flush=True)
         # One load generator is one client IP: the per-IP router limit would measure itself, not the platform.
-        from tests.load.flash_sale_bench import BENCH_ENV
+        from bench.flash_sale_bench import BENCH_ENV
         platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True,
                                                      extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0",
                                                                 **BENCH_ENV})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
         token = _token(data_dir, 1, "CUSTOMER")
-    only = os.environ.get("BENCH_ONLY", "")
+    only = args.only or ""
     admin = os.environ.get("BENCH_ADMIN_TOKEN")
     database_url = os.environ.get("DATABASE_URL")
     if platform is not None:
         admin = _token(platform.config.data_dir, 2, "ADMIN")
+        assert platform.infra is not None  # started
         database_url = platform.infra.database_url
 
     async def scenarios() -> list[LoadResult]:
@@ -275,8 +306,8 @@ def main() -> int:
             results += await stock_scenarios(router_url, concurrency, duration, token)
         if only in ("", "checkout") and token and admin:
             results += await checkout_scenarios(router_url, concurrency, duration, token, admin, database_url)
-        if only in ("", "flash") and platform is not None:
-            from tests.load.flash_sale_bench import flash_sale_scenarios
+        if only in ("", "flash") and platform is not None and platform.infra and admin and database_url:
+            from bench.flash_sale_bench import flash_sale_scenarios
             results += await flash_sale_scenarios(
                 router_url, platform.subgraph_url("promotions"), platform.infra.redis_url, database_url, admin,
                 lambda user_id: _token(platform.config.data_dir, user_id, "CUSTOMER"), duration)

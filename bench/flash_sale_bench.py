@@ -16,14 +16,14 @@ import collections
 import itertools
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
 
+from bench.httpload import LoadResult, graphql_body, run_load
 from kernel.db import asyncpg_dsn
-from tests.load.httpload import LoadResult, graphql_body, run_load
 
 SALE_STOCK = 500
 PER_USER_LIMIT = 2
@@ -57,7 +57,7 @@ async def _open_sale(http: httpx.AsyncClient, router_url: str, admin: str) -> st
     variant_id = (await _post(http, router_url, FIRST_VARIANT))["products"]["edges"][0]["node"]["variants"][0]["id"]
     warehouse = (await _post(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
     await _post(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": SALE_STOCK}, token=admin)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sale_id = (await _post(http, router_url, CREATE, {"input": {
         "variantId": variant_id, "salePrice": "1.00", "stock": SALE_STOCK, "perUserLimit": PER_USER_LIMIT,
         "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=30)).isoformat()}},
@@ -105,8 +105,8 @@ async def _sold_units(database_url: str, sale_id: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _purchase_run(name: str, url: str, sale_id: str, pairs: collections.deque[tuple[str, str]],
-                        buyers: list[str], *, concurrency: int, duration: float) -> tuple[LoadResult, collections.Counter[str]]:
+async def _purchase_run(name: str, url: str, sale_id: str, pairs: collections.deque[tuple[str, str]], buyers: list[str],
+                        *, concurrency: int, duration: float) -> tuple[LoadResult, collections.Counter[str]]:
     statuses: collections.Counter[str] = collections.Counter()
 
     spent = itertools.cycle(buyers)

@@ -1,9 +1,11 @@
-"""Internal HTTP calls between services (their `/internal/...` endpoints).
+"""The calling side of internal HTTP between services (their `/internal/...` endpoints; the serving side is
+kernel/internal_server.py).
 
 A service does not read another's store: it asks the owner, forwarding the caller's Authorization header so
-the owner decides who may do what. One pooled `PeerClient` per process keeps connections warm on hot paths.
-It runs on aiohttp, not httpx: on orders' checkout path httpx/httpcore cost about a third of the process's
-CPU, aiohttp a fraction of it.
+the owner decides who may do what. An expected refusal comes back as the same `AppError`, with the same code,
+that the owner raised (one table, kernel.errors.HTTP_STATUS); anything else is `PeerUnavailable`.
+One pooled `PeerClient` per process keeps connections warm on hot paths. It runs on aiohttp, not httpx: on
+orders' checkout path httpx/httpcore cost about a third of the process's CPU, aiohttp a fraction of it.
 """
 from __future__ import annotations
 
@@ -14,15 +16,32 @@ from typing import Any
 import aiohttp
 import orjson
 
-from kernel.errors import AppError, BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
+from kernel.errors import (
+    CODE_FOR_STATUS,
+    HTTP_STATUS,
+    AppError,
+    BadUserInput,
+    Conflict,
+    ErrorCode,
+    Forbidden,
+    NotFound,
+    OutOfStock,
+    RateLimited,
+    Unauthenticated,
+)
 
-log = logging.getLogger("nexuscart.peers")
+log = logging.getLogger("nexuscart.internal_client")
 
 INTERNAL_HTTP = "internal_http"  # key of the client in ServiceResources.extras
 
-_MAPPED: dict[int, type[AppError]] = {400: BadUserInput, 401: Unauthenticated, 403: Forbidden, 404: NotFound, 409: Conflict}
-_DEFAULT_MESSAGES = {400: "Bad request", 401: "Authentication required", 403: "You are not allowed to do this", 404: "Not found",
-                     409: "Conflict"}
+_ERROR_CLASS: dict[ErrorCode, type[AppError]] = {
+    ErrorCode.BAD_USER_INPUT: BadUserInput, ErrorCode.UNAUTHENTICATED: Unauthenticated, ErrorCode.FORBIDDEN: Forbidden,
+    ErrorCode.NOT_FOUND: NotFound, ErrorCode.CONFLICT: Conflict, ErrorCode.OUT_OF_STOCK: OutOfStock,
+    ErrorCode.RATE_LIMITED: RateLimited}
+_DEFAULT_MESSAGES = {ErrorCode.BAD_USER_INPUT: "Bad request", ErrorCode.UNAUTHENTICATED: "Authentication required",
+                     ErrorCode.FORBIDDEN: "You are not allowed to do this", ErrorCode.NOT_FOUND: "Not found",
+                     ErrorCode.CONFLICT: "Conflict", ErrorCode.OUT_OF_STOCK: "Out of stock",
+                     ErrorCode.RATE_LIMITED: "Too many requests; try again shortly"}
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -98,38 +117,29 @@ async def post_json(http: PeerClient, url: str, body: dict[str, Any], *, authori
 
 
 def _decode(status: int, content: bytes, what: str) -> dict[str, Any]:
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        body = None
     if status == 200:
-        try:
-            body = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise PeerUnavailable(f"{what}: undecodable body") from exc
         if not isinstance(body, dict):
             raise PeerUnavailable(f"{what}: unexpected body")
         return body
-    error = _MAPPED.get(status)
-    if error is None:
+    # The owner answers {code, message}, the message client-facing (it made the decision): raise the same error.
+    code = _error_code(body, status)
+    if code is None:
         log.error("peer answered an unexpected status", extra={"peer": what, "status": status})
         raise PeerUnavailable(f"{what}: HTTP {status}")
-    # The peers answer {code, message} with client-facing messages (they are the owners of the decision).
-    try:
-        message = str(orjson.loads(content).get("message") or "")
-    except (orjson.JSONDecodeError, AttributeError):
-        message = ""
-    raise error(message[:300] or _DEFAULT_MESSAGES[status])
+    message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    raise _ERROR_CLASS[code](message[:300] or _DEFAULT_MESSAGES[code])
 
 
-# ---- the serving side of internal endpoints ----------------------------------------------------------------
-
-_HTTP_STATUS = {"BAD_USER_INPUT": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404,
-                "CONFLICT": 409, "OUT_OF_STOCK": 409, "RATE_LIMITED": 429}
-
-
-def json_response(body: Any, status: int = 200) -> Any:
-    from starlette.responses import Response
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers={"cache-control": "no-store"})
-
-
-def error_response(exc: AppError) -> Any:
-    """{code, message} with the status `_decode` maps back to the same error on the calling side."""
-    return json_response({"code": exc.code.value, "message": exc.message}, _HTTP_STATUS.get(exc.code.value, 400))
+def _error_code(body: Any, status: int) -> ErrorCode | None:
+    if isinstance(body, dict):
+        try:
+            code = ErrorCode(body.get("code"))
+        except ValueError:
+            code = None
+        if code is not None and HTTP_STATUS.get(code) == status:
+            return code
+    return CODE_FOR_STATUS.get(status)

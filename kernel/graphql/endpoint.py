@@ -1,0 +1,37 @@
+"""Strawberry's ASGI view with the kernel's per-request context and orjson encoding."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from kernel.graphql.context import RequestContext, ServiceResources
+from kernel.graphql.schema import NexusSchema
+
+
+class GraphQLEndpoint(GraphQL[RequestContext, None]):
+    """Strawberry's ASGI view with our context and orjson encoding."""
+
+    def __init__(self, schema: NexusSchema, resources: ServiceResources, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.resources = resources
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
+        authorization = request.headers.get("authorization")
+        client_ip = request.headers.get("x-forwarded-for", "").split(",")[0].strip() or (
+            request.client.host if request.client else None)
+        return RequestContext(self.resources, request, authorization, client_ip)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson bounds nesting depth (a JSONDecodeError, answered 400) where json.loads would raise
+        # RecursionError out of the app as a bare 500.
+        return orjson.loads(data)
+
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: Strawberry sends bytes as binary WebSocket frames, which graphql-transport-ws
+        # clients (the router among them) reject.
+        return orjson.dumps(data).decode()

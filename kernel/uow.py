@@ -1,0 +1,60 @@
+"""The unit of work: the one way a transaction is opened, committed and followed by its after-commit work.
+
+Every edge that owns a transaction uses it: the GraphQL request (kernel/graphql/context.py), each internal
+endpoint (kernel/internal_server.py), each consumed event (kernel/consumer.py) and each periodic job.
+Services never commit; they only flush, and queue with `after_commit` what must wait for the commit
+(cache invalidation, live pushes, Redis bookkeeping) so that nobody sees it before the new state is visible.
+
+    async with unit_of_work(session_factory) as session:
+        await service.place_order(session, ...)
+    # committed here, then the callbacks ran; on an exception: rolled back, callbacks dropped, re-raised
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+log = logging.getLogger("nexuscart.uow")
+
+AfterCommit = Callable[[], Awaitable[Any]]
+_AFTER_COMMIT = "nexuscart_after_commit"
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once `session`'s transaction has committed; dropped if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+async def finish(session: AsyncSession, *, commit: bool) -> None:
+    """End `session`'s transaction: commit (then run its callbacks) or roll back (and drop them); close it.
+    A failed commit raises, and its callbacks never run."""
+    callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+    try:
+        if commit:
+            await session.commit()
+        else:
+            await session.rollback()
+    finally:
+        await session.close()
+    if commit:
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:  # committed already: report, never turn success into an error
+                log.exception("after-commit callback failed")
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends normally, rolled back when it raises."""
+    session = session_factory()
+    try:
+        yield session
+    except BaseException:
+        await finish(session, commit=False)
+        raise
+    await finish(session, commit=True)
