@@ -4,12 +4,11 @@ A `^[A-Z]{3}$` regex with `.match` accepted "USD\\n" (`$` matches before a trail
 currency got as far as the insert, whose char(3) column failed it as an internal error."""
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from kernel.ids import next_id
 from subgraphs.orders import service
+from tests.log_capture import captured_records
 from tests.orders.conftest import PLACE_ORDER, place_input
 
 
@@ -50,16 +49,9 @@ async def test_a_cart_snapshot_with_a_newline_after_the_currency_is_a_malformed_
     # given a cart whose checkout snapshot says "USD\n"
     ada = customer()
     peers.add_cart(ada.user_id, currency="USD\n")
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]  # a handler that only collects its records
-    errors_log = logging.getLogger("nexuscart.errors")  # create_app resets the root handlers (no caplog)
-    errors_log.addHandler(handler)
-    try:
+    with captured_records("nexuscart.errors") as records:
         # when the customer places the order
         body = await orders_api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
-    finally:
-        errors_log.removeHandler(handler)
     # then the cart's answer is refused as malformed before anything is written (not by the insert failing)
     assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert await db_admin.fetchval("SELECT count(*) FROM orders.orders") == 0

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 
 import pytest
 
+from tests.log_capture import captured_records
 from tests.orders.conftest import ADDRESS, PLACE_ORDER, closed_port, orders_client, outbox, place, place_input
 
 
@@ -155,18 +155,10 @@ async def test_peer_answers_map_to_codes(orders_api, customer, peers, db_admin, 
 async def test_a_cart_that_is_down_is_a_bare_internal_error(settings, customer, db_admin) -> None:
     # given an orders app whose cart and users peers are at a port nobody listens on
     ada = customer()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]  # a handler that only collects its records
-    client_log = logging.getLogger("nexuscart.internal_client")  # create_app resets the root handlers (no caplog)
-    client_log.addHandler(handler)
-    try:
-        with closed_port() as down_url:
-            async with orders_client(settings, down_url) as api:
-                # when
-                body = await api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
-    finally:
-        client_log.removeHandler(handler)
+    with captured_records("nexuscart.internal_client") as records, closed_port() as down_url:
+        async with orders_client(settings, down_url) as api:
+            # when
+            body = await api.raw(PLACE_ORDER, {"input": place_input()}, token=ada.token)
     # then the client learns nothing about the internals, and no order was written
     (error,) = body["errors"]
     assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
