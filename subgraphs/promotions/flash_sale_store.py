@@ -186,10 +186,8 @@ async def purchase(redis: Redis, sale_id: int, *, user_id: int, quantity: int, n
             limits.user_rate_per_second / 1000, limits.user_burst, limits.ip_rate_per_second / 1000,
             limits.ip_burst, stock_channel(sale_id)]
     status, rid, remaining, replayed = await lua_script(redis, _PURCHASE_LUA)(keys=keys, args=args, client=redis)
-    status = status.decode() if isinstance(status, bytes) else status
-    rid = rid.decode() if isinstance(rid, bytes) else rid
-    return PurchaseOutcome(status=status, reservation_id=int(rid) if rid else None, remaining=int(remaining),
-                           replayed=bool(replayed))
+    return PurchaseOutcome(status=reply_text(status), reservation_id=int(rid) if rid else None,  # int() takes bytes
+                           remaining=int(remaining), replayed=bool(replayed))
 
 
 async def issue_token(redis: Redis, sale_id: int, *, user_id: int, nonce: str, ttl_seconds: int) -> None:
