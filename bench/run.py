@@ -13,7 +13,10 @@ signed in;
 checkout (placeOrder through the router, on carts prepared beforehand) and, from the orders' own
 history, placeOrder -> PAID through the whole Kafka saga under that load; the flash sale
 (bench/flash_sale_bench.py: purchaseFlashSale at 64 and 256 clients, oversell count, the bare Lua script).
-BENCH_ONLY=browse|stock|checkout|flash runs one group.
+search (bench/search_bench.py: search with facets via the router signed in and direct, index freshness, and
+the embedded backend at 100,000 products). fanout (bench/fanout_bench.py: 1,000 flashSaleStock subscribers via
+the router, fan-out latency p50/p99); relay (bench/relay_bench.py: outbox relay events/s draining a 100,000-row
+backlog, 3 runs). BENCH_ONLY=browse|stock|checkout|flash|search|fanout|relay runs one group.
 """
 from __future__ import annotations
 
@@ -267,7 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds per scenario (env BENCH_DURATION; default 15)")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", 16)),
                         help="connections of the closed-loop client (env BENCH_CONCURRENCY; default 16)")
-    parser.add_argument("--only", choices=("browse", "stock", "checkout", "flash"),
+    parser.add_argument("--only", choices=("browse", "stock", "checkout", "flash", "search", "fanout", "relay"),
                         default=os.environ.get("BENCH_ONLY") or None,
                         help="run one group of scenarios (env BENCH_ONLY; default: all)")
     return parser.parse_args(argv)
@@ -311,6 +314,23 @@ def main(argv: list[str] | None = None) -> int:
             results += await flash_sale_scenarios(
                 router_url, platform.subgraph_url("promotions"), platform.infra.redis_url, database_url, admin,
                 lambda user_id: _token(platform.config.data_dir, user_id, "CUSTOMER"), duration)
+        if only in ("", "fanout") and platform is not None and admin:
+            from bench.fanout_bench import fanout_scenario
+            results.append(await fanout_scenario(
+                router_url, platform.subgraph_url("promotions"), admin,
+                lambda user_id: _token(platform.config.data_dir, user_id, "CUSTOMER")))
+        if only in ("", "relay") and platform is not None and platform.infra:
+            from bench.relay_bench import relay_scenarios
+            results += await relay_scenarios(platform.infra.database_url, platform.infra.kafka_bootstrap_servers)
+        if only in ("", "search") and platform is not None:
+            # Last: its 100k-product scenario fills the platform's search index with generated products.
+            from bench.search_bench import freshness, scale_scenario, search_scenarios
+            results += await search_scenarios(router_url, platform.subgraph_url("search"), concurrency, duration,
+                                              token)
+            if admin:
+                results.append(await freshness(router_url, admin))
+            if database_url:
+                results += await scale_scenario(platform.subgraph_url("search"), database_url, concurrency, duration)
         return results
 
     try:

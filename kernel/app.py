@@ -21,8 +21,10 @@ from kernel.auth import TokenVerifier
 from kernel.db import create_engine, create_session_factory
 from kernel.graphql import GraphQLEndpoint, NexusSchema, ServiceResources
 from kernel.logs import configure_logging, correlation_id_var
+from kernel.process import die_with_parent_if_asked
 from kernel.redis import create_redis
 from kernel.settings import Settings, get_settings
+from kernel.tracing import TracingMiddleware, setup_tracing
 
 REQUESTS = Counter("nexuscart_http_requests_total", "HTTP requests", ["service", "path", "status"])
 LATENCY = Histogram("nexuscart_http_request_seconds", "HTTP request latency", ["service", "path"],
@@ -70,6 +72,8 @@ class CorrelationMiddleware:
 def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | None = None,
                routes: Sequence[BaseRoute] = (), settings: Settings | None = None) -> Any:
     settings = (settings or get_settings()).model_copy(update={"service_name": service})
+    # Each uvicorn worker process builds its app here: started by the launcher, it ends with its parent too.
+    die_with_parent_if_asked()
     configure_logging(service, settings.log_level)
     settings.require_peers("database_url", "redis_url")
 
@@ -81,17 +85,23 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
                                   subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
 
     async def health(_: Request) -> Response:
+        """Liveness: the process answers. A database or Redis outage is not cured by restarting us."""
+        return JSONResponse({"status": "ok", "service": service})
+
+    async def ready(_: Request) -> Response:
+        """Readiness: Postgres and Redis answer, so requests can be served."""
         checks: dict[str, str] = {}
         try:
-            async with resources.session_factory() as session:
+            async with asyncio.timeout(2), resources.session_factory() as session:
                 await session.execute(text("SELECT 1"))
             checks["postgres"] = "ok"
-        except Exception:  # noqa: BLE001 - health reports, never raises
+        except Exception:  # noqa: BLE001 - readiness reports, never raises
             checks["postgres"] = "down"
         try:
-            await resources.redis.ping()
+            async with asyncio.timeout(2):
+                await resources.redis.ping()
             checks["redis"] = "ok"
-        except Exception:  # noqa: BLE001 - health reports, never raises
+        except Exception:  # noqa: BLE001 - readiness reports, never raises
             checks["redis"] = "down"
         healthy = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if healthy else "degraded", "service": service, "checks": checks},
@@ -118,8 +128,10 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
     app = Starlette(
         routes=[Route("/graphql", graphql_app, methods=["GET", "POST"]),
                 WebSocketRoute("/graphql", graphql_app),
-                Route("/health", health), Route("/metrics", metrics), *routes],
+                Route("/health", health), Route("/ready", ready), Route("/metrics", metrics), *routes],
         lifespan=lifespan,
     )
     app.state.resources = resources
-    return CorrelationMiddleware(app, service)
+    # Spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set: otherwise the middleware is not even in the chain.
+    traced = TracingMiddleware(app) if setup_tracing(service, settings) else app
+    return CorrelationMiddleware(traced, service)

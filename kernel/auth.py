@@ -33,6 +33,27 @@ class Principal:
         return self
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PartnerKey:
+    """A partner API key the router has verified (router/partners.mjs), as it tells the subgraphs: a short-lived
+    RS256 token in the `x-nexuscart-partner` header, signed with the platform's key pair."""
+    key_id: str
+    scopes: frozenset[str]
+
+    def require_scope(self, scope: str) -> PartnerKey:
+        if scope not in self.scopes:
+            raise Forbidden(f"This API key does not have the scope '{scope}'")
+        return self
+
+
+PARTNER_HEADER = "x-nexuscart-partner"
+
+
+def partner_audience(audience: str) -> str:
+    """Partner tokens have an audience of their own, so one never passes for a user's access token."""
+    return f"{audience}:partner"
+
+
 def _b64url_uint(value: int) -> str:
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -89,22 +110,38 @@ class TokenVerifier:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(k) for k in self._keys.values()]}
 
-    def verify(self, token: str) -> Principal:
+    def _claims(self, token: str, *, audience: str, required: list[str], invalid: str,
+                expired: str) -> dict[str, Any]:
+        """The claims of a token signed by one of our keys, for `audience`; Unauthenticated otherwise."""
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(header.get("kid", ""))
             if key is None or header.get("alg") != ALGORITHM:
-                raise Unauthenticated("Invalid access token")
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self._issuer,
-                                audience=self._audience, options={"require": ["exp", "sub", "iat"]})
+                raise Unauthenticated(invalid)
+            claims: dict[str, Any] = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self._issuer,
+                                                audience=audience, options={"require": required})
+            return claims
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("Access token expired") from None
+            raise Unauthenticated(expired) from None
         except jwt.PyJWTError:
-            raise Unauthenticated("Invalid access token") from None
+            raise Unauthenticated(invalid) from None
+
+    def verify(self, token: str) -> Principal:
+        claims = self._claims(token, audience=self._audience, required=["exp", "sub", "iat"],
+                              invalid="Invalid access token", expired="Access token expired")
         try:
             return Principal(user_id=int(claims["sub"]), roles=frozenset(claims.get("roles", [])))
         except (TypeError, ValueError):
             raise Unauthenticated("Invalid access token") from None
+
+
+    def verify_partner(self, token: str) -> PartnerKey:
+        claims = self._claims(token, audience=partner_audience(self._audience), required=["exp", "sub"],
+                              invalid="Invalid partner credential", expired="Invalid partner credential")
+        scopes = claims.get("scopes")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise Unauthenticated("Invalid partner credential")
+        return PartnerKey(key_id=str(claims["sub"]), scopes=frozenset(scopes))
 
 
 class TokenIssuer:
@@ -129,4 +166,11 @@ class TokenIssuer:
         claims = {"sub": str(user_id), "roles": sorted(roles), "iss": self._issuer, "aud": self._audience,
                   "iat": now, "exp": now + (ttl_seconds if ttl_seconds is not None else self.ttl_seconds),
                   "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
+
+    def issue_partner(self, key_id: str, scopes: list[str], *, ttl_seconds: int = 120) -> str:
+        """What the router mints for a verified API key (router/partners.mjs does the same in JavaScript)."""
+        now = int(time.time())
+        claims = {"sub": key_id, "scopes": sorted(scopes), "iss": self._issuer,
+                  "aud": partner_audience(self._audience), "iat": now, "exp": now + ttl_seconds}
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})

@@ -13,17 +13,23 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kernel.db import is_outage
 from kernel.events import EventEnvelope, EventPayload
 from kernel.kafka import DLQ_TOPIC
 from kernel.logs import correlation_id_var
+from kernel.tracing import consumer_span
 from kernel.uow import unit_of_work
 
 log = logging.getLogger("nexuscart.consumer")
+
+# Longest wait between two tries while Postgres or Redis is away.
+OUTAGE_BACKOFF_CAP_SECONDS = 5.0
+
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
 # Handles one payload type: (session, the parsed payload). Typed as Any: a mapping cannot tie each key's type to
@@ -83,11 +89,30 @@ class PeriodicTask:
     run: Callable[[], Awaitable[Any]]
 
 
+class AssignmentTracker(ConsumerRebalanceListener):
+    """What a consumer owns of its group: None until it has joined (and again while the group rebalances), then
+    the partitions assigned to it, possibly none when the group has more members than partitions. A worker is
+    ready once every group it runs has joined. `caught_up` turns true at the first fetch after joining that
+    finds nothing waiting: the backlog left by a restart has been applied."""
+
+    def __init__(self) -> None:
+        self.assigned: frozenset[TopicPartition] | None = None
+        self.caught_up = False
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.assigned = None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assigned = frozenset(assigned)
+
+
 class IdempotentConsumer:
     def __init__(self, *, name: str, schema: str, consumer: AIOKafkaConsumer, dlq_producer: AIOKafkaProducer,
                  session_factory: async_sessionmaker[AsyncSession], handler: EventHandler,
-                 max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20) -> None:
+                 max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20,
+                 tracker: AssignmentTracker | None = None) -> None:
         self.name = name
+        self.tracker = tracker
         self.schema = schema
         self.consumer = consumer
         self.dlq_producer = dlq_producer
@@ -99,10 +124,20 @@ class IdempotentConsumer:
         # row locks (e.g. a hot variant's stock row) only briefly.
         self.transaction_batch = max(1, transaction_batch)
 
-    async def run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Consume until `stop` is set; then the batch in hand is finished and its offsets committed first."""
+        while stop is None or not stop.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+            except KafkaError as exc:
+                # The broker is restarting or moved the group's coordinator: the client reconnects on its own;
+                # nothing was handed out, so nothing is lost. Try again shortly.
+                log.warning("fetch failed; retrying", extra={"consumer": self.name, "error": type(exc).__name__})
+                await asyncio.sleep(1)  # backoff between fetches from a broker that is away
+                continue
             if not batches:
+                if self.tracker is not None and self.tracker.assigned is not None:
+                    self.tracker.caught_up = True
                 continue
             # Partitions are independent streams (one aggregate always lands on one partition), so they are
             # applied concurrently; within a partition, strictly in order.
@@ -117,6 +152,11 @@ class IdempotentConsumer:
                 # partitions may belong to someone else now. Their new owner re-reads from the last committed
                 # offset and its inbox drops what was applied here: nothing is lost, nothing applied twice.
                 log.warning("offset commit refused after a rebalance; the new owner re-reads those events",
+                            extra={"consumer": self.name, "error": type(exc).__name__})
+            except KafkaError as exc:
+                # The broker went away mid-commit (a restart): the batch is read again from the last committed
+                # offset and the inbox turns it into duplicates.
+                log.warning("offset commit failed; those events will be read again",
                             extra={"consumer": self.name, "error": type(exc).__name__})
 
     async def _apply_partition(self, records: list[ConsumerRecord]) -> None:
@@ -138,10 +178,11 @@ class IdempotentConsumer:
             return False
         try:
             async with unit_of_work(self.session_factory) as session:
-                for envelope in envelopes:
+                for record, envelope in zip(records, envelopes, strict=True):
                     correlation_id_var.set(envelope.correlation_id)
                     if await self._record_in_inbox(session, envelope):
-                        await self.handler(session, envelope)
+                        with consumer_span(record, self.name):
+                            await self.handler(session, envelope)
         except Exception as exc:  # noqa: BLE001 - retried one by one, where failures are isolated
             log.info("batch failed; applying its events one by one",
                      extra={"consumer": self.name, "events": len(envelopes), "error": type(exc).__name__})
@@ -164,11 +205,24 @@ class IdempotentConsumer:
             await self._dead_letter(record, f"undecodable envelope: {exc}")
             return "dead-lettered"
         correlation_id_var.set(envelope.correlation_id)
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 0
+        outage_wait = max(0.05, self.backoff_base_seconds)
+        while True:
             try:
-                return await self._apply_once(envelope)
+                # Each try in its own span (a no-op while tracing is off), the child of the producer's trace.
+                with consumer_span(record, self.name):
+                    return await self._apply_once(envelope)
             except Exception as exc:  # any handler failure is retried, then parked
-                if attempt == self.max_attempts:
+                if is_outage(exc):
+                    # Postgres or Redis is restarting: wait for it, however long, without spending an attempt.
+                    log.warning("a peer is unavailable; retrying the event when it is back",
+                                extra={"event_id": envelope.event_id, "consumer": self.name,
+                                       "error": type(exc).__name__, "retry_in": outage_wait})
+                    await asyncio.sleep(outage_wait)  # backoff while the peer is away
+                    outage_wait = min(OUTAGE_BACKOFF_CAP_SECONDS, outage_wait * 2)
+                    continue
+                attempt += 1
+                if attempt >= self.max_attempts:
                     log.exception("event failed; parking on DLQ",
                                   extra={"event_id": envelope.event_id, "consumer": self.name})
                     await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
@@ -177,7 +231,6 @@ class IdempotentConsumer:
                 log.warning("event failed; retrying", extra={"event_id": envelope.event_id,
                                                              "attempt": attempt, "retry_in": delay})
                 await asyncio.sleep(delay)  # backoff between retries of a failing handler
-        raise AssertionError("unreachable")
 
     async def _apply_once(self, envelope: EventEnvelope) -> str:
         # Committed (then its after-commit callbacks run) or, when anything raises, rolled back with them dropped.

@@ -14,11 +14,16 @@ Transactions and after-commit work belong to kernel/uow.py.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import ARRAY, ColumnElement, CursorResult, Result, any_, bindparam
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute
 
@@ -39,14 +44,65 @@ def asyncpg_dsn(database_url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
 
 
+# Postgres refusing connections for a moment: starting up or recovering (57P03), shut down by an operator or a
+# failover (57P01), crashed (57P02), or the connection lost (class 08).
+_UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` says a peer (Postgres, Redis) is unreachable rather than that the event is bad: such a
+    failure says nothing about the event, so it must not use up the event's attempts and park it on the DLQ."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, RedisConnectionError)):
+            return True
+        if isinstance(current, FileNotFoundError) and current.filename is None:
+            return True  # connecting to a unix socket that is not there: Postgres (or Redis) is down
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+            return True
+        if getattr(current, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+# How long a new connection keeps trying while Postgres restarts (crash recovery answers 57P03 for a moment).
+CONNECT_RETRY_SECONDS = 5.0
+
+
+def _connect_with_retry(dsn: str, **connect_args: Any) -> Callable[[], Awaitable[Any]]:
+    """The pool's connection factory: a Postgres restarting or failing over costs the request a short wait, not
+    an error. Only outages are retried (is_outage); a wrong password or database fails at once."""
+    async def connect() -> Any:
+        deadline = time.monotonic() + CONNECT_RETRY_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                return await asyncpg.connect(dsn, **connect_args)
+            except Exception as exc:
+                if not is_outage(exc) or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)  # backoff between connection attempts while Postgres comes back
+            delay = min(delay * 2, 0.5)
+
+    return connect
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     settings.require_peers("database_url")
     return create_async_engine(
         sqlalchemy_url(settings.database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=False,
-        connect_args={"server_settings": {"application_name": settings.service_name}},
+        # A pooled connection can be dead (Postgres restarted, failed over, or an idle one was killed): the
+        # ping on checkout costs one round trip and spares the request an error it did nothing to cause.
+        pool_pre_ping=True,
+        async_creator=_connect_with_retry(asyncpg_dsn(settings.database_url),
+                                          server_settings={"application_name": settings.service_name}),
     )
 
 

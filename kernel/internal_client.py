@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from kernel import tracing
 from kernel.errors import (
     CODE_FOR_STATUS,
     HTTP_STATUS,
@@ -96,7 +97,8 @@ def build_internal_client(timeout_seconds: float) -> PeerClient:
 
 async def get_json(http: PeerClient, url: str, *, params: dict[str, str] | None = None,
                    authorization: str | None, what: str) -> dict[str, Any]:
-    headers = {"authorization": authorization} if authorization else None
+    # The caller's trace goes along (traceparent), so the peer's work is part of the same trace.
+    headers = tracing.inject({"authorization": authorization} if authorization else {}) or None
     try:
         status, content = await http.get(url, params=params, headers=headers)
     except _TRANSPORT_ERRORS as exc:
@@ -107,7 +109,8 @@ async def get_json(http: PeerClient, url: str, *, params: dict[str, str] | None 
 
 async def post_json(http: PeerClient, url: str, body: dict[str, Any], *, authorization: str | None,
                     what: str) -> dict[str, Any]:
-    headers = {"authorization": authorization} if authorization else None
+    # The caller's trace goes along (traceparent), so the peer's work is part of the same trace.
+    headers = tracing.inject({"authorization": authorization} if authorization else {}) or None
     try:
         status, content = await http.post(url, body=orjson.dumps(body), headers=headers)
     except _TRANSPORT_ERRORS as exc:

@@ -1,7 +1,9 @@
 """Transactional outbox: events are rows written in the same transaction as the state change.
 
 `add_event` only inserts (and queues a NOTIFY that Postgres delivers at commit); nothing reaches Kafka
-before the transaction commits. The relay (workers/outbox_relay.py) publishes and deletes the rows.
+before the transaction commits. The relay (workers/outbox_relay.py) publishes the rows and marks them published;
+it keeps them for OUTBOX_RETENTION_SECONDS, so a broker that lost them (a restart of the in-memory embedded one)
+is given them again.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.events import EventEnvelope, EventPayload
 from kernel.logs import correlation_id_var
+from kernel.tracing import current_traceparent
 
 NOTIFY_CHANNEL = "nexuscart_outbox"
 
@@ -20,10 +23,12 @@ async def add_event(session: AsyncSession, schema: str, event: EventPayload, *, 
     one aggregate's events stay ordered on one partition."""
     envelope = EventEnvelope.new(event.topic, event.to_payload(), correlation_id=correlation_id_var.get(),
                                  event_version=event_version)
+    # The active span's traceparent (None while tracing is off): the relay passes it on as a Kafka header.
     await session.execute(
-        text(f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope) "
-             f"VALUES (CAST(:event_id AS uuid), :topic, :key, :envelope)"),
-        {"event_id": envelope.event_id, "topic": event.topic, "key": str(key), "envelope": envelope.to_json()},
+        text(f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope, traceparent) "
+             f"VALUES (CAST(:event_id AS uuid), :topic, :key, :envelope, :traceparent)"),
+        {"event_id": envelope.event_id, "topic": event.topic, "key": str(key), "envelope": envelope.to_json(),
+         "traceparent": current_traceparent()},
     )
     await session.execute(text("SELECT pg_notify(:channel, :schema)"),
                           {"channel": NOTIFY_CHANNEL, "schema": schema})

@@ -41,9 +41,18 @@ class Settings(BaseSettings):
     db_max_overflow: int = 10
 
     # Outbox relay.
-    outbox_batch_size: int = 200
+    outbox_batch_size: int = 1000  # rows per relay round; bench/relay_bench.py measured 200 slower
     outbox_idle_poll_seconds: float = 1.0
+    # Published rows stay this long, so the events a broker loses (the embedded one keeps topics in memory)
+    # can be published again; the relay looks for such a broker this often, and prunes this often.
+    outbox_retention_seconds: float = 24 * 3600
+    outbox_broker_check_seconds: float = 15.0
+    outbox_prune_interval_seconds: float = 60.0
     relay_health_port: int = 0  # 0: no /health and /metrics server
+
+    # Tracing (kernel/tracing.py): spans are exported over OTLP/HTTP only when this standard OpenTelemetry variable
+    # is set; the exporter reads the other OTEL_EXPORTER_OTLP_* variables itself. Empty: tracing off, at no cost.
+    otel_exporter_otlp_endpoint: str = ""
 
     # Consumer retry policy before a message is parked on the DLQ topic.
     consumer_max_attempts: int = 5
@@ -56,6 +65,8 @@ class Settings(BaseSettings):
     catalog_service_url: str = "http://127.0.0.1:4002"
     orders_service_url: str = "http://127.0.0.1:4005"
     promotions_service_url: str = "http://127.0.0.1:4007"
+    # The cart asks catalog and inventory about a variant its projections have not heard of yet.
+    inventory_service_url: str = "http://127.0.0.1:4004"
     internal_http_timeout_seconds: float = 5.0
 
     # Cart.
@@ -66,9 +77,25 @@ class Settings(BaseSettings):
     order_payment_timeout_seconds: float = Field(default=15 * 60, gt=0,
                                                  description="AWAITING_PAYMENT longer than this is cancelled")
     saga_sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # The saga watchdog: a PENDING or AWAITING_PAYMENT order whose step has not moved for this long is asked
+    # about again (its order.placed / order.confirmed re-sent; the consumers answer a re-sent event from what
+    # they recorded); a PENDING order older than saga_pending_give_up_seconds is cancelled (PAYMENT_TIMEOUT)
+    # and its stock released. That deadline is its own setting, longer than a worker restart under load: while
+    # inventory's answer is still queued in Kafka, re-asking is right and cancelling is not.
+    saga_step_timeout_seconds: float = Field(default=30.0, gt=0)
+    saga_pending_give_up_seconds: float = Field(default=15 * 60, gt=0)
 
     # Payments.
     payment_providers: str = "simulated"  # comma-separated providers placeOrder accepts
+    # Stripe (subgraphs/payments/providers/stripe.py), used when PAYMENT_PROVIDERS names `stripe`.
+    stripe_api_key: str = ""  # sk_test_... / sk_live_...; required when `stripe` is accepted
+    stripe_api_base: str = ""  # empty: Stripe itself; e.g. a localstripe URL in tests and demos
+    stripe_webhook_secret: str = ""  # whsec_...: POST /webhooks/stripe refuses every request without it
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=10)  # same idempotency key on every retry
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    # The reconciler settles payments (and refunds) the provider has not answered for at least `after` seconds.
+    payment_reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    payment_reconcile_after_seconds: float = Field(default=60.0, ge=0)
 
     # Flash sales (subgraphs/promotions). Tokens: issued from `early` seconds before the start until the end,
     # valid `ttl` seconds, at most `issue_per_minute` per user per sale. Buckets: sustained rate per second and
@@ -85,6 +112,10 @@ class Settings(BaseSettings):
     flash_sale_reconcile_interval_seconds: float = Field(default=1.0, gt=0)
     flash_sale_reconcile_grace_seconds: float = Field(default=5.0, ge=0)
     flash_sale_stock_push_interval_seconds: float = Field(default=0.25, gt=0)
+
+    # Search (subgraphs/search): Elasticsearch when set (e.g. http://elasticsearch:9200), else Postgres full-text.
+    elasticsearch_url: str = ""
+    elasticsearch_index: str = "products"  # the alias searches read; each rebuild creates <alias>-<timestamp>
 
     # Worker process (workers/runtime.py).
     worker_health_port: int = 0

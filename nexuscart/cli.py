@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,20 +21,28 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nexuscart.launcher import Platform, PlatformConfig
+    from nexuscart.infra import InfraError
+    from nexuscart.launcher import Platform, PlatformConfig, StartupError
 
     data_dir = Path(os.environ.get("NEXUSCART_DATA_DIR", REPO_ROOT / ".data")).resolve()
-    platform = Platform(PlatformConfig(data_dir=data_dir, router_port=int(os.environ.get("ROUTER_PORT", 4000))))
     # Explicit handlers: a launcher started in the background (or by a supervisor) may inherit an ignored
     # SIGINT, and SIGTERM should stop the platform as cleanly as Ctrl-C does.
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    platform: Platform | None = None
+    started = time.monotonic()
     try:
+        # `make run` is for development: any page may call the API (production lists its origins), and the
+        # `stripe` provider works out of the box against localstripe when no STRIPE_API_KEY is set.
+        config = PlatformConfig.from_environment(data_dir, local_stripe=True, extra_env={
+            "ROUTER_CORS_ORIGINS": os.environ.get("ROUTER_CORS_ORIGINS", "*")})
+        platform = Platform(config,
+                            report=lambda line: print(line, file=sys.stderr, flush=True))
         platform.start()
         embedded = [n for n, v in (("Postgres", "DATABASE_URL"), ("Redis", "REDIS_URL"),
                                    ("Kafka", "KAFKA_BOOTSTRAP_SERVERS")) if not os.environ.get(v)]
         print(f"""
-NexusCart is up.
+NexusCart is up (ready in {time.monotonic() - started:.1f} s).
   GraphQL endpoint : {platform.router_url.replace('127.0.0.1', 'localhost')}
   GraphiQL         : open {platform.router_url.replace('127.0.0.1', 'localhost')} in a browser
   Subgraphs        : {', '.join(f'{s.name} :{platform.config.subgraph_ports[s.name]}' for s in SUBGRAPHS)}
@@ -41,10 +51,19 @@ NexusCart is up.
 Press Ctrl-C to stop.""", flush=True)
         return platform.wait()
     except KeyboardInterrupt:
-        print("\nstopping...", file=sys.stderr)
         return 0
+    except (StartupError, InfraError) as exc:
+        print(f"nexuscart: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
-        platform.stop()
+        # A second Ctrl-C must not cut the stop short (it takes a few seconds, and leaves nothing behind).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if platform is not None and platform.running:
+            print("\nstopping NexusCart...", file=sys.stderr, flush=True)
+            stopping = time.monotonic()
+            platform.stop()
+            print(f"NexusCart stopped in {time.monotonic() - stopping:.1f} s.", file=sys.stderr, flush=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -54,7 +73,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = int(os.environ.get(f"NEXUSCART_{subgraph.name.upper()}_WORKERS", args.workers or subgraph.workers))
     uvicorn.run(subgraph.app_factory, factory=True, host=args.host, port=args.port, workers=workers,
                 loop="uvloop", http="httptools", ws="websockets", log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5,
+                lifespan="on",
+                # In-flight requests finish; open subscriptions are closed after this (the launcher's whole stop
+                # stays under 5 s).
+                timeout_graceful_shutdown=2,
                 # Callers (the router, peers) pool keep-alive connections and drop idle ones within seconds; the
                 # server must never close first, or a request sent on a connection it is closing fails ("socket
                 # hang up" in the router, seen once in the flash-sale bench with uvicorn's default 5 s).
@@ -63,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _run_async(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run a worker-style process until SIGINT/SIGTERM, then exit as soon as it has closed what it holds."""
     import uvloop
 
     async def main() -> None:
@@ -73,7 +96,12 @@ def _run_async(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> int:
         await coro_factory(stop)
 
     uvloop.run(main())
-    return 0
+    # Its connections, consumers and offsets are closed and committed by now. The interpreter's own teardown of a
+    # process this size costs about a second of the platform's 5 s stop budget, and has nothing left to do.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
@@ -114,7 +142,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(settings, only=set(args.only.split(",")) if args.only else None)
 
     async def run_with_health(stop: asyncio.Event) -> None:
-        health = (asyncio.ensure_future(serve_health("worker", settings.worker_health_port, worker.health()))
+        health = (asyncio.ensure_future(serve_health("worker", settings.worker_health_port, worker.health(),
+                                                     worker.readiness()))
                   if settings.worker_health_port else None)
         try:
             await worker.run(stop)
@@ -145,6 +174,17 @@ def cmd_seed(args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging("seed", settings.log_level)
     print(asyncio.run(seed_demo_data(settings)), flush=True)
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from kernel.logs import configure_logging
+    from kernel.settings import get_settings
+    from nexuscart.reindex import reindex
+
+    settings = get_settings()
+    configure_logging("reindex", settings.log_level)
+    print(asyncio.run(reindex(settings)), flush=True)
     return 0
 
 
@@ -181,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="apply every domain's migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create the demo data once").set_defaults(func=cmd_seed)
+    sub.add_parser("reindex", help="rebuild the search index from the catalog (no downtime)").set_defaults(
+        func=cmd_reindex)
     export = sub.add_parser("export-schema", help="write each subgraph's SDL to schema/")
     export.add_argument("--out", default=str(REPO_ROOT / "schema"))
     export.set_defaults(func=cmd_export_schema)

@@ -43,6 +43,51 @@ CATEGORY_PLAN: tuple[CategoryPlan, ...] = (
 )
 ADJECTIVES = ("Classic", "Pro", "Lite", "Max", "Eco", "Urban", "Nomad", "Prime", "Compact", "Everyday",
               "Studio", "Trail", "Aero", "Solid", "Signature")
+# What a shopper would type for each kind of product (search indexes descriptions): kept out of the random
+# draws above, so the generated catalogue (names, prices, stock) stays the same.
+NOUN_DETAILS = {
+    "Charger": "a fast USB-C wall charger with two ports",
+    "Power Bank": "a portable battery pack that charges a phone several times over",
+    "Smartphone": "an unlocked 5G mobile phone with a bright OLED screen and a dual camera",
+    "Phone Case": "a slim shockproof cover with raised edges for the screen and camera",
+    "Ultrabook": "a thin and light laptop with an all-day battery and a backlit keyboard",
+    "Laptop Stand": "an adjustable aluminium riser that lifts the screen to eye level",
+    "Headphones": "over-ear wireless headphones with active noise cancelling and 30 hours of battery",
+    "Earbuds": "true wireless in-ear buds with a charging case and a sweat-resistant fit",
+    "Speaker": "a portable Bluetooth speaker, waterproof, with deep bass",
+    "Kettle": "an electric kettle with rapid boil, auto shut-off and a 1.7 litre capacity",
+    "Toaster": "a two-slice toaster with wide slots, defrost and a crumb tray",
+    "Skillet": "a pre-seasoned cast iron frying pan for searing and baking",
+    "Dutch Oven": "an enamelled cast iron casserole pot with a tight lid for stews and bread",
+    "Saucepan": "a stainless steel pot with a pouring lip and a glass lid",
+    "Desk Chair": "an ergonomic office chair with lumbar support and adjustable armrests",
+    "Bookshelf": "a solid wood bookcase with five shelves",
+    "Side Table": "a small wooden end table for the living room or bedside",
+    "Water Bottle": "an insulated stainless steel flask that keeps drinks cold for 24 hours",
+    "Yoga Mat": "a non-slip exercise mat, 6 mm thick, with a carry strap",
+    "Running Shoe": "a cushioned road running sneaker, lightweight and breathable",
+    "Trail Shoe": "a grippy trail running shoe with a waterproof upper",
+    "Helmet": "a ventilated bike helmet with an adjustable fit dial",
+    "Bike Light": "a rechargeable LED bicycle light set, front and rear",
+    "Saddle": "a padded bicycle seat with a pressure relief channel",
+    "Novel": "a page-turning work of fiction",
+    "Cookbook": "a recipe book of weeknight dinners and baking",
+    "Field Guide": "an illustrated guide to birds, trees and wildlife",
+    "Building Set": "a construction toy of interlocking bricks",
+    "Puzzle": "a 1000-piece jigsaw puzzle",
+    "Plush Bear": "a soft stuffed teddy bear",
+    "Face Serum": "a hydrating vitamin C skincare serum",
+    "Hand Cream": "a nourishing moisturiser with shea butter",
+    "Jacket": "a waterproof rain jacket with a hood",
+    "T-Shirt": "an organic cotton crew neck tee",
+    "Scarf": "a warm knitted wool scarf",
+    "Planter": "a ceramic flower pot with a drainage hole",
+    "Pruning Shears": "bypass secateurs for cutting branches and stems",
+    "Hose": "an expandable garden hose with a spray nozzle",
+    "Dog Bed": "an orthopedic pet bed with a washable cover",
+    "Cat Tree": "a multi-level cat tower with scratching posts",
+    "Leash": "a reflective dog lead with a padded handle",
+}
 SELLERS = (("seller.north@nexuscart.dev", "Nora", "North"), ("seller.south@nexuscart.dev", "Sam", "South"),
            ("seller.east@nexuscart.dev", "Esme", "East"))
 WAREHOUSES = (("WH-EAST", "East Coast Fulfilment Center"), ("WH-WEST", "West Coast Fulfilment Center"))
@@ -79,7 +124,7 @@ def demo_products(count: int = 240, seed: int = 20261122) -> list[DemoProduct]:
                                 attributes={axis: value}) for j, value in enumerate(chosen)]
         products.append(DemoProduct(
             name=f"{brand} {adjective} {noun} {i + 1}", brand=brand, category=category,
-            description=f"The {adjective.lower()} {noun.lower()} from {brand}, made for everyday use.",
+            description=f"The {adjective.lower()} {noun.lower()} from {brand}: {NOUN_DETAILS[noun]}.",
             tags=[category.lower(), noun.lower(), adjective.lower()],
             specifications={"warranty_years": rng.choice([1, 2, 3]), "weight_g": rng.randint(50, 5000)},
             variants=variants, seller_index=i % len(SELLERS)))

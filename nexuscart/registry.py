@@ -37,6 +37,8 @@ SUBGRAPHS: tuple[Subgraph, ...] = (
     Subgraph("payments", 4006),
     # Flash-sale purchases are the hottest write path (thousands of attempts per second at a sale's start).
     Subgraph("promotions", 4007, workers=2),
+    Subgraph("search", 4008),
+    Subgraph("partners", 4009),
 )
 
 

@@ -1,8 +1,16 @@
-"""Publishes outbox rows to Kafka, in id order, then deletes them.
+"""Publishes outbox rows to Kafka in id order and marks them published; keeps them for a retention window.
 
-Woken by Postgres NOTIFY (sent by kernel.outbox.add_event at commit), with a slow poll as a safety
-net. At-least-once: a crash between publish and delete republishes a batch, and consumers'
-inboxes drop the duplicates. Run one relay per deployment so each aggregate's events keep their order.
+Woken by Postgres NOTIFY (sent by kernel.outbox.add_event at commit), with a slow poll as a safety net.
+At-least-once: a crash between publish and mark republishes a batch, and consumers' inboxes drop the
+duplicates. Run one relay per deployment so each aggregate's events keep their order.
+
+Nothing is lost when the broker is: a published row stays for `outbox_retention_seconds` (pruned in batches),
+and the relay records, per topic partition, the end offset the broker reported at its last check (and the
+broker's cluster id). When it finds a broker that has lost records (a partition that now ends below
+that mark, or another cluster id: the embedded broker keeps topics in memory, a real cluster can be rebuilt),
+it marks every retained row unpublished again and publishes them anew, in id order. It looks at start-up,
+after any failed round (the broker may have restarted while it was down) and every
+`outbox_broker_check_seconds`.
 """
 from __future__ import annotations
 
@@ -10,23 +18,32 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Counter, Gauge
 
 from kernel.db import asyncpg_dsn
 from kernel.kafka import create_producer, ensure_topics
 from kernel.outbox import NOTIFY_CHANNEL
 from kernel.settings import Settings
+from kernel.tracing import TRACEPARENT
 from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.relay")
 
 PUBLISHED = Counter("nexuscart_outbox_published_total", "Outbox events published to Kafka", ["schema"])
+REPUBLISHED = Counter("nexuscart_outbox_republished_total",
+                      "Outbox events marked for publishing again because the broker had lost them", ["schema"])
+PRUNED = Counter("nexuscart_outbox_pruned_total", "Published outbox rows deleted after the retention window",
+                 ["schema"])
 FAILED_ROUNDS = Counter("nexuscart_outbox_failed_rounds_total", "Relay rounds that failed and backed off")
 LAST_SUCCESS = Gauge("nexuscart_outbox_last_success_timestamp", "Unix time of the last successful relay round")
+
+PRUNE_BATCH_SIZE = 5000
 
 
 def relay_health(max_silence_seconds: float) -> HealthCheck:
@@ -40,18 +57,124 @@ def relay_health(max_silence_seconds: float) -> HealthCheck:
     return check
 
 
-async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, limit: int) -> int:
+async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, limit: int,
+                      *, topics: set[str] | None = None) -> int:
+    """Publish the oldest unpublished rows (up to `limit`) and mark them published; their topics are added to
+    `topics` (what the next broker check looks at)."""
     async with conn.transaction():
         rows = await conn.fetch(
-            f"SELECT id, topic, key, envelope FROM {schema}.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+            f"SELECT id, topic, key, envelope, traceparent FROM {schema}.outbox WHERE published_at IS NULL "
+            f"ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
         if not rows:
             return 0
-        # send() only enqueues; awaiting the futures afterwards lets the producer batch the whole set.
-        futures = [await producer.send(r["topic"], bytes(r["envelope"]), key=r["key"].encode()) for r in rows]
+        # send() only enqueues; awaiting the futures afterwards lets the producer batch the whole set. A row added
+        # inside a trace carries its traceparent, sent as a header so the consumer continues that trace.
+        futures = [await producer.send(r["topic"], bytes(r["envelope"]), key=r["key"].encode(),
+                                       headers=[(TRACEPARENT, r["traceparent"].encode())] if r["traceparent"]
+                                       else None)
+                   for r in rows]
         await asyncio.gather(*futures)
-        await conn.execute(f"DELETE FROM {schema}.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        await conn.execute(f"UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                           [r["id"] for r in rows])
+    if topics is not None:
+        topics.update(r["topic"] for r in rows)
     PUBLISHED.labels(schema).inc(len(rows))
     return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerState:
+    cluster_id: str | None
+    end_offsets: dict[tuple[str, int], int]  # (topic, partition) -> the offset the next record will get
+
+
+async def read_broker_state(bootstrap_servers: str, topics: list[str]) -> BrokerState:
+    """The broker's cluster id and the end offset of every partition of `topics` it has."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    present = [TopicPartition(t["topic"], p["partition"]) for t in described if not t["error_code"]
+               for p in t["partitions"]]
+    ends: dict[tuple[str, int], int] = {}
+    if present:
+        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        await probe.start()
+        try:
+            for tp, offset in (await probe.end_offsets(present)).items():
+                ends[(tp.topic, tp.partition)] = offset
+        finally:
+            await probe.stop()
+    cluster_id = cluster.get("cluster_id")
+    return BrokerState(cluster_id=str(cluster_id) if cluster_id else None, end_offsets=ends)
+
+
+def broker_lost_events(marks: list[asyncpg.Record], broker: BrokerState) -> bool:
+    """Whether the broker lacks records it held at the last check: another cluster, or a partition that now
+    ends before where it ended then (a partition it no longer has ends at 0)."""
+    for mark in marks:
+        if mark["cluster_id"] and broker.cluster_id and mark["cluster_id"] != broker.cluster_id:
+            return True
+        if broker.end_offsets.get((mark["topic"], mark["partition"]), 0) < mark["last_offset"]:
+            return True
+    return False
+
+
+async def recover_lost_events(conn: asyncpg.Connection, bootstrap_servers: str,
+                              published_topics: dict[str, set[str]]) -> None:
+    """Compare each schema's marks (the end offsets of its topics at the last check) with the broker. If it
+    lost records, mark every schema's retained rows unpublished (the main loop then publishes them again, in
+    id order) and forget the marks; otherwise record the current end offsets as the new marks.
+
+    The marks are end offsets the broker reported, not the offsets of acknowledged sends: Tansu acknowledges
+    a multi-record batch with offsets beyond what it stores, so those would look like losses."""
+    marks = {schema: await conn.fetch(f"SELECT topic, partition, last_offset, cluster_id "
+                                      f"FROM {schema}.outbox_broker_marks") for schema in published_topics}
+    topics = {schema: published_topics[schema] | {m["topic"] for m in rows} for schema, rows in marks.items()}
+    broker = await read_broker_state(bootstrap_servers, sorted(set().union(*topics.values())))
+    # One broker for every schema: a loss seen in any schema's marks means every schema's recent events are
+    # gone too (a schema may have published only after the last check, and so have no marks to compare).
+    lost = any(rows and broker_lost_events(rows, broker) for rows in marks.values())
+    for schema in marks:
+        async with conn.transaction():
+            if lost:
+                status = await conn.execute(
+                    f"UPDATE {schema}.outbox SET published_at = NULL WHERE published_at IS NOT NULL")
+                await conn.execute(f"DELETE FROM {schema}.outbox_broker_marks")
+                count = int(status.split()[-1])
+                REPUBLISHED.labels(schema).inc(count)
+                log.warning("the broker lost published events; publishing them again",
+                            extra={"schema": schema, "events": count, "cluster_id": broker.cluster_id})
+                continue
+            current = [(t, p, end) for (t, p), end in broker.end_offsets.items() if t in topics[schema]]
+            # unnest: one statement for every partition (Core has no clean form for this upsert).
+            await conn.execute(
+                f"INSERT INTO {schema}.outbox_broker_marks AS m (topic, partition, last_offset, cluster_id) "
+                f"SELECT t, p, o, $4 FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, p, o) "
+                f"ON CONFLICT (topic, partition) DO UPDATE SET last_offset = EXCLUDED.last_offset, "
+                f"cluster_id = EXCLUDED.cluster_id, updated_at = now()",
+                [c[0] for c in current], [c[1] for c in current], [c[2] for c in current], broker.cluster_id)
+        published_topics[schema].clear()
+
+
+async def prune_published(conn: asyncpg.Connection, schemas: list[str], retention_seconds: float) -> int:
+    """Delete rows published longer ago than the retention window, in batches so no statement holds many locks."""
+    total = 0
+    for schema in schemas:
+        while True:
+            status = await conn.execute(
+                f"DELETE FROM {schema}.outbox WHERE id IN (SELECT id FROM {schema}.outbox "
+                f"WHERE published_at < now() - make_interval(secs => $1) LIMIT $2)",
+                float(retention_seconds), PRUNE_BATCH_SIZE)
+            deleted = int(status.split()[-1])
+            PRUNED.labels(schema).inc(deleted)
+            total += deleted
+            if deleted < PRUNE_BATCH_SIZE:
+                break
+    return total
 
 
 async def run_relay(settings: Settings, schemas: list[str], *, stop: asyncio.Event | None = None) -> None:
@@ -65,19 +188,34 @@ async def run_relay(settings: Settings, schemas: list[str], *, stop: asyncio.Eve
     await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
     stop = stop or asyncio.Event()
     failures = 0
+    published_topics: dict[str, set[str]] = {schema: set() for schema in schemas}
+    check_broker_at = 0.0  # at once: the broker may have restarted empty while the relay was down
+    prune_at = 0.0
     log.info("outbox relay started", extra={"schemas": schemas})
     try:
         while not stop.is_set():
             wake.clear()  # cleared before scanning, so a NOTIFY during the scan triggers another round
             try:
+                if conn.is_closed():  # Postgres restarted: a fresh connection, the same work
+                    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+                now = time.monotonic()
+                if now >= check_broker_at:
+                    await ensure_topics(settings.kafka_bootstrap_servers)  # an empty broker has none
+                    await recover_lost_events(conn, settings.kafka_bootstrap_servers, published_topics)
+                    check_broker_at = now + settings.outbox_broker_check_seconds
+                if now >= prune_at:
+                    await prune_published(conn, schemas, settings.outbox_retention_seconds)
+                    prune_at = now + settings.outbox_prune_interval_seconds
                 published = 0
                 for schema in schemas:
-                    published += await relay_batch(conn, producer, schema, settings.outbox_batch_size)
+                    published += await relay_batch(conn, producer, schema, settings.outbox_batch_size,
+                                                   topics=published_topics[schema])
                 failures = 0
                 LAST_SUCCESS.set_to_current_time()
             except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not stop the relay
                 failures += 1
                 FAILED_ROUNDS.inc()
+                check_broker_at = 0.0  # whatever failed may have restarted empty: look before publishing again
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("relay round failed; backing off", extra={"error": repr(exc), "retry_in": delay})
                 with contextlib.suppress(TimeoutError):

@@ -17,20 +17,30 @@ import time
 from types import ModuleType
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from kernel import ids
-from kernel.consumer import ConsumerSpec, IdempotentConsumer, PeriodicTask, WorkerResources
+from kernel.consumer import AssignmentTracker, ConsumerSpec, IdempotentConsumer, PeriodicTask, WorkerResources
 from kernel.db import create_engine, create_session_factory
 from kernel.kafka import create_consumer, create_producer, ensure_topics
 from kernel.redis import create_redis
 from kernel.settings import Settings
+from kernel.tracing import setup_tracing
 from nexuscart.registry import SUBGRAPHS
 from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.worker")
 
+# The longest periodic jobs wait, after joining, for the consumers to apply the backlog they found.
+PERIODIC_START_WAIT_SECONDS = 60.0
 PERIODIC_FAILURES = Counter("nexuscart_periodic_task_failures_total", "Periodic task runs that raised", ["task"])
+CONSUMER_RESTARTS = Counter("nexuscart_consumer_restarts_total", "Consumers started again after a broker error",
+                            ["consumer"])
+# On stop, how long consumers may take to finish the batch in hand and commit its offsets before they are cancelled
+# (the launcher's whole stop stays under 5 s).
+DRAIN_SECONDS = 2.0
 
 
 def consumer_modules() -> list[ModuleType]:
@@ -67,17 +77,97 @@ class Worker:
         self.settings = settings
         self.only = only
         self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.trackers: dict[str, AssignmentTracker] = {}  # consumer group -> what this process owns of it
+        self.consumers: dict[str, tuple[AIOKafkaConsumer, tuple[str, ...]]] = {}  # group -> its consumer, topics
         self.started_at = time.time()
 
     def health(self) -> HealthCheck:
+        """Liveness: every consumer and periodic job is still running."""
         def check() -> tuple[bool, dict[str, Any]]:
             dead = sorted(name for name, task in self.tasks.items() if task.done())
             return bool(self.tasks) and not dead, {"running": sorted(set(self.tasks) - set(dead)), "dead": dead}
         return check
 
+    def readiness(self) -> HealthCheck:
+        """Ready: alive, and every consumer group has been joined (its partitions assigned, maybe none to this
+        process). `groups` lists what this process owns; the launcher checks that the workers together own every
+        partition of every group."""
+        live = self.health()
+
+        def check() -> tuple[bool, dict[str, Any]]:
+            alive, _ = live()
+            groups = {name: {"assigned": None if tracker.assigned is None
+                             else sorted(f"{tp.topic}/{tp.partition}" for tp in tracker.assigned),
+                             "partitions": self._partitions(name)}
+                      for name, tracker in self.trackers.items()}
+            joined = all(group["assigned"] is not None and group["partitions"] is not None
+                         for group in groups.values())
+            return alive and joined, {"groups": groups}
+        return check
+
+    async def _wait_joined(self, stop: asyncio.Event, groups: int) -> None:
+        while not stop.is_set() and not (len(self.trackers) == groups
+                                         and all(t.assigned is not None for t in self.trackers.values())):
+            crashed = [t for t in self.tasks.values() if t.done()]
+            if crashed:
+                return  # the caller reports it
+            await asyncio.sleep(0.1)  # polled: the join completes in the consumers' own tasks
+
+    async def _wait_caught_up(self, stop: asyncio.Event, at_most_seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + at_most_seconds
+        while not stop.is_set() and not all(t.caught_up for t in self.trackers.values()):
+            if asyncio.get_running_loop().time() > deadline or any(t.done() for t in self.tasks.values()):
+                return
+            await asyncio.sleep(0.1)  # polled: the consumers' own tasks apply the backlog
+
+    def _partitions(self, group: str) -> int | None:
+        """Partitions of the group's topics in the consumer's metadata; None while a topic is not known yet."""
+        consumer, topics = self.consumers[group]
+        counts = [consumer.partitions_for_topic(topic) for topic in topics]
+        if any(c is None for c in counts):
+            return None
+        return sum(len(c) for c in counts)
+
+    async def _consume(self, spec: ConsumerSpec, resources: WorkerResources, dlq_producer: AIOKafkaProducer,
+                       stop: asyncio.Event) -> None:
+        """One consumer group, started again after a broker error (a restarted broker, a lost coordinator), so a
+        broker restart never needs a worker restart. Offsets are committed per batch: a restart re-reads at most
+        the batch in hand, and the inbox drops what was already applied."""
+        settings = self.settings
+        failures = 0
+        while not stop.is_set():
+            tracker = AssignmentTracker()
+            self.trackers[spec.name] = tracker
+            consumer = create_consumer(settings.kafka_bootstrap_servers, spec.name, list(spec.topics))
+            consumer.subscribe(list(spec.topics), listener=tracker)
+            self.consumers[spec.name] = (consumer, spec.topics)
+            try:
+                await consumer.start()
+                runner = IdempotentConsumer(
+                    name=spec.name, schema=spec.schema, consumer=consumer, dlq_producer=dlq_producer,
+                    session_factory=resources.session_factory, handler=spec.handler,
+                    max_attempts=settings.consumer_max_attempts,
+                    backoff_base_seconds=settings.consumer_backoff_base_seconds,
+                    transaction_batch=spec.transaction_batch, tracker=tracker)
+                await runner.run(stop)
+                return
+            except KafkaError as exc:
+                failures += 1
+                CONSUMER_RESTARTS.labels(spec.name).inc()
+                delay = min(10.0, 0.5 * 2 ** min(failures, 5))
+                log.warning("consumer failed; starting it again", extra={"consumer": spec.name,
+                                                                         "error": repr(exc), "retry_in": delay})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)  # back off, but stop at once if asked
+            finally:
+                tracker.assigned = None
+                with contextlib.suppress(KafkaError):
+                    await consumer.stop()
+
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
         settings.require_peers("database_url", "redis_url", "kafka_bootstrap_servers")
+        setup_tracing("worker", settings)  # spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set
         await ensure_topics(settings.kafka_bootstrap_servers)
         engine = create_engine(settings)
         redis = create_redis(settings)
@@ -87,19 +177,16 @@ class Worker:
         consumer_specs, periodic = collect(resources, self.only)
         dlq_producer = create_producer(settings.kafka_bootstrap_servers)
         await dlq_producer.start()
-        kafka_consumers = []
         try:
             for spec in consumer_specs:
-                consumer = create_consumer(settings.kafka_bootstrap_servers, spec.name, list(spec.topics))
-                await consumer.start()
-                kafka_consumers.append(consumer)
-                runner = IdempotentConsumer(
-                    name=spec.name, schema=spec.schema, consumer=consumer, dlq_producer=dlq_producer,
-                    session_factory=resources.session_factory, handler=spec.handler,
-                    max_attempts=settings.consumer_max_attempts,
-                    backoff_base_seconds=settings.consumer_backoff_base_seconds,
-                    transaction_batch=spec.transaction_batch)
-                self.tasks[spec.name] = asyncio.create_task(runner.run(), name=spec.name)
+                self.tasks[spec.name] = asyncio.create_task(
+                    self._consume(spec, resources, dlq_producer, stop), name=spec.name)
+            # Periodic jobs judge what the consumers have not done yet (a payment that never came, a stalled saga
+            # step): they start once this process's consumers have joined their groups AND applied the backlog
+            # they found, or they would act on answers still waiting in Kafka (after a restart, a rejoin can
+            # take a session timeout, and the backlog more). Bounded, so a never-idle stream cannot hold them off.
+            await self._wait_joined(stop, len(consumer_specs))
+            await self._wait_caught_up(stop, PERIODIC_START_WAIT_SECONDS)
             for job in periodic:
                 self.tasks[job.name] = asyncio.create_task(_run_periodic(job, stop), name=job.name)
             log.info("worker started", extra={"consumers": [c.name for c in consumer_specs],
@@ -114,13 +201,16 @@ class Worker:
                           exc_info=task.exception() if not task.cancelled() else None)
             if crashed:
                 raise SystemExit(1)
+            # Drain: each consumer finishes the batch in hand and commits its offsets; then the rest is cancelled.
+            pending = [t for t in self.tasks.values() if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=DRAIN_SECONDS)
         finally:
             for task in self.tasks.values():
                 task.cancel()
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-            for consumer in kafka_consumers:
-                await consumer.stop()
-            await dlq_producer.stop()
+            with contextlib.suppress(KafkaError):
+                await dlq_producer.stop()
             lease.cancel()
             await redis.delete(lease_key)
             await redis.aclose()

@@ -1,6 +1,8 @@
 """The per-request context every resolver gets: lazy DB session, lazy caller, DataLoader registry."""
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,9 +31,28 @@ class ServiceResources:
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(eq=False)
+class _OperationState:
+    """What one operation must not share with another: its DB session and its DataLoaders."""
+    owner: RequestContext
+    session: AsyncSession | None = None
+    opening: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    loaders: dict[Callable[..., Any], Any] = dataclasses.field(default_factory=dict)
+
+
+# The state of the operation running in this asyncio task (and the tasks it spawns, which copy it). A
+# WebSocket has ONE context for all its operations, and the router multiplexes every subscription with the
+# same credentials over one socket: each operation runs in its own task, so a context variable (set by the
+# kernel's transaction extension when the operation starts) keeps their sessions apart. One AsyncSession
+# used by two operations at once fails with "This session is provisioning a new connection; concurrent
+# operations are not permitted".
+_current_operation: contextvars.ContextVar[_OperationState | None] = contextvars.ContextVar(
+    "nexuscart_graphql_operation", default=None)
+
+
 class RequestContext:
-    """Built fresh for every HTTP request (for a WebSocket, once per connection; long-lived operations
-    call `release_session`): lazy DB session, lazy caller, and a DataLoader registry."""
+    """Built fresh for every HTTP request; for a WebSocket, once per connection, with a session and loaders
+    of its own for each operation (`begin_operation`): lazy DB session, lazy caller, DataLoader registry."""
 
     def __init__(self, resources: ServiceResources, request: Request | WebSocket | None,
                  authorization: str | None, client_ip: str | None = None) -> None:
@@ -41,8 +62,7 @@ class RequestContext:
         self._authorization = authorization
         self._principal: Principal | None = None
         self._principal_resolved = False
-        self._session: AsyncSession | None = None
-        self._loaders: dict[Callable[..., Any], Any] = {}
+        self._own = _OperationState(self)
         self.cacheable = True
         # Set by Strawberry from graphql-transport-ws `connection_init`; the router sends the client's
         # Authorization there too, since a WebSocket upgrade carries no per-operation headers.
@@ -56,11 +76,40 @@ class RequestContext:
     def redis(self) -> Redis:
         return self.resources.redis
 
+    def _state(self) -> _OperationState:
+        state = _current_operation.get()
+        return state if state is not None and state.owner is self else self._own
+
+    def begin_operation(self) -> object:
+        """Give the operation running in this task its own session and loaders (see `_current_operation`);
+        `end_operation` with the returned handle when it is over."""
+        state = _OperationState(self)
+        _current_operation.set(state)
+        return state
+
+    def end_operation(self, handle: object) -> None:
+        # Not a Token reset: a subscription's generator may be closed from another task (another Context).
+        if _current_operation.get() is handle:
+            _current_operation.set(None)
+
     async def session(self) -> AsyncSession:
         # Opened on first use, so a request served from Redis never checks out a connection.
-        if self._session is None:
-            self._session = self.resources.session_factory()
-        return self._session
+        state = self._state()
+        if state.session is None:
+            async with state.opening:
+                if state.session is None:
+                    session = self.resources.session_factory()
+                    # Check the connection out now, under the lock: resolvers run concurrently (two DataLoaders
+                    # dispatching at once), and an AsyncSession whose connection is still being provisioned
+                    # (connect, pool pre-ping) refuses a second statement ("concurrent operations are not
+                    # permitted"). Once connected, the driver adapter serialises statements on it.
+                    try:
+                        await session.connection()
+                    except BaseException:
+                        await session.close()
+                        raise
+                    state.session = session
+        return state.session
 
     @property
     def authorization(self) -> str | None:
@@ -97,18 +146,22 @@ class RequestContext:
     def loader(self, loader_class: Callable[[RequestContext], L]) -> L:
         """This request's one instance of `loader_class`, built from the context on first use: a ContextLoader,
         or any other per-request read state that is built from the context."""
-        loader = self._loaders.get(loader_class)
+        loaders = self._state().loaders
+        loader = loaders.get(loader_class)
         if loader is None:
-            loader = self._loaders[loader_class] = loader_class(self)
+            loader = loaders[loader_class] = loader_class(self)
         return loader
 
     async def release_session(self) -> None:
-        """For long-lived operations (subscriptions): give the connection back between events."""
+        """For long-lived operations (subscriptions), after each event: give the connection back, and drop
+        the loaders so the next event reads fresh data rather than the previous event's cached answers."""
         await self.finish(commit=False)
+        self._state().loaders.clear()
 
     async def finish(self, *, commit: bool) -> None:
         """The edge owns the transaction (kernel.uow): commit when the operation succeeded, else roll back."""
-        session, self._session = self._session, None
+        state = self._state()
+        session, state.session = state.session, None
         if session is not None:
             await finish(session, commit=commit)
 

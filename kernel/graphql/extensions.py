@@ -6,6 +6,7 @@ from typing import Any
 
 from graphql import GraphQLError, StringValueNode, Visitor, visit
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from kernel.errors import BadUserInput, to_client_error
 from kernel.graphql.context import RequestContext
@@ -15,19 +16,38 @@ class TransactionExtension(SchemaExtension):
     """Commits the request's session when the operation produced no errors, else rolls back."""
 
     async def on_operation(self) -> Any:
-        yield
         context = self.execution_context.context
         if not isinstance(context, RequestContext):
+            yield
             return
-        result = self.execution_context.result
-        ok = not (result is not None and getattr(result, "errors", None))
+        # Its own session and loaders: a WebSocket's operations share one context and run concurrently.
+        token = context.begin_operation()
         try:
-            await context.finish(commit=ok)
-        except Exception as exc:  # noqa: BLE001 - a failed commit must surface as an error, never as success
-            if result is not None:
-                result.data = None
-                # Raised after Strawberry mapped the operation's errors, so it is mapped here.
-                result.errors = [to_client_error(GraphQLError("commit failed", original_error=exc))]
+            try:
+                yield
+            except BaseException:
+                # Cancelled (a subscriber left) or failed outside execution: the connection goes back anyway.
+                await context.finish(commit=False)
+                raise
+            result = self.execution_context.result
+            ok = not (result is not None and getattr(result, "errors", None))
+            try:
+                await context.finish(commit=ok)
+            except Exception as exc:  # noqa: BLE001 - a failed commit must surface as an error, never as success
+                if result is not None:
+                    result.data = None
+                    # Raised after Strawberry mapped the operation's errors, so it is mapped here.
+                    result.errors = [to_client_error(GraphQLError("commit failed", original_error=exc))]
+        finally:
+            context.end_operation(token)
+
+    async def on_stream_result(self, result: Any) -> Any:
+        yield
+        context = self.execution_context.context
+        if isinstance(context, RequestContext) and self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+            # A subscription lives for hours: each event's reads are done once its result is built, so the
+            # connection goes back to the pool (1,000 subscribers must not hold 1,000 connections).
+            await context.release_session()
 
 
 def _unstorable_text(text: str) -> bool:

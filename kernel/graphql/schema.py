@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from kernel.errors import to_client_error
 from kernel.graphql.extensions import RejectUnstorableText, TransactionExtension
+from kernel.graphql.scopes import PartnerScopes
 
 
 class NexusSchema(strawberry.federation.Schema):
@@ -33,6 +34,6 @@ def build_schema(*, query: type, mutation: type | None = None, subscription: typ
         query=query, mutation=mutation, subscription=subscription, types=list(types),
         federation_version="2.9",
         extensions=[TransactionExtension, lambda: ParserCache(maxsize=512),
-                    lambda: ValidationCache(maxsize=512), RejectUnstorableText, *extensions],
+                    lambda: ValidationCache(maxsize=512), RejectUnstorableText, PartnerScopes, *extensions],
         config=StrawberryConfig(auto_camel_case=True),
     )

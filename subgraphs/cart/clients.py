@@ -1,6 +1,7 @@
-"""Internal HTTP calls the cart makes: promotions' coupon quote at applyCoupon (subgraphs/promotions/coupons.py),
-through the kernel's pooled PeerClient, forwarding the caller's Authorization (promotions checks the per-user
-limit for a signed-in caller)."""
+"""Internal HTTP calls the cart makes, through the kernel's pooled PeerClient: promotions' coupon quote at
+applyCoupon (subgraphs/promotions/coupons.py), forwarding the caller's Authorization (promotions checks the
+per-user limit for a signed-in caller); and, for a variant its projections have not heard of yet (an event
+still on its way), the catalog's and inventory's own answers through their `_entities` endpoints."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -8,7 +9,41 @@ from typing import Any
 
 from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, post_json
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "quote_coupon"]
+__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_variant_product",
+           "fetch_variant_stock", "quote_coupon"]
+
+# The whole product: the projection stores a product's variant list, and a partial one would mark the
+# missing variants gone.
+_VARIANT_PRODUCT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
+  ... on ProductVariant { id product { id name variants { id sku price { amount currency } } } } } }"""
+_VARIANT_STOCK_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
+  ... on ProductVariant { stock { available } } } }"""
+
+
+async def _variant_entity(http: PeerClient, service_url: str, query: str, variant_id: int,
+                          what: str) -> dict[str, Any] | None:
+    body = await post_json(http, f"{service_url.rstrip('/')}/graphql",
+                           {"query": query,
+                            "variables": {"r": [{"__typename": "ProductVariant", "id": str(variant_id)}]}},
+                           authorization=None, what=what)
+    try:
+        entity = body["data"]["_entities"][0]
+    except (KeyError, IndexError, TypeError):
+        raise PeerUnavailable(f"{what}: unexpected _entities answer") from None
+    return entity or None
+
+
+async def fetch_variant_product(http: PeerClient, catalog_url: str, variant_id: int) -> dict[str, Any] | None:
+    """{id, product: {id, name, variants: [{id, sku, price: {amount, currency}}]}}, or None for a variant the
+    catalog does not sell (unknown, or its product deleted)."""
+    return await _variant_entity(http, catalog_url, _VARIANT_PRODUCT_QUERY, variant_id, "catalog")
+
+
+async def fetch_variant_stock(http: PeerClient, inventory_url: str, variant_id: int) -> int | None:
+    """The variant's available units as inventory knows them now (None when it does not answer for it)."""
+    entity = await _variant_entity(http, inventory_url, _VARIANT_STOCK_QUERY, variant_id, "inventory")
+    stock = (entity or {}).get("stock")
+    return int(stock["available"]) if isinstance(stock, dict) else None
 
 
 async def quote_coupon(http: PeerClient, promotions_service_url: str, *, code: str, subtotal: Decimal,

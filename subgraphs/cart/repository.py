@@ -509,3 +509,18 @@ async def mark_product_deleted(redis: Redis, *, product_id: int, variant_ids: Se
 
 async def put_stock(redis: Redis, *, variant_id: int, available: int) -> None:
     await redis.set(stock_key(variant_id), available)
+
+
+async def variant_heard_of(redis: Redis, variant_id: int) -> bool:
+    """Whether the product projection has this variant at all (on sale or gone)."""
+    return bool(await redis.exists(variant_key(variant_id)))
+
+
+async def stock_heard_of(redis: Redis, variant_id: int) -> bool:
+    return bool(await redis.exists(stock_key(variant_id)))
+
+
+async def put_stock_if_unknown(redis: Redis, *, variant_id: int, available: int) -> bool:
+    """Store a stock figure read from inventory, unless an inventory.stock_changed got there first (the event
+    is at least as fresh)."""
+    return bool(await redis.set(stock_key(variant_id), available, nx=True))

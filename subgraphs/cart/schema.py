@@ -112,7 +112,8 @@ class Mutation:
         ctx = _ctx(info)
         caller, variant = ctx.user, parse_id(variant_id, field="variantId")
         cart = await service.add_to_cart(await ctx.session(), ctx.redis, ctx.settings, caller=caller,
-                                         cart_id=cart_id or None, variant_id=variant, quantity=quantity)
+                                         cart_id=cart_id or None, variant_id=variant, quantity=quantity,
+                                         http=ctx.resources.extras[clients.INTERNAL_HTTP])
         return Cart.from_view(cart)
 
     @strawberry.mutation(description="Set a line's quantity (1..100).")

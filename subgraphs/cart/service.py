@@ -6,9 +6,11 @@ call these functions. The checks that depend on Redis state run inside one Lua s
 """
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
+from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
@@ -37,6 +39,8 @@ from subgraphs.cart.errors import (
 from subgraphs.cart.events import CartItemAdded
 from subgraphs.cart.models import CartLine, CartView
 from subgraphs.cart.repository import Outcome, Rejection
+
+log = logging.getLogger("nexuscart.cart")
 
 SCHEMA = "cart"
 MAX_QUANTITY = 100
@@ -109,15 +113,57 @@ async def get_cart(redis: Redis, *, caller: Principal | None, cart_id: str | Non
     return None if outcome is None else _cart(outcome)
 
 
+async def learn_unheard_variant(redis: Redis, http: clients.PeerClient, settings: Settings, variant_id: int) -> bool:
+    """The projections learn products and stock from events, which can lag a first request (a product listed a
+    moment ago, consumers rebalancing). For a variant they have not heard of, ask its owners (catalog, then
+    inventory; each call bounded by INTERNAL_HTTP_TIMEOUT_SECONDS) and store their answers as the events would.
+    A variant the projection knows as gone is not asked about: its deletion came by event. Returns whether
+    anything was learned (worth trying again); a peer that does not answer leaves the refusal as it was."""
+    try:
+        if not await repository.variant_heard_of(redis, variant_id):
+            found = await clients.fetch_variant_product(http, settings.catalog_service_url, variant_id)
+            if found is None:
+                return False
+            product = found["product"]
+            variants = [(int(v["id"]), v["sku"], format_money(Decimal(v["price"]["amount"])), v["price"]["currency"])
+                        for v in product["variants"]]
+            # No version: the next product event, whatever its age, replaces this answer.
+            await repository.put_product(redis, product_id=int(product["id"]), version=None, name=product["name"],
+                                         variants=variants)
+            learned = True
+        else:
+            learned = False
+        if not await repository.stock_heard_of(redis, variant_id):
+            available = await clients.fetch_variant_stock(http, settings.inventory_service_url, variant_id)
+            if available is not None:
+                await repository.put_stock_if_unknown(redis, variant_id=variant_id, available=available)
+                learned = True
+    except (clients.PeerUnavailable, AppError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        log.warning("could not ask the owners about an unknown variant",
+                    extra={"variant_id": variant_id, "error": repr(exc)})
+        return False
+    return learned
+
+
 async def add_to_cart(session: AsyncSession, redis: Redis, settings: Settings, *, caller: Principal | None,
-                      cart_id: str | None, variant_id: int, quantity: int) -> CartView:
+                      cart_id: str | None, variant_id: int, quantity: int,
+                      http: clients.PeerClient | None = None) -> CartView:
     """Add `quantity` units to the line of `variant_id` (created if needed). Without `cart_id`: the
-    caller's cart, created if needed, or for an anonymous caller a new guest cart."""
+    caller's cart, created if needed, or for an anonymous caller a new guest cart. With `http`, a variant the
+    projections have not heard of yet is looked up at its owners first (`learn_unheard_variant`)."""
     _check_quantity(quantity)
-    outcome = await repository.add_item(
-        redis, cart_id=_cart_id(cart_id), caller=_caller(caller), new_cart_id=new_cart_id(), variant_id=variant_id,
-        quantity=quantity, now_ms=_now_ms(), ttl=settings.cart_ttl_seconds, max_lines=settings.cart_max_lines,
-        max_quantity=MAX_QUANTITY)
+    guest_cart_id = new_cart_id()
+
+    async def add() -> Outcome:
+        return await repository.add_item(
+            redis, cart_id=_cart_id(cart_id), caller=_caller(caller), new_cart_id=guest_cart_id,
+            variant_id=variant_id, quantity=quantity, now_ms=_now_ms(), ttl=settings.cart_ttl_seconds,
+            max_lines=settings.cart_max_lines, max_quantity=MAX_QUANTITY)
+
+    outcome = await add()
+    if (isinstance(outcome, Rejection) and outcome.code in ("VARIANT_NOT_FOUND", "OUT_OF_STOCK")
+            and http is not None and await learn_unheard_variant(redis, http, settings, variant_id)):
+        outcome = await add()
     cart = _cart(outcome, variant_id=variant_id)
     # Redis has the line now; the event row is written in the request's transaction, which the edge commits
     # after this returns. If that commit fails, the client gets an error although the line stays in the cart

@@ -39,6 +39,9 @@ class ProductSnapshot(EventPayload):
     created_at: datetime
     updated_at: datetime  # orders snapshots: a consumer ignores one older than what it has
     variants: list[VariantSnapshot]
+    # The product's category and its ancestors, nearest first (search indexes and facets on them).
+    category_slugs: list[str] = dataclasses.field(default_factory=list)
+    category_names: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

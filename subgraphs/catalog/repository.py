@@ -28,6 +28,24 @@ async def insert_category_if_slug_free(session: AsyncSession, row: dict[str, Any
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def category_lineage(session: AsyncSession, category_id: int) -> list[tuple[str, str]]:
+    """(slug, name) of the category and each ancestor, nearest first (`path` holds the slugs from the root)."""
+    category = await session.get(CategoryRow, category_id)
+    if category is None:
+        return []
+    slugs = category.path.split("/")
+    rows = (await session.execute(select(CategoryRow.slug, CategoryRow.name).where(CategoryRow.slug.in_(slugs)))).all()
+    names = {slug: name for slug, name in rows}
+    return [(slug, names[slug]) for slug in reversed(slugs) if slug in names]
+
+
+async def live_product_ids_after(session: AsyncSession, after: int, limit: int) -> list[int]:
+    """Ids of live products above `after`, ascending: a full scan in pages (search's reindex)."""
+    stmt = (select(ProductRow.id).where(ProductRow.deleted_at.is_(None), ProductRow.id > after)
+            .order_by(ProductRow.id).limit(limit))
+    return list((await session.execute(stmt)).scalars())
+
+
 async def live_product_counts_by_category(session: AsyncSession) -> dict[int, int]:
     stmt = (select(ProductRow.category_id, func.count()).where(ProductRow.deleted_at.is_(None))
             .group_by(ProductRow.category_id))

@@ -29,6 +29,7 @@ from kernel.errors import BadUserInput, Forbidden
 from kernel.ids import is_valid_id, next_id
 from kernel.money import MAX_PRICE, check_currency, format_money, parse_amount
 from kernel.outbox import add_event
+from kernel.pubsub import listen
 from kernel.settings import Settings
 from kernel.uow import after_commit, unit_of_work
 from subgraphs.catalog import cache, repository
@@ -339,9 +340,12 @@ def _invalidate_after_commit(session: AsyncSession, redis: Redis, product_ids: S
     after_commit(session, lambda: cache.invalidate(redis, ids))
 
 
-def snapshot(doc: Doc, event: type[ProductCreated] | type[ProductUpdated]) -> ProductCreated | ProductUpdated:
-    """The event other domains (cart, inventory) build their projections from: the whole product."""
+def snapshot(doc: Doc, event: type[ProductCreated] | type[ProductUpdated],
+             lineage: Sequence[tuple[str, str]] = ()) -> ProductCreated | ProductUpdated:
+    """The event other domains (cart, inventory, search) build their projections from: the whole product, and
+    its category's (slug, name) lineage, nearest first."""
     return event(
+        category_slugs=[slug for slug, _ in lineage], category_names=[name for _, name in lineage],
         product_id=doc["id"], slug=doc["slug"], name=doc["name"], brand=doc["brand"],
         description=doc["description"], tags=doc["tags"], category_id=doc["category_id"],
         seller_id=doc["seller_id"], min_price=Decimal(doc["min_price"]), currency=doc["currency"],
@@ -409,7 +413,8 @@ async def create_product(session: AsyncSession, redis: Redis, *, caller: Princip
         raise SkuTaken(sorted({v.sku for v in variants} - set(inserted)))
     await session.flush()
     doc = await _document(session, product_id)
-    await add_event(session, SCHEMA, snapshot(doc, ProductCreated), key=product_id)
+    lineage = await repository.category_lineage(session, doc["category_id"])
+    await add_event(session, SCHEMA, snapshot(doc, ProductCreated, lineage), key=product_id)
     _invalidate_after_commit(session, redis, [product_id])
     return doc
 
@@ -468,7 +473,8 @@ async def update_product(session: AsyncSession, redis: Redis, *, caller: Princip
     await repository.update_product(session, product_id, values)
     await session.flush()
     doc = await _document(session, product_id)
-    await add_event(session, SCHEMA, snapshot(doc, ProductUpdated), key=product_id)
+    lineage = await repository.category_lineage(session, doc["category_id"])
+    await add_event(session, SCHEMA, snapshot(doc, ProductUpdated, lineage), key=product_id)
     _invalidate_after_commit(session, redis, [product_id])
     return doc
 
@@ -553,12 +559,8 @@ async def product_change_stream(session_factory: async_sessionmaker[AsyncSession
     async with unit_of_work(session_factory) as session:
         if not (await product_documents(_session_source(session), redis, settings, [product_id]))[0]:
             raise ProductNotFound()
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(cache.product_changed_channel(product_id))
-    try:
-        async for message in pubsub.listen():
-            if message["type"] != "message":
-                continue
+    async with listen(redis, cache.product_changed_channel(product_id)) as changes:
+        async for _ in changes:  # every message (MAYBE_MISSED included) means: read the product again
             async with unit_of_work(session_factory) as session:
                 sessions = _session_source(session)
                 doc = (await product_documents(sessions, redis, settings, [product_id]))[0]
@@ -566,8 +568,6 @@ async def product_change_stream(session_factory: async_sessionmaker[AsyncSession
             if doc is None:
                 return
             yield doc, tree
-    finally:
-        await pubsub.aclose()
 
 
 # ---- browsing ---------------------------------------------------------------------------------------------

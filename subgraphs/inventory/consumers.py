@@ -51,7 +51,11 @@ async def on_order_placed(session: AsyncSession, order: OrderPlaced) -> bool:
                  extra={"order_id": order.order_id, "sale_id": order.flash_sale_id})
         return False
     result = await service.reserve_for_order(session, order.order_id, [(i.variant_id, i.quantity) for i in order.items])
-    return result.reserved and not result.duplicate
+    if result.duplicate:
+        # Exact redeliveries stop at the inbox: this is the order asked about again (its saga watchdog).
+        await service.repeat_recorded_answer(session, order.order_id)
+        return False
+    return result.reserved
 
 
 async def on_order_paid(session: AsyncSession, order: OrderPaid) -> bool:

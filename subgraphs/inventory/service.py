@@ -206,6 +206,23 @@ async def _recorded_outcome(session: AsyncSession, order_id: int) -> Reservation
     return ReservationResult(order_id=order_id, outcome=outcome, lines=lines, short_variant_ids=[], duplicate=True)
 
 
+async def repeat_recorded_answer(session: AsyncSession, order_id: int) -> bool:
+    """A re-sent order.placed (the orders saga watchdog asks again when no answer came: it may have been lost
+    on the way): emit the recorded answer again while it still stands (reserved lines still held, or out of
+    stock). The saga moves an order only from the step it expects, so a repeated answer changes nothing there."""
+    outcome = await repository.order_outcome(session, order_id)
+    if outcome == OUT_OF_STOCK:
+        await add_event(session, SCHEMA, InventoryOutOfStock(order_id=order_id, variant_ids=[]), key=order_id)
+        return True
+    if outcome == RESERVED:
+        held = [line for line in await repository.reservations_of(session, order_id) if line.status == RESERVED]
+        if held:
+            await add_event(session, SCHEMA, InventoryReserved(order_id=order_id, items=_stock_lines(held)),
+                            key=order_id)
+            return True
+    return False
+
+
 async def commit_order(session: AsyncSession, order_id: int) -> list[ReservationLine]:
     """The order was paid: its RESERVED lines leave stock for good (on_hand and reserved both drop) and
     become COMMITTED. Emits `inventory.committed` with the lines committed now; lines in any other status are

@@ -84,6 +84,12 @@ class OrderRefunded(EventPayload, topic="order.refunded"):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class OrderPartiallyRefunded(EventPayload, topic="order.partially_refunded"):
+    order_id: Id
+    user_id: Id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class OrderShipped(EventPayload, topic="order.shipped"):
     order_id: Id
     user_id: Id

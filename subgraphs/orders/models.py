@@ -84,6 +84,7 @@ class OrderStatus(str, enum.Enum):
     DELIVERED = "DELIVERED"
     CANCELLED = "CANCELLED"
     REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"  # part of the captured payment was refunded (refundPayment)
 
 
 class CancellationReason(str, enum.Enum):

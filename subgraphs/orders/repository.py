@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, bindparam, func, select, text
+from sqlalchemy import BigInteger, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db import any_of
@@ -24,6 +24,7 @@ from subgraphs.orders.models import (
     OrderRecord,
     OrderStatus,
     order_items,
+    order_sagas,
     order_status_history,
     orders,
 )
@@ -276,6 +277,57 @@ async def lock_expired_awaiting_payment(session: AsyncSession, limit: int) -> li
              f"ORDER BY s.payment_deadline LIMIT CAST(:limit AS integer) FOR UPDATE OF o SKIP LOCKED"),
         {"limit": limit})
     return [r.id for r in rows]
+
+
+async def lock_stalled_sagas(session: AsyncSession, step: str, stalled_seconds: float, limit: int, *,
+                             once: bool = False) -> list[int]:
+    """Orders still in `step` whose saga has not moved (nor been asked about again) for `stalled_seconds`,
+    locked like `lock_expired_awaiting_payment` (order row, SKIP LOCKED). `once`: only orders not asked about
+    since they entered the step (a transition stamps the order and its saga alike; `touch_saga` only the saga)."""
+    # text(): as above, FOR UPDATE OF o SKIP LOCKED over the join; order_sagas_in_flight_idx serves the scan.
+    rows = await session.execute(
+        text(f"SELECT o.id FROM {SCHEMA}.order_sagas s "
+             f"JOIN {SCHEMA}.orders o ON o.user_id = s.user_id AND o.id = s.order_id "
+             f"WHERE s.step = CAST(:step AS text) AND s.step IN ('PENDING', 'AWAITING_PAYMENT') "
+             f"AND s.updated_at <= now() - CAST(:seconds AS double precision) * interval '1 second' "
+             f"AND o.status = CAST(:step AS text) AND (NOT CAST(:once AS boolean) OR s.updated_at <= o.updated_at) "
+             f"ORDER BY s.updated_at LIMIT CAST(:limit AS integer) FOR UPDATE OF o, s SKIP LOCKED"),
+        {"step": step, "seconds": float(stalled_seconds), "limit": limit, "once": once})
+    return [r.id for r in rows]
+
+
+async def lock_abandoned_pending(session: AsyncSession, older_than_seconds: float, limit: int) -> list[int]:
+    """PENDING orders placed more than `older_than_seconds` ago, locked like the others (order row, SKIP LOCKED)."""
+    # text(): FOR UPDATE SKIP LOCKED, as above.
+    rows = await session.execute(
+        text(f"SELECT o.id FROM {SCHEMA}.order_sagas s "
+             f"JOIN {SCHEMA}.orders o ON o.user_id = s.user_id AND o.id = s.order_id "
+             f"WHERE s.step = 'PENDING' AND o.status = 'PENDING' "
+             f"AND o.created_at <= now() - CAST(:seconds AS double precision) * interval '1 second' "
+             f"ORDER BY o.created_at LIMIT CAST(:limit AS integer) FOR UPDATE OF o, s SKIP LOCKED"),
+        {"seconds": float(older_than_seconds), "limit": limit})
+    return [r.id for r in rows]
+
+
+async def touch_saga(session: AsyncSession, order_id: int) -> SagaRecord | None:
+    """Record that the watchdog asked about the order's step now; returns the saga row (what a re-sent event
+    needs)."""
+    row = (await session.execute(
+        update(order_sagas).where(order_sagas.c.order_id == order_id).values(updated_at=func.now())
+        .returning(order_sagas.c.order_id, order_sagas.c.user_id, order_sagas.c.step,
+                   order_sagas.c.payment_provider, order_sagas.c.payment_token))).first()
+    return None if row is None else SagaRecord(order_id=row.order_id, user_id=row.user_id, step=row.step,
+                                                payment_provider=row.payment_provider,
+                                                payment_token=row.payment_token)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaRecord:
+    order_id: int
+    user_id: int
+    step: str
+    payment_provider: str | None
+    payment_token: str | None
 
 
 # ---- flash-sale orders ------------------------------------------------------------------------------------

@@ -32,10 +32,16 @@ STEPS: dict[type[EventPayload], tuple[OrderStatus, OrderStatus, str | None]] = {
     InventoryOutOfStock: (S.PENDING, S.CANCELLED, CancellationReason.OUT_OF_STOCK.value),
     PaymentSuccessful: (S.AWAITING_PAYMENT, S.PAID, None),
     PaymentFailed: (S.AWAITING_PAYMENT, S.CANCELLED, CancellationReason.PAYMENT_DECLINED.value),
-    PaymentRefunded: (S.CANCELLED, S.REFUNDED, None),
 }
 
-SagaEvent = InventoryReserved | InventoryOutOfStock | PaymentSuccessful | PaymentFailed | PaymentRefunded
+SagaEvent = InventoryReserved | InventoryOutOfStock | PaymentSuccessful | PaymentFailed
+
+# payment.refunded: a full refund ends the order REFUNDED (a cancelled one, or a captured one refunded outright),
+# a partial one marks a captured order PARTIALLY_REFUNDED; from anywhere else it changes nothing.
+REFUND_SOURCES: dict[bool, frozenset[OrderStatus]] = {
+    True: frozenset({S.CANCELLED, S.PAID, S.SHIPPED, S.DELIVERED, S.PARTIALLY_REFUNDED}),
+    False: frozenset({S.PAID, S.SHIPPED, S.DELIVERED}),
+}
 
 
 def saga_handlers(resources: WorkerResources) -> dict[type[EventPayload], PayloadHandler]:
@@ -46,7 +52,17 @@ def saga_handlers(resources: WorkerResources) -> dict[type[EventPayload], Payloa
         await service.saga_step(session, resources.redis, resources.settings, event.order_id, expected=expected,
                                 to_status=target, reason=reason)
 
-    return {payload_type: step for payload_type in STEPS}
+    async def refunded(session: AsyncSession, event: PaymentRefunded) -> None:
+        order = await service.get_order_for_saga(session, event.order_id)
+        if order is None or order.status not in REFUND_SOURCES[event.fully_refunded]:
+            return
+        target = S.REFUNDED if event.fully_refunded else S.PARTIALLY_REFUNDED
+        await service.saga_step(session, resources.redis, resources.settings, event.order_id,
+                                expected=order.status, to_status=target)
+
+    handlers: dict[type[EventPayload], PayloadHandler] = {payload_type: step for payload_type in STEPS}
+    handlers[PaymentRefunded] = refunded
+    return handlers
 
 
 def payment_timeout_sweeper(resources: WorkerResources) -> Callable[[], Awaitable[int]]:
@@ -62,6 +78,16 @@ def payment_timeout_sweeper(resources: WorkerResources) -> Callable[[], Awaitabl
                 break
         if total:
             log.info("cancelled unpaid orders", extra={"count": total})
+        # The watchdog in the same pass: the orders stuck before the payment deadline (service.drive_stalled_sagas).
+        for _ in range(SWEEP_MAX_BATCHES):
+            async with unit_of_work(resources.session_factory) as session:
+                driven = await service.drive_stalled_sagas(session, resources.redis, resources.settings,
+                                                           batch_size=SWEEP_BATCH_SIZE)
+            if any(driven.values()):
+                log.warning("saga watchdog drove stalled orders on", extra=driven)
+            total += sum(driven.values())
+            if max(driven.values()) < SWEEP_BATCH_SIZE:
+                break
         return total
 
     return sweep

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from kernel.events import EventPayload
 from kernel.ids import next_id
 from kernel.money import CENT, is_currency, normalize_coupon_code, parse_amount
 from kernel.outbox import add_event
+from kernel.pubsub import MAYBE_MISSED, listen
 from kernel.settings import Settings
 from kernel.uow import after_commit, unit_of_work
 from subgraphs.orders import clients, events, repository
@@ -47,12 +49,19 @@ S = OrderStatus
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.AWAITING_PAYMENT, S.CANCELLED}),
     S.AWAITING_PAYMENT: frozenset({S.PAID, S.CANCELLED}),
-    S.PAID: frozenset({S.SHIPPED, S.CANCELLED}),
-    S.SHIPPED: frozenset({S.DELIVERED}),
-    S.DELIVERED: frozenset(),
+    # A refund (payment.refunded) moves a captured order to PARTIALLY_REFUNDED or, once all is refunded, REFUNDED.
+    S.PAID: frozenset({S.SHIPPED, S.CANCELLED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.SHIPPED: frozenset({S.DELIVERED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.DELIVERED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.CANCELLED: frozenset({S.REFUNDED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
     S.REFUNDED: frozenset(),
 }
+
+# Token shapes a provider documents, checked at checkout so a malformed one never reaches the saga. Stripe takes
+# PaymentMethod ids (`pm_...`, including its test ids such as `pm_card_visa`), never raw card data.
+PAYMENT_TOKEN_SHAPES: dict[str, re.Pattern[str]] = {"stripe": re.compile(r"pm_[A-Za-z0-9_]{1,250}")}
+
 
 def status_channel(order_id: int) -> str:
     return f"orders:status:{order_id}"
@@ -96,6 +105,9 @@ def validate_address_and_payment(address_id: int | None, address: AddressIn | No
     token = payment_method.token.strip()
     if not token or len(token) > 512:
         raise BadUserInput("'paymentMethod.token' must be 1..512 characters", field="paymentMethod.token")
+    shape = PAYMENT_TOKEN_SHAPES.get(provider)
+    if shape is not None and not shape.fullmatch(token):
+        raise BadUserInput(f"'paymentMethod.token' is not a {provider} payment method id", field="paymentMethod.token")
     return cleaned, PaymentMethodIn(provider=provider, token=token)
 
 
@@ -326,8 +338,10 @@ def transition_event(to_status: OrderStatus, order_id: int, from_status: OrderSt
             raise ValueError(f"order {order_id}: a cancellation needs a reason")
         return events.OrderCancelled(order_id=order_id, user_id=user_id, reason=reason,
                                      previous_status=from_status.value, items=lines)
-    simple: dict[OrderStatus, type[events.OrderRefunded | events.OrderShipped | events.OrderDelivered]] = {
-        S.REFUNDED: events.OrderRefunded, S.SHIPPED: events.OrderShipped, S.DELIVERED: events.OrderDelivered}
+    simple: dict[OrderStatus, type[events.OrderRefunded | events.OrderPartiallyRefunded | events.OrderShipped
+                                   | events.OrderDelivered]] = {
+        S.REFUNDED: events.OrderRefunded, S.PARTIALLY_REFUNDED: events.OrderPartiallyRefunded,
+        S.SHIPPED: events.OrderShipped, S.DELIVERED: events.OrderDelivered}
     return simple[to_status](order_id=order_id, user_id=user_id)
 
 
@@ -447,6 +461,11 @@ async def saga_step(session: AsyncSession, redis: Redis, settings: Settings, ord
     return False
 
 
+async def get_order_for_saga(session: AsyncSession, order_id: int) -> OrderRecord | None:
+    """The order a saga event names (None: unknown, e.g. an event from before a data reset)."""
+    return await repository.get_order(session, order_id)
+
+
 async def cancel_expired_payments(session: AsyncSession, redis: Redis, settings: Settings, *,
                                   batch_size: int = 50) -> int:
     """One batch of the payment-timeout sweep; the caller commits. SKIP LOCKED hands each expired order to
@@ -457,6 +476,48 @@ async def cancel_expired_payments(session: AsyncSession, redis: Redis, settings:
                             to_status=S.CANCELLED, reason=CancellationReason.PAYMENT_TIMEOUT.value):
             cancelled += 1
     return cancelled
+
+
+async def drive_stalled_sagas(session: AsyncSession, redis: Redis, settings: Settings, *,
+                              batch_size: int = 50) -> dict[str, int]:
+    """One batch of the saga watchdog (the payment-timeout sweep's sibling; the caller commits). An answer lost
+    on the way (a broker that lost its topics, an event parked on the DLQ) must not strand an order:
+
+      PENDING past saga_pending_give_up_seconds -> cancelled (PAYMENT_TIMEOUT); inventory releases what it held,
+                                                 or records the order so a late order.placed reserves nothing
+      PENDING, no move for the step timeout   -> order.placed re-sent (inventory reserves, or repeats its
+                                                 recorded answer)
+      AWAITING_PAYMENT, no move for that long -> order.confirmed re-sent, once (payments charges once per order,
+                                                 and a provider may legitimately take long; the payment deadline
+                                                 cancels the order in the end anyway)
+
+    Each re-sent event has a new id, so it passes the consumers' inboxes; their own records make it harmless."""
+    done = {"cancelled": 0, "reasked": 0}
+    for order_id in await repository.lock_abandoned_pending(session, settings.saga_pending_give_up_seconds,
+                                                            batch_size):
+        if await transition(session, redis, settings, order_id, from_status=S.PENDING, to_status=S.CANCELLED,
+                            reason=CancellationReason.PAYMENT_TIMEOUT.value):
+            done["cancelled"] += 1
+    for step in (S.PENDING, S.AWAITING_PAYMENT):
+        for order_id in await repository.lock_stalled_sagas(session, step.value, settings.saga_step_timeout_seconds,
+                                                             batch_size, once=step is S.AWAITING_PAYMENT):
+            saga = await repository.touch_saga(session, order_id)
+            order = await repository.get_order(session, order_id)
+            if saga is None or order is None:
+                continue
+            if step is S.AWAITING_PAYMENT and not (saga.payment_provider and saga.payment_token):
+                continue  # a flash-sale order waits for its buyer's payOrder; the payment deadline covers it
+            event: EventPayload
+            if step is S.PENDING:
+                event = order_placed(order, await repository.items_by_order_ids(session, [order_id]))
+            else:
+                event = events.OrderConfirmed(
+                    order_id=order_id, user_id=order.user_id, amount=order.total, currency=order.currency,
+                    payment=events.PaymentMethod(provider=saga.payment_provider,  # type: ignore[arg-type]  # as in transition_event
+                                                 token=saga.payment_token))  # type: ignore[arg-type]  # likewise
+            await add_event(session, SCHEMA, event, key=order_id)
+            done["reasked"] += 1
+    return done
 
 
 # ---- reads ------------------------------------------------------------------------------------------------
@@ -512,9 +573,7 @@ async def order_status_stream(session_factory: async_sessionmaker[AsyncSession],
     connection is held while waiting."""
     # Subscribe BEFORE reading the history: a transition committed in between is then both in the history
     # and in the channel's buffer (dropped by seq), never in neither.
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(status_channel(order_id))
-    try:
+    async with listen(redis, status_channel(order_id)) as transitions:
         async with unit_of_work(session_factory) as session:
             check_access(caller, await get_order_or_raise(session, order_id))
             history = await repository.history_by_order_ids(session, [order_id])
@@ -524,14 +583,12 @@ async def order_status_stream(session_factory: async_sessionmaker[AsyncSession],
             last_seq = row.seq
         if is_final_for_watchers(history):
             return
-        async for message in pubsub.listen():
-            if message["type"] != "message":
-                continue
-            published = orjson.loads(message["data"])
-            seq = int(published["seq"])
-            if seq <= last_seq:
+        async for data in transitions:
+            published = orjson.loads(data) if data != MAYBE_MISSED else None
+            seq = int(published["seq"]) if published else None
+            if seq is not None and seq <= last_seq:
                 continue  # already sent from the history
-            if seq == last_seq + 1:
+            if published is not None and seq == last_seq + 1:
                 missing = [_published_change(order_id, published)]
             else:
                 # A gap (a publish lost, e.g. across a Redis reconnect): the history is the truth.
@@ -543,8 +600,6 @@ async def order_status_stream(session_factory: async_sessionmaker[AsyncSession],
                 history.append(row)
             if is_final_for_watchers(history):
                 return
-    finally:
-        await pubsub.aclose()
 
 
 # ---- flash-sale orders ------------------------------------------------------------------------------------

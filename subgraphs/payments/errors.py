@@ -1,12 +1,12 @@
 """Errors of the payments domain.
 
-Payments has no mutations: its failures happen in event handlers, where an exception means "retry,
-then park the event on the DLQ for an operator". They are therefore plain `AppError`s (an internal error
-if one ever reached GraphQL), named so the DLQ entry says what went wrong.
+Most of its failures happen in event handlers, where an exception means "retry, then park the event on the
+DLQ for an operator": those are plain `AppError`s (an internal error if one ever reached GraphQL), named so
+the DLQ entry says what went wrong. The mutations (confirmPayment, refundPayment) raise the coded ones below.
 """
 from __future__ import annotations
 
-from kernel.errors import AppError
+from kernel.errors import AppError, BadUserInput, Conflict, Forbidden, NotFound
 
 
 class PaymentError(AppError):
@@ -27,3 +27,23 @@ class CancelNotCompleted(PaymentError):
     def __init__(self, order_id: int, status: str, reason: str | None) -> None:
         super().__init__(f"cancelling the payment of order {order_id} is {status} ({reason or 'no reason'})",
                          subject=order_id)
+
+
+class PaymentNotFound(NotFound):
+    def __init__(self, subject: object) -> None:
+        super().__init__("No such payment", subject=subject)
+
+
+class NotYourPayment(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("This payment belongs to another user")
+
+
+class NothingCaptured(Conflict):
+    def __init__(self, payment_id: int, status: str) -> None:
+        super().__init__(f"The payment is {status}: nothing was captured to refund", subject=payment_id)
+
+
+class RefundTooLarge(BadUserInput):
+    def __init__(self, payment_id: int, rest: str) -> None:
+        super().__init__(f"'amount' is more than the {rest} left to refund", field="amount", subject=payment_id)

@@ -26,7 +26,12 @@ class PaymentFailed(EventPayload, topic="payment.failed"):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PaymentRefunded(EventPayload, topic="payment.refunded"):
+    """One refund succeeded: `amount` is this refund, `refunded_total` all refunds of the payment so far, and
+    `fully_refunded` whether nothing captured is left (events written before partial refunds lack both: they
+    were always full refunds)."""
     order_id: Id
     payment_id: Id
     amount: Money
     currency: str
+    refunded_total: Money | None = None
+    fully_refunded: bool = True

@@ -16,12 +16,28 @@ class Base(DeclarativeBase):
 
 
 class PaymentStatus(str, enum.Enum):
-    PENDING = "PENDING"        # row written, provider not asked yet (only ever seen inside the charging transaction)
-    PROCESSING = "PROCESSING"  # the provider has not decided; the saga's payment timeout cancels it
+    # "Charge pending": the row is committed before the provider is asked, and the charging transaction holds
+    # its lock until the answer is recorded; one left behind (a crash) is resumed by a retry or the reconciler.
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"  # the provider has not decided (or could not be reached): the reconciler asks
+    REQUIRES_ACTION = "REQUIRES_ACTION"  # the shopper must complete a step (3-D Secure): Payment.nextAction
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
     REFUNDED = "REFUNDED"
+
+
+# The provider has not decided these yet; a charge's status only ever moves from here to a decided one.
+OPEN_STATUSES = frozenset({PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
+# Money was captured (some of it may be refunded since).
+CAPTURED_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
+
+
+class RefundStatus(str, enum.Enum):
+    PENDING = "PENDING"  # committed before the provider is asked; counts against what is left to refund
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
 
 
 class PaymentRow(Base):
@@ -37,6 +53,12 @@ class PaymentRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    payment_method: Mapped[str | None] = mapped_column(Text)
+    next_action_type: Mapped[str | None] = mapped_column(Text)
+    client_secret: Mapped[str | None] = mapped_column(Text)
+    redirect_url: Mapped[str | None] = mapped_column(Text)
+    captured_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), server_default="0")
 
     @property
     def is_tombstone(self) -> bool:
@@ -53,4 +75,25 @@ class ProviderCallRow(Base):
     outcome: Mapped[str] = mapped_column(Text)
     provider_reference: Mapped[str | None] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RefundRow(Base):
+    __tablename__ = "refunds"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    provider_reference: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChargeIntentRow(Base):
+    __tablename__ = "charge_intents"
+    payment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reference: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

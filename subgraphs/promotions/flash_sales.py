@@ -34,6 +34,7 @@ from kernel.ids import next_id
 from kernel.internal_client import PeerClient, PeerUnavailable
 from kernel.money import MAX_PRICE, check_currency, parse_amount
 from kernel.outbox import add_event
+from kernel.pubsub import listen
 from kernel.redis import reply_bytes, reply_text
 from kernel.settings import Settings
 from kernel.uow import after_commit, unit_of_work
@@ -170,10 +171,8 @@ async def remaining_stock_stream(session_factory: async_sessionmaker[AsyncSessio
     """The sale's remaining stock now, then whenever it changes, coalesced (the changes of one
     `flash_sale_stock_push_interval_seconds` make one update); ends when the sale ends. NOT_FOUND for an
     unknown sale. Reads the sale in a short transaction of its own: no database connection is held after."""
-    pubsub = redis.pubsub()
     # Subscribe before the first read, so a change in between is not missed.
-    await pubsub.subscribe(store.stock_channel(sale_id))
-    try:
+    async with listen(redis, store.stock_channel(sale_id)) as changes:
         async with unit_of_work(session_factory) as session:
             sale = await get_sale_or_raise(session, sale_id)
         interval = settings.flash_sale_stock_push_interval_seconds
@@ -184,19 +183,15 @@ async def remaining_stock_stream(session_factory: async_sessionmaker[AsyncSessio
             left = (sale.ends_at - utcnow()).total_seconds()
             if left <= 0:
                 return
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 30.0))
-            if message is None:
+            if await changes.get(within_seconds=min(left, 30.0)) is None:
                 continue
             # Coalesce: whatever else changes in the next interval is folded into one update.
             await asyncio.sleep(interval)
-            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
-                pass
+            changes.drain()
             current = (await store.remaining_stock(redis, [sale_id]))[sale_id]
             if current is not None and current != last:
                 last = current
                 yield max(current, 0)
-    finally:
-        await pubsub.aclose()
 
 
 async def on_stock_held(session: AsyncSession, redis: Redis, sale_id: int, *, held: bool) -> None:

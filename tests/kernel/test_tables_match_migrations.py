@@ -8,7 +8,7 @@ import importlib
 import pytest
 from sqlalchemy import MetaData
 
-DOMAINS_WITH_TABLES = ["users", "catalog", "inventory", "orders", "payments", "promotions"]
+DOMAINS_WITH_TABLES = ["users", "catalog", "inventory", "orders", "payments", "promotions", "search", "partners"]
 
 
 def _metadata(domain: str) -> MetaData:

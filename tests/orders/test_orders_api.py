@@ -136,7 +136,11 @@ def test_the_state_machine_table_is_exactly_the_contract() -> None:
     allowed = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
     assert allowed == {("PENDING", "AWAITING_PAYMENT"), ("PENDING", "CANCELLED"), ("AWAITING_PAYMENT", "PAID"),
                        ("AWAITING_PAYMENT", "CANCELLED"), ("PAID", "SHIPPED"), ("PAID", "CANCELLED"),
-                       ("SHIPPED", "DELIVERED"), ("CANCELLED", "REFUNDED")}
+                       ("SHIPPED", "DELIVERED"), ("CANCELLED", "REFUNDED"),
+                       # refunds of a captured order (payments' refundPayment): partial, then the rest
+                       *{(captured, refunded) for captured in ("PAID", "SHIPPED", "DELIVERED")
+                         for refunded in ("PARTIALLY_REFUNDED", "REFUNDED")},
+                       ("PARTIALLY_REFUNDED", "REFUNDED")}
     assert set(TRANSITIONS) == set(S)
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from kernel.events import EventEnvelope, MalformedEvent
+from kernel.ids import next_id
 from subgraphs.payments.providers import IdempotencyKeyReused
 from tests.payments.helpers import cancelled, confirmed, outbox, payment, provider_calls
 
@@ -25,10 +26,11 @@ async def test_a_good_card_is_charged_and_reported(deliver, db_admin, provider, 
     assert await outbox(db_admin) == [{"topic": "payment.successful", "key": str(order_id), "payload": {
         "order_id": str(order_id), "payment_id": str(row["id"]), "amount": "42.50", "currency": "USD",
         "provider": "simulated"}}]
+    # the idempotency key is derived from the payment, which exists (committed) before the provider is asked
     assert await provider_calls(db_admin) == [
-        {"idempotency_key": f"order:{order_id}:charge", "operation": "charge", "outcome": "SUCCEEDED"}]
+        {"idempotency_key": f"payment:{row['id']}:charge", "operation": "charge", "outcome": "SUCCEEDED"}]
     assert [e["idempotency_key"] for e in await provider.ledger()] == [
-        f"payments:simulated:idem:order:{order_id}:charge"]
+        f"payments:simulated:idem:payment:{row['id']}:charge"]
 
 
 @pytest.mark.parametrize(("token", "reason"), [("tok_chargeDeclined", "card_declined"),
@@ -78,13 +80,34 @@ async def test_a_rolled_back_charge_is_retried_without_a_second_charge(deliver, 
     async with worker_resources.session_factory() as session, session.begin():
         await spec.handler(session, envelope)
         await session.rollback()
-    assert await payment(db_admin, order_id) is None
+    # the charge-pending row was committed before the provider was asked; its outcome was not
+    pending = await payment(db_admin, order_id)
+    assert pending["status"] == "PENDING" and pending["provider_reference"] is None
     # when the event is redelivered
     await deliver("order.confirmed", {}, envelope)
     # then the provider's first answer is reused: one charge, one success event
     assert (await payment(db_admin, order_id))["status"] == "SUCCEEDED"
     assert [e["operation"] for e in await provider.ledger()] == ["charge"]
     assert [e["topic"] for e in await outbox(db_admin)] == ["payment.successful"]
+
+
+async def test_a_cancel_after_a_charge_that_never_committed_refunds_it(worker_resources, spec, deliver, db_admin,
+                                                                       provider, order_id) -> None:
+    # given the provider charged the card but the handler's transaction never committed (a killed worker)
+    envelope = EventEnvelope.new("order.confirmed", confirmed(order_id, amount="12.00"))
+    async with worker_resources.session_factory() as session, session.begin():
+        await spec.handler(session, envelope)
+        await session.rollback()
+    # when the order is cancelled (e.g. by the payment timeout) before the confirmation is redelivered
+    await deliver("order.cancelled", cancelled(order_id, reason="PAYMENT_TIMEOUT", previous_status="AWAITING_PAYMENT"))
+    # then the captured money went back: the pending payment named its charge before the provider acted
+    row = await payment(db_admin, order_id)
+    assert (row["status"], row["refunded_amount"]) == ("REFUNDED", Decimal("12.00"))
+    assert [e["operation"] for e in await provider.ledger()] == ["charge", "refund"]
+    # and the late redelivery charges nothing more
+    await deliver("order.confirmed", {}, envelope)
+    assert [e["operation"] for e in await provider.ledger()] == ["charge", "refund"]
+    assert [e["topic"] for e in await outbox(db_admin)] == ["payment.successful", "payment.refunded"]
 
 
 async def test_cancel_before_confirm_leaves_a_tombstone_and_nothing_is_charged(deliver, db_admin, provider,
@@ -107,12 +130,14 @@ async def test_cancel_after_success_refunds(deliver, db_admin, provider, order_i
     await deliver("order.cancelled", cancelled(order_id))
     # then the money went back and orders is told
     row = await payment(db_admin, order_id)
-    assert row["status"] == "REFUNDED"
+    assert row["status"] == "REFUNDED" and row["refunded_amount"] == Decimal("19.99")
     assert (await outbox(db_admin))[1] == {"topic": "payment.refunded", "key": str(order_id), "payload": {
-        "order_id": str(order_id), "payment_id": str(row["id"]), "amount": "19.99", "currency": "EUR"}}
+        "order_id": str(order_id), "payment_id": str(row["id"]), "amount": "19.99", "currency": "EUR",
+        "refunded_total": "19.99", "fully_refunded": True}}
     assert [e["operation"] for e in await provider.ledger()] == ["charge", "refund"]
+    refund_id = await db_admin.fetchval("SELECT id FROM payments.refunds WHERE payment_id = $1", row["id"])
     assert [c["idempotency_key"] for c in await provider_calls(db_admin)] == [
-        f"order:{order_id}:charge", f"order:{order_id}:refund"]
+        f"payment:{row['id']}:charge", f"refund:{refund_id}"]
     # and a second cancellation refunds nothing more
     await deliver("order.cancelled", cancelled(order_id))
     assert len(await outbox(db_admin)) == 2 and len(await provider.ledger()) == 2
@@ -136,13 +161,17 @@ async def test_cancel_after_a_decline_does_nothing(deliver, db_admin, provider, 
 
 async def test_a_key_reused_with_other_parameters_rolls_the_event_back(deliver, provider, db_admin,
                                                                        order_id) -> None:
-    # given the provider already saw this order's charge key for another amount (should never happen: a bug
-    # in orders or a reused order id); the consumer must retry and park it, never guess
-    await provider.charge(idempotency_key=f"order:{order_id}:charge", amount=Decimal("1.00"), currency="USD",
+    # given a charge left pending by an earlier attempt, whose key the provider saw with another amount (should
+    # never happen: a bug, or a reused id); the consumer must retry and park it, never guess
+    payment_id = next_id()
+    await db_admin.execute(
+        "INSERT INTO payments.payments (id, order_id, user_id, amount, currency, provider, status, payment_method) "
+        "VALUES ($1, $2, 7, 2.00, 'USD', 'simulated', 'PENDING', 'tok_visa')", payment_id, order_id)
+    await provider.charge(idempotency_key=f"payment:{payment_id}:charge", amount=Decimal("1.00"), currency="USD",
                           token="tok_visa", metadata={})
     with pytest.raises(IdempotencyKeyReused):
         await deliver("order.confirmed", confirmed(order_id, amount="2.00"))
-    assert await payment(db_admin, order_id) is None and await outbox(db_admin) == []
+    assert (await payment(db_admin, order_id))["status"] == "PENDING" and await outbox(db_admin) == []
 
 
 @pytest.mark.parametrize("payload", [{}, {"order_id": "x", "user_id": "1"},

@@ -114,8 +114,14 @@ def test_accepted_providers_come_from_settings() -> None:
     assert accepted_providers(Settings(payment_providers="simulated")) == frozenset({"simulated"})
     assert accepted_providers(Settings(payment_providers=" Simulated , ")) == frozenset({"simulated"})
     assert accepted_providers(Settings(payment_providers="")) == frozenset()
-    with pytest.raises(ValueError, match="stripe"):
-        accepted_providers(Settings(payment_providers="simulated,stripe"))
+    assert accepted_providers(Settings(payment_providers="simulated,stripe")) == frozenset({"simulated", "stripe"})
+    with pytest.raises(ValueError, match="paypal"):
+        accepted_providers(Settings(payment_providers="simulated,paypal"))
+
+
+def test_stripe_without_an_api_key_fails_at_start_up(redis) -> None:
+    with pytest.raises(ValueError, match="STRIPE_API_KEY"):
+        build_providers(Settings(payment_providers="stripe", stripe_api_key=""), redis)
 
 
 async def test_the_registry_builds_each_accepted_provider(redis) -> None:

@@ -1,106 +1,24 @@
-"""Payment providers: one interface shaped like Stripe's PaymentIntents, a registry by name, and the
-built-in `simulated` provider.
-
-Why the interface looks like this: a Stripe adapter must drop in without touching the saga. Stripe
-creates a PaymentIntent and confirms it (`charge`), refunds a captured intent (`refund`) and cancels an
-intent that has not succeeded (`cancel`); every call carries an `Idempotency-Key`, and the answer is one
-of succeeded / requires_payment_method (declined) / processing. `ProviderResult` is that answer.
-
-Expected business outcomes (a declined card, a pending intent) are results, never exceptions.
-Exceptions (`ProviderError`) are for requests the provider refuses as malformed (a reused idempotency
-key with other parameters, a bad amount) or cannot answer (network): the event consumer retries them
-and finally parks the event on the DLQ, because guessing an outcome for money is worse than stopping.
-"""
+"""The built-in `simulated` provider: Stripe's test tokens, with real idempotency, its state in Redis."""
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
 from kernel.redis import lua_script
-from kernel.settings import Settings
-
-
-class ProviderStatus(str, enum.Enum):
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    PROCESSING = "PROCESSING"  # the provider has not decided (yet); the saga's timeout acts if it never does
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProviderResult:
-    status: ProviderStatus
-    reference: str | None  # the provider's id of the intent (charge) or refund; None if it never created one
-    failure_reason: str | None = None  # provider decline code, e.g. "card_declined"
-
-
-class ProviderError(Exception):
-    """The provider refused or could not answer the request (no outcome is known)."""
-
-
-class IdempotencyKeyReused(ProviderError):
-    """Like Stripe's `idempotency_error`: the key was first used with different parameters."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"idempotency key {key!r} was already used with different parameters")
-        self.key = key
-
-
-class InvalidProviderRequest(ProviderError):
-    """Like Stripe's `invalid_request_error`: e.g. a non-positive amount or more than 2 decimal places."""
-
-
-@runtime_checkable
-class PaymentProvider(Protocol):
-    name: str
-
-    async def charge(self, *, idempotency_key: str, amount: Decimal, currency: str, token: str,
-                     metadata: Mapping[str, str]) -> ProviderResult:
-        """Create and confirm a payment for `amount` with the client's payment `token`."""
-        ...
-
-    async def refund(self, *, idempotency_key: str, reference: str, amount: Decimal) -> ProviderResult:
-        """Refund `amount` of the succeeded charge `reference`."""
-        ...
-
-    async def cancel(self, *, idempotency_key: str, reference: str) -> ProviderResult:
-        """Cancel the not-yet-succeeded charge `reference` (SUCCEEDED means: it is cancelled now)."""
-        ...
-
-
-# ---- registry ---------------------------------------------------------------------------------------------
-
-ProviderFactory = Callable[[Settings, Redis], PaymentProvider]
-_FACTORIES: dict[str, ProviderFactory] = {}
-
-
-def register_provider(name: str, factory: ProviderFactory) -> None:
-    """A provider module (e.g. a future `stripe.py`) registers itself under the name settings use."""
-    _FACTORIES[name] = factory
-
-
-def accepted_providers(settings: Settings) -> frozenset[str]:
-    """Provider names checkout accepts (`PAYMENT_PROVIDERS`, comma-separated). An unknown name is a
-    deployment mistake, so it fails loudly instead of letting orders accept payments nobody can charge."""
-    names = frozenset(n.strip().lower() for n in settings.payment_providers.split(",") if n.strip())
-    unknown = names - _FACTORIES.keys()
-    if unknown:
-        raise ValueError(f"PAYMENT_PROVIDERS names unknown provider(s) {sorted(unknown)}; "
-                         f"known: {sorted(_FACTORIES)}")
-    return names
-
-
-def build_providers(settings: Settings, redis: Redis) -> dict[str, PaymentProvider]:
-    """One instance of every accepted provider, by name."""
-    return {name: _FACTORIES[name](settings, redis) for name in sorted(accepted_providers(settings))}
-
+from subgraphs.payments.providers.base import (
+    IdempotencyKeyReused,
+    ProviderResult,
+    ProviderStatus,
+    ReferenceRecorder,
+    register_provider,
+    to_cents,
+)
 
 # ---- the simulated provider --------------------------------------------------------------------------------
 
@@ -133,7 +51,8 @@ local status, reference, reason = 'FAILED', false, false
 if op == 'charge' then
   status, reference, reason = ARGV[4], ARGV[5], ARGV[6]
   if reason == '' then reason = false end
-  redis.call('HSET', KEYS[2], 'status', status, 'amount_cents', ARGV[7], 'refunded_cents', 0, 'currency', ARGV[8])
+  redis.call('HSET', KEYS[2], 'status', status, 'amount_cents', ARGV[7], 'refunded_cents', 0, 'currency', ARGV[8],
+             'reason', ARGV[6])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 else
   local charge_status = redis.call('HGET', KEYS[2], 'status')
@@ -170,16 +89,6 @@ return {0, record}
 LEDGER_KEY = "payments:simulated:ledger"
 
 
-def _cents(amount: Decimal) -> int:
-    try:
-        cents = Decimal(amount) * 100
-    except (InvalidOperation, TypeError) as exc:
-        raise InvalidProviderRequest(f"amount {amount!r} is not a number") from exc
-    if not cents.is_finite() or cents <= 0 or cents != cents.to_integral_value():
-        raise InvalidProviderRequest(f"amount {amount!r} must be positive with at most 2 decimal places")
-    return int(cents)
-
-
 class SimulatedProvider:
     """Behaves like Stripe test mode, with its state in Redis so every worker process agrees.
 
@@ -194,18 +103,40 @@ class SimulatedProvider:
         self.redis = redis
 
     async def charge(self, *, idempotency_key: str, amount: Decimal, currency: str, token: str,
-                     metadata: Mapping[str, str]) -> ProviderResult:
-        cents = _cents(amount)
+                     metadata: Mapping[str, str], reference: str | None = None,
+                     record_reference: ReferenceRecorder | None = None) -> ProviderResult:
+        # The simulator keeps idempotency keys, so asking again with the same key is how a retried charge gets
+        # the first answer. Like Stripe, it names its charge before it acts and hands the name over first: a
+        # cancellation that finds a charge pending without an answer can then ask what became of it.
+        cents = to_cents(amount)
         status, reason = _TOKEN_OUTCOMES.get(token, (ProviderStatus.FAILED, "invalid_token"))
-        reference = f"pi_sim_{uuid.uuid4().hex}"
+        if reference is None:
+            reference = f"pi_sim_{uuid.uuid4().hex}"
+            if record_reference is not None:
+                await record_reference(reference)
         fingerprint = ["charge", cents, currency, token, sorted(metadata.items())]
         return await self._call(idempotency_key, fingerprint, "charge", reference,
                                 [status.value, reference, reason or "", cents, currency])
 
-    async def refund(self, *, idempotency_key: str, reference: str, amount: Decimal) -> ProviderResult:
-        cents = _cents(amount)
+    async def retrieve(self, *, reference: str) -> ProviderResult:
+        status, reason = await self.redis.hmget(f"payments:simulated:charge:{reference}", ["status", "reason"])
+        if status is None:
+            # Named, never made (the caller stopped between recording the name and the charge): nothing charged.
+            return ProviderResult(ProviderStatus.FAILED, reference, "resource_missing")
+        value = status.decode() if isinstance(status, bytes) else status
+        if value == "CANCELLED":
+            return ProviderResult(ProviderStatus.FAILED, reference, "canceled")
+        decline = reason.decode() if isinstance(reason, bytes) else reason
+        return ProviderResult(ProviderStatus(value), reference, decline or None)
+
+    async def refund(self, *, idempotency_key: str, reference: str, amount: Decimal,
+                     metadata: Mapping[str, str] | None = None) -> ProviderResult:
+        cents = to_cents(amount)
         return await self._call(idempotency_key, ["refund", reference, cents], "refund", reference,
                                 [f"re_sim_{uuid.uuid4().hex}", cents])
+
+    async def find_refund(self, *, reference: str, refund_id: str) -> ProviderResult | None:
+        return None  # idempotency keys are kept: refunding again with the refund's key replays the first answer
 
     async def cancel(self, *, idempotency_key: str, reference: str) -> ProviderResult:
         return await self._call(idempotency_key, ["cancel", reference], "cancel", reference, [reference])

@@ -1,0 +1,1 @@
+"""Partners: API keys for third-party clients (scopes, persisted-only, rate limits) and their usage."""
