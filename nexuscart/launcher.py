@@ -53,7 +53,9 @@ log = logging.getLogger("nexuscart.launcher")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROUTER_DIR = REPO_ROOT / "router"
-_GATEWAY_CLI_ENV = ("PORT", "HOST", "CONFIG_PATH", "POLLING", "FORK")
+# LOG_LEVEL too: it is the services' (INFO, DEBUG, ...), and Hive Gateway's logger refuses to start on an
+# upper-case level; the router's own is ROUTER_LOG_LEVEL.
+_GATEWAY_CLI_ENV = ("PORT", "HOST", "CONFIG_PATH", "POLLING", "FORK", "LOG_LEVEL")
 # Stop budget (the whole stop stays under 5 s): the router is stateless, and Hive Gateway in fork mode may ignore
 # SIGTERM once it has served a request (seen with 2.15.1), so it gets little; subgraphs finish in-flight requests
 # (uvicorn's graceful timeout is 2 s) and workers drain their batch (workers/runtime.py DRAIN_SECONDS).
