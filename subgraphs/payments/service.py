@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -391,46 +391,59 @@ async def reconcile_once(sessions: Sessions, providers: Mapping[str, PaymentProv
     transaction (provider calls are slow; each settlement commits, with its event, on its own). One that stays
     undecided, or fails, goes to the back of the queue (its updated_at), so it neither is asked twice in a run
     nor holds up the others. Returns how many were looked at."""
+    async def settle_payment(session: AsyncSession, taken: list[int]) -> bool:
+        payment = await repository.lock_open_payment_to_reconcile(session, idle_for=idle_for)
+        if payment is None:
+            return False
+        taken.append(payment.id)
+        before = payment.status
+        settled = await reconcile_payment(session, providers, sessions, payment)
+        if settled.status == before:
+            await repository.update_payment(session, payment.id, {})
+        return True
+
+    async def settle_refund(session: AsyncSession, taken: list[int]) -> bool:
+        refund = await repository.lock_pending_refund_to_reconcile(session, idle_for=idle_for)
+        if refund is None:
+            return False
+        taken.append(refund.id)
+        payment = await repository.get_payment_for_update(session, refund.payment_id)
+        if payment is None:
+            raise RuntimeError(f"refund {refund.id} names no payment")
+        result = await _ask_refund(_gateway(providers, payment), payment, refund, resume=True)
+        _payment, settled_refund = await _settle_refund(session, payment, refund, result)
+        if settled_refund.status == RefundStatus.PENDING.value:
+            await repository.update_refund(session, refund.id, {})
+        return True
+
+    async def requeue_payment(session: AsyncSession, payment_id: int) -> None:
+        await repository.update_payment(session, payment_id, {})
+
+    async def requeue_refund(session: AsyncSession, refund_id: int) -> None:
+        await repository.update_refund(session, refund_id, {})
+
+    looked = await _reconcile_queue(sessions, limit, settle_payment, requeue_payment, "payment")
+    return looked + await _reconcile_queue(sessions, limit - looked, settle_refund, requeue_refund, "refund")
+
+
+async def _reconcile_queue(sessions: Sessions, limit: int,
+                           settle_next: Callable[[AsyncSession, list[int]], Awaitable[bool]],
+                           requeue: Callable[[AsyncSession, int], Awaitable[None]], what: str) -> int:
+    """Up to `limit` rounds of `settle_next` (False: the queue is empty), each in its own transaction. A round that
+    fails after taking a row (`taken`) logs it and sends that row to the back of the queue instead of stopping."""
     looked = 0
     while looked < limit:
-        payment_id: int | None = None
+        taken: list[int] = []
         try:
             async with unit_of_work(sessions) as session:
-                payment = await repository.lock_open_payment_to_reconcile(session, idle_for=idle_for)
-                if payment is None:
+                if not await settle_next(session, taken):
                     break
-                payment_id, before = payment.id, payment.status
-                settled = await reconcile_payment(session, providers, sessions, payment)
-                if settled.status == before:
-                    await repository.update_payment(session, payment_id, {})
         except Exception:
-            if payment_id is None:
+            if not taken:
                 raise
-            log.exception("reconciling a payment failed; it waits for the next run", extra={"payment_id": payment_id})
+            log.exception(f"reconciling a {what} failed; it waits for the next run", extra={f"{what}_id": taken[0]})
             async with unit_of_work(sessions) as session:
-                await repository.update_payment(session, payment_id, {})
-        looked += 1
-    while looked < limit:
-        refund_id: int | None = None
-        try:
-            async with unit_of_work(sessions) as session:
-                refund = await repository.lock_pending_refund_to_reconcile(session, idle_for=idle_for)
-                if refund is None:
-                    break
-                refund_id = refund.id
-                payment = await repository.get_payment_for_update(session, refund.payment_id)
-                if payment is None:
-                    raise RuntimeError(f"refund {refund.id} names no payment")
-                result = await _ask_refund(_gateway(providers, payment), payment, refund, resume=True)
-                _payment, settled_refund = await _settle_refund(session, payment, refund, result)
-                if settled_refund.status == RefundStatus.PENDING.value:
-                    await repository.update_refund(session, refund_id, {})
-        except Exception:
-            if refund_id is None:
-                raise
-            log.exception("reconciling a refund failed; it waits for the next run", extra={"refund_id": refund_id})
-            async with unit_of_work(sessions) as session:
-                await repository.update_refund(session, refund_id, {})
+                await requeue(session, taken[0])
         looked += 1
     return looked
 
