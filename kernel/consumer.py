@@ -92,12 +92,10 @@ class PeriodicTask:
 class AssignmentTracker(ConsumerRebalanceListener):
     """What a consumer owns of its group: None until it has joined (and again while the group rebalances), then
     the partitions assigned to it, possibly none when the group has more members than partitions. A worker is
-    ready once every group it runs has joined. `caught_up` turns true at the first fetch after joining that
-    finds nothing waiting: the backlog left by a restart has been applied."""
+    ready once every group it runs has joined."""
 
     def __init__(self) -> None:
         self.assigned: frozenset[TopicPartition] | None = None
-        self.caught_up = False
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.assigned = None
@@ -109,10 +107,8 @@ class AssignmentTracker(ConsumerRebalanceListener):
 class IdempotentConsumer:
     def __init__(self, *, name: str, schema: str, consumer: AIOKafkaConsumer, dlq_producer: AIOKafkaProducer,
                  session_factory: async_sessionmaker[AsyncSession], handler: EventHandler,
-                 max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20,
-                 tracker: AssignmentTracker | None = None) -> None:
+                 max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20) -> None:
         self.name = name
-        self.tracker = tracker
         self.schema = schema
         self.consumer = consumer
         self.dlq_producer = dlq_producer
@@ -136,8 +132,6 @@ class IdempotentConsumer:
                 await asyncio.sleep(1)  # backoff between fetches from a broker that is away
                 continue
             if not batches:
-                if self.tracker is not None and self.tracker.assigned is not None:
-                    self.tracker.caught_up = True
                 continue
             # Partitions are independent streams (one aggregate always lands on one partition), so they are
             # applied concurrently; within a partition, strictly in order.

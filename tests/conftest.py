@@ -200,8 +200,10 @@ def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
     config = PlatformConfig.ephemeral(Path(os.environ["NEXUSCART_TEST_DATA_DIR"]), seed=False,
                                       quiet=not os.environ.get("NEXUSCART_TEST_VERBOSE"),
                                       # A payment that never answers is cancelled after seconds, not 15 minutes
-                                      # (yet not so soon that a busy CI machine times out the paying ones).
-                                      extra_env={"ORDER_PAYMENT_TIMEOUT_SECONDS": "15",
+                                      # (yet not so soon that a busy CI machine times out the paying ones: a
+                                      # SIGKILLed worker's restart and rejoin took 15-40 s under load, and 15 s
+                                      # cancelled orders whose charge was already on its way).
+                                      extra_env={"ORDER_PAYMENT_TIMEOUT_SECONDS": "30",
                                                  "SAGA_SWEEP_INTERVAL_SECONDS": "0.5",
                                                  # Every test shares one client IP; the limit has its own
                                                  # router in test_router_limits.py.

@@ -33,8 +33,6 @@ from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.worker")
 
-# The longest periodic jobs wait, after joining, for the consumers to apply the backlog they found.
-PERIODIC_START_WAIT_SECONDS = 60.0
 PERIODIC_FAILURES = Counter("nexuscart_periodic_task_failures_total", "Periodic task runs that raised", ["task"])
 CONSUMER_RESTARTS = Counter("nexuscart_consumer_restarts_total", "Consumers started again after a broker error",
                             ["consumer"])
@@ -113,13 +111,6 @@ class Worker:
                 return  # the caller reports it
             await asyncio.sleep(0.1)  # polled: the join completes in the consumers' own tasks
 
-    async def _wait_caught_up(self, stop: asyncio.Event, at_most_seconds: float) -> None:
-        deadline = asyncio.get_running_loop().time() + at_most_seconds
-        while not stop.is_set() and not all(t.caught_up for t in self.trackers.values()):
-            if asyncio.get_running_loop().time() > deadline or any(t.done() for t in self.tasks.values()):
-                return
-            await asyncio.sleep(0.1)  # polled: the consumers' own tasks apply the backlog
-
     def _partitions(self, group: str) -> int | None:
         """Partitions of the group's topics in the consumer's metadata; None while a topic is not known yet."""
         consumer, topics = self.consumers[group]
@@ -148,7 +139,7 @@ class Worker:
                     session_factory=resources.session_factory, handler=spec.handler,
                     max_attempts=settings.consumer_max_attempts,
                     backoff_base_seconds=settings.consumer_backoff_base_seconds,
-                    transaction_batch=spec.transaction_batch, tracker=tracker)
+                    transaction_batch=spec.transaction_batch)
                 await runner.run(stop)
                 return
             except KafkaError as exc:
@@ -182,11 +173,11 @@ class Worker:
                 self.tasks[spec.name] = asyncio.create_task(
                     self._consume(spec, resources, dlq_producer, stop), name=spec.name)
             # Periodic jobs judge what the consumers have not done yet (a payment that never came, a stalled saga
-            # step): they start once this process's consumers have joined their groups AND applied the backlog
-            # they found, or they would act on answers still waiting in Kafka (after a restart, a rejoin can
-            # take a session timeout, and the backlog more). Bounded, so a never-idle stream cannot hold them off.
+            # step): they start once this process's consumers have joined their groups, or they would act on a
+            # backlog of answers still waiting in Kafka (after a restart, a rejoin can take a session timeout).
+            # Not "once the backlog is applied": one slow event (a provider call retrying) would then hold off
+            # the very reconciler that settles it.
             await self._wait_joined(stop, len(consumer_specs))
-            await self._wait_caught_up(stop, PERIODIC_START_WAIT_SECONDS)
             for job in periodic:
                 self.tasks[job.name] = asyncio.create_task(_run_periodic(job, stop), name=job.name)
             log.info("worker started", extra={"consumers": [c.name for c in consumer_specs],

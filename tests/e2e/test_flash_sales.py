@@ -96,7 +96,7 @@ async def test_flash_sale_sells_exactly_its_stock_and_settles_with_inventory(
                                     "paymentMethod": {"provider": "simulated", "token": "tok_visa"}}}, paid_token)
     await wait_for_status(router, paid_token, paid_order, {"PAID"})
 
-    # The 9 unpaid orders time out (15 s in tests) and give their units back to the sale
+    # The 9 unpaid orders time out (30 s in tests) and give their units back to the sale
     async def units_returned() -> bool:
         return (await router.ok(SALE, {"id": sale_id}))["flashSale"]["remainingStock"] == 9
 
