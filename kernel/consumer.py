@@ -18,7 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kernel.db import is_outage
+from kernel.db import is_contention, is_outage, sqlstate
 from kernel.events import EventEnvelope, EventPayload
 from kernel.kafka import DLQ_TOPIC
 from kernel.logs import correlation_id_var
@@ -29,6 +29,9 @@ log = logging.getLogger("nexuscart.consumer")
 
 # Longest wait between two tries while Postgres or Redis is away.
 OUTAGE_BACKOFF_CAP_SECONDS = 5.0
+# Tries of an event that lost to a concurrent transaction (a deadlock between two workers' batches) before they
+# count as failures: far more than contention ever needs, few enough that a handler deadlocking on itself ends.
+CONTENTION_RETRIES = 10
 
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
@@ -179,7 +182,8 @@ class IdempotentConsumer:
                             await self.handler(session, envelope)
         except Exception as exc:  # noqa: BLE001 - retried one by one, where failures are isolated
             log.info("batch failed; applying its events one by one",
-                     extra={"consumer": self.name, "events": len(envelopes), "error": type(exc).__name__})
+                     extra={"consumer": self.name, "events": len(envelopes), "sqlstate": sqlstate(exc),
+                            "reason": "contention" if is_contention(exc) else type(exc).__name__})
             return False
         return True
 
@@ -200,6 +204,7 @@ class IdempotentConsumer:
             return "dead-lettered"
         correlation_id_var.set(envelope.correlation_id)
         attempt = 0
+        contended = 0
         outage_wait = max(0.05, self.backoff_base_seconds)
         while True:
             try:
@@ -215,6 +220,14 @@ class IdempotentConsumer:
                     await asyncio.sleep(outage_wait)  # backoff while the peer is away
                     outage_wait = min(OUTAGE_BACKOFF_CAP_SECONDS, outage_wait * 2)
                     continue
+                if is_contention(exc) and contended < CONTENTION_RETRIES:
+                    # Another worker's transaction held rows this one needed (and the other way round): Postgres
+                    # chose this one to roll back. Run it again after a short, growing pause.
+                    contended += 1
+                    log.info("event lost to a concurrent transaction; applying it again",
+                             extra={"event_id": envelope.event_id, "consumer": self.name, "sqlstate": sqlstate(exc)})
+                    await asyncio.sleep(0.01 * 2 ** min(contended, 6))  # let the winning transaction finish
+                    continue
                 attempt += 1
                 if attempt >= self.max_attempts:
                     log.exception("event failed; parking on DLQ",
@@ -222,7 +235,7 @@ class IdempotentConsumer:
                     await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
                     return "dead-lettered"
                 delay = self.backoff_base_seconds * (2 ** (attempt - 1))
-                log.warning("event failed; retrying", extra={"event_id": envelope.event_id,
+                log.warning("event failed; retrying", extra={"event_id": envelope.event_id, "consumer": self.name,
                                                              "attempt": attempt, "retry_in": delay})
                 await asyncio.sleep(delay)  # backoff between retries of a failing handler
 

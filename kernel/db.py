@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,13 +49,30 @@ def asyncpg_dsn(database_url: str) -> str:
 _UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
 
 
-def is_outage(exc: BaseException) -> bool:
-    """True when `exc` says a peer (Postgres, Redis) is unreachable rather than that the event is bad: such a
-    failure says nothing about the event, so it must not use up the event's attempts and park it on the DLQ."""
+# Two transactions waited on each other (deadlock, 40P01) or a serializable one lost to another (40001): the work
+# itself is fine and succeeds when run again, which is what Postgres asks of its clients.
+_CONTENTION_SQLSTATES = ("40P01", "40001")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it wraps (SQLAlchemy's `orig`), was caused by or raised during, each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The Postgres error code behind `exc`, if any (what a log line should say instead of `DBAPIError`)."""
+    return next((code for cause in _causes(exc) if isinstance(code := getattr(cause, "sqlstate", None), str)), None)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` says a peer (Postgres, Redis) is unreachable rather than that the event is bad: such a
+    failure says nothing about the event, so it must not use up the event's attempts and park it on the DLQ."""
+    for current in _causes(exc):
         if isinstance(current, (ConnectionError, RedisConnectionError)):
             return True
         if isinstance(current, FileNotFoundError) and current.filename is None:
@@ -66,8 +83,13 @@ def is_outage(exc: BaseException) -> bool:
             return True
         if getattr(current, "sqlstate", None) in _UNAVAILABLE_SQLSTATES:
             return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
+
+
+def is_contention(exc: BaseException) -> bool:
+    """True when `exc` is a deadlock or serialization failure: a concurrent transaction won, nothing is wrong
+    with the work, and running it again is the fix (no attempt of an event should be spent on it)."""
+    return sqlstate(exc) in _CONTENTION_SQLSTATES
 
 
 # How long a new connection keeps trying while Postgres restarts (crash recovery answers 57P03 for a moment).

@@ -5,9 +5,10 @@ At-least-once: a crash between publish and mark republishes a batch, and consume
 duplicates. Run one relay per deployment so each aggregate's events keep their order.
 
 Nothing is lost when the broker is: a published row stays for `outbox_retention_seconds` (pruned in batches),
-and the relay records, per topic partition, the end offset the broker reported at its last check (and the
-broker's cluster id). When it finds a broker that has lost records (a partition that now ends below
-that mark, or another cluster id: the embedded broker keeps topics in memory, a real cluster can be rebuilt),
+and the relay keeps, per topic partition, a mark: the end offset the broker reported at its last check plus the
+records published there since (and the broker's cluster id). When it finds a broker that has lost records (a
+partition that now ends below its mark, or another cluster id: the embedded broker keeps topics in memory, a
+real cluster can be rebuilt),
 it marks every retained row unpublished again and publishes them anew, in id order. It looks at start-up,
 after any failed round (the broker may have restarted while it was down) and every
 `outbox_broker_check_seconds`.
@@ -18,13 +19,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Gauge
 
 from kernel.db import asyncpg_dsn
 from kernel.kafka import create_producer, ensure_topics
@@ -35,12 +38,12 @@ from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.relay")
 
-PUBLISHED = Counter("nexuscart_outbox_published_total", "Outbox events published to Kafka", ["schema"])
-REPUBLISHED = Counter("nexuscart_outbox_republished_total",
+PUBLISHED = MetricCounter("nexuscart_outbox_published_total", "Outbox events published to Kafka", ["schema"])
+REPUBLISHED = MetricCounter("nexuscart_outbox_republished_total",
                       "Outbox events marked for publishing again because the broker had lost them", ["schema"])
-PRUNED = Counter("nexuscart_outbox_pruned_total", "Published outbox rows deleted after the retention window",
+PRUNED = MetricCounter("nexuscart_outbox_pruned_total", "Published outbox rows deleted after the retention window",
                  ["schema"])
-FAILED_ROUNDS = Counter("nexuscart_outbox_failed_rounds_total", "Relay rounds that failed and backed off")
+FAILED_ROUNDS = MetricCounter("nexuscart_outbox_failed_rounds_total", "Relay rounds that failed and backed off")
 LAST_SUCCESS = Gauge("nexuscart_outbox_last_success_timestamp", "Unix time of the last successful relay round")
 
 PRUNE_BATCH_SIZE = 5000
@@ -57,10 +60,9 @@ def relay_health(max_silence_seconds: float) -> HealthCheck:
     return check
 
 
-async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, limit: int,
-                      *, topics: set[str] | None = None) -> int:
-    """Publish the oldest unpublished rows (up to `limit`) and mark them published; their topics are added to
-    `topics` (what the next broker check looks at)."""
+async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, limit: int) -> int:
+    """Publish the oldest unpublished rows (up to `limit`), mark them published, and raise each partition's
+    mark by the records it was given, all in one transaction."""
     async with conn.transaction():
         rows = await conn.fetch(
             f"SELECT id, topic, key, envelope, traceparent FROM {schema}.outbox WHERE published_at IS NULL "
@@ -73,11 +75,16 @@ async def relay_batch(conn: asyncpg.Connection, producer: AIOKafkaProducer, sche
                                        headers=[(TRACEPARENT, r["traceparent"].encode())] if r["traceparent"]
                                        else None)
                    for r in rows]
-        await asyncio.gather(*futures)
+        sent = Counter((m.topic, m.partition) for m in await asyncio.gather(*futures))
         await conn.execute(f"UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                            [r["id"] for r in rows])
-    if topics is not None:
-        topics.update(r["topic"] for r in rows)
+        # unnest: one statement for every partition (Core has no clean form for this upsert).
+        await conn.execute(
+            f"INSERT INTO {schema}.outbox_broker_marks AS m (topic, partition, last_offset) "
+            f"SELECT t, p, n FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, p, n) "
+            f"ON CONFLICT (topic, partition) DO UPDATE SET last_offset = m.last_offset + EXCLUDED.last_offset, "
+            f"updated_at = now()",
+            [t for t, _ in sent], [p for _, p in sent], list(sent.values()))
     PUBLISHED.labels(schema).inc(len(rows))
     return len(rows)
 
@@ -123,20 +130,21 @@ def broker_lost_events(marks: list[asyncpg.Record], broker: BrokerState) -> bool
     return False
 
 
-async def recover_lost_events(conn: asyncpg.Connection, bootstrap_servers: str,
-                              published_topics: dict[str, set[str]]) -> None:
-    """Compare each schema's marks (the end offsets of its topics at the last check) with the broker. If it
-    lost records, mark every schema's retained rows unpublished (the main loop then publishes them again, in
-    id order) and forget the marks; otherwise record the current end offsets as the new marks.
+async def recover_lost_events(conn: asyncpg.Connection, bootstrap_servers: str, schemas: list[str]) -> None:
+    """Compare each schema's marks with the broker. If it lost records, mark every schema's retained rows
+    unpublished (the main loop then publishes them again, in id order) and forget the marks; otherwise bring
+    the marks up to the broker's end offsets (other producers, or a broker's own offset gaps, may have put them
+    beyond what this relay counted).
 
-    The marks are end offsets the broker reported, not the offsets of acknowledged sends: Tansu acknowledges
-    a multi-record batch with offsets beyond what it stores, so those would look like losses."""
+    A mark is the least end offset the broker must have for a partition: the end it reported at the last check,
+    plus every record the relay published there since (counted in the publishing transaction, so an event
+    published a moment before the broker died is covered too, and a relay that crashed with it remembers)."""
     marks = {schema: await conn.fetch(f"SELECT topic, partition, last_offset, cluster_id "
-                                      f"FROM {schema}.outbox_broker_marks") for schema in published_topics}
-    topics = {schema: published_topics[schema] | {m["topic"] for m in rows} for schema, rows in marks.items()}
+                                      f"FROM {schema}.outbox_broker_marks") for schema in schemas}
+    topics = {schema: {m["topic"] for m in rows} for schema, rows in marks.items()}
     broker = await read_broker_state(bootstrap_servers, sorted(set().union(*topics.values())))
     # One broker for every schema: a loss seen in any schema's marks means every schema's recent events are
-    # gone too (a schema may have published only after the last check, and so have no marks to compare).
+    # gone too.
     lost = any(rows and broker_lost_events(rows, broker) for rows in marks.values())
     for schema in marks:
         async with conn.transaction():
@@ -150,14 +158,13 @@ async def recover_lost_events(conn: asyncpg.Connection, bootstrap_servers: str,
                             extra={"schema": schema, "events": count, "cluster_id": broker.cluster_id})
                 continue
             current = [(t, p, end) for (t, p), end in broker.end_offsets.items() if t in topics[schema]]
-            # unnest: one statement for every partition (Core has no clean form for this upsert).
+            # GREATEST: a publish that committed since the broker was read keeps its count.
             await conn.execute(
-                f"INSERT INTO {schema}.outbox_broker_marks AS m (topic, partition, last_offset, cluster_id) "
-                f"SELECT t, p, o, $4 FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, p, o) "
-                f"ON CONFLICT (topic, partition) DO UPDATE SET last_offset = EXCLUDED.last_offset, "
-                f"cluster_id = EXCLUDED.cluster_id, updated_at = now()",
+                f"UPDATE {schema}.outbox_broker_marks AS m SET last_offset = GREATEST(m.last_offset, u.o), "
+                f"cluster_id = $4, updated_at = now() "
+                f"FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, p, o) "
+                f"WHERE m.topic = u.t AND m.partition = u.p",
                 [c[0] for c in current], [c[1] for c in current], [c[2] for c in current], broker.cluster_id)
-        published_topics[schema].clear()
 
 
 async def prune_published(conn: asyncpg.Connection, schemas: list[str], retention_seconds: float) -> int:
@@ -188,7 +195,6 @@ async def run_relay(settings: Settings, schemas: list[str], *, stop: asyncio.Eve
     await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
     stop = stop or asyncio.Event()
     failures = 0
-    published_topics: dict[str, set[str]] = {schema: set() for schema in schemas}
     check_broker_at = 0.0  # at once: the broker may have restarted empty while the relay was down
     prune_at = 0.0
     log.info("outbox relay started", extra={"schemas": schemas})
@@ -201,15 +207,14 @@ async def run_relay(settings: Settings, schemas: list[str], *, stop: asyncio.Eve
                 now = time.monotonic()
                 if now >= check_broker_at:
                     await ensure_topics(settings.kafka_bootstrap_servers)  # an empty broker has none
-                    await recover_lost_events(conn, settings.kafka_bootstrap_servers, published_topics)
+                    await recover_lost_events(conn, settings.kafka_bootstrap_servers, schemas)
                     check_broker_at = now + settings.outbox_broker_check_seconds
                 if now >= prune_at:
                     await prune_published(conn, schemas, settings.outbox_retention_seconds)
                     prune_at = now + settings.outbox_prune_interval_seconds
                 published = 0
                 for schema in schemas:
-                    published += await relay_batch(conn, producer, schema, settings.outbox_batch_size,
-                                                   topics=published_topics[schema])
+                    published += await relay_batch(conn, producer, schema, settings.outbox_batch_size)
                 failures = 0
                 LAST_SUCCESS.set_to_current_time()
             except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not stop the relay

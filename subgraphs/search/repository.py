@@ -131,7 +131,10 @@ async def add_vocabulary(session: AsyncSession, entries: Sequence[tuple[str, str
     for word, kind, label in entries:
         counts[(word, kind)] = counts.get((word, kind), 0) + 1
         labels[(word, kind)] = label
-    rows = [{"word": w, "kind": k, "label": labels[(w, k)], "frequency": n} for (w, k), n in counts.items()]
+    # In index order (kind, word): two workers indexing products that share words lock those rows in the same
+    # order, so they queue instead of deadlocking.
+    rows = [{"word": w, "kind": k, "label": labels[(w, k)], "frequency": counts[(w, k)]}
+            for (w, k) in sorted(counts, key=lambda wk: (wk[1], wk[0]))]
     stmt = insert(VocabularyRow)
     await session.execute(stmt.on_conflict_do_update(
         index_elements=[VocabularyRow.kind, VocabularyRow.word],

@@ -315,8 +315,8 @@ async def test_cancelling_a_paid_order_refunds_it_at_stripe(router, shop, locals
 
 # ---- failures -----------------------------------------------------------------------------------------------
 
-async def test_stripe_unreachable_during_the_charge_is_settled_by_the_reconciler(router, shop, localstripe,
-                                                                                 sdk, platform) -> None:
+async def test_stripe_unreachable_during_the_charge_is_settled_by_the_reconciler(
+        router, shop, localstripe, sdk, platform, db_admin: asyncpg.Pool) -> None:
     # given Stripe is down when the saga charges
     port = int(localstripe.url.rsplit(":", 1)[1])
     localstripe.stop()
@@ -332,8 +332,33 @@ async def test_stripe_unreachable_during_the_charge_is_settled_by_the_reconciler
         localstripe.process = back.process
         localstripe.register_webhook(_webhook_url(platform), WEBHOOK_SECRET)
     # then the reconciler resumes the charge and the order is paid, once
-    await until(router, shop["customer"], order_id, _status("PAID"), "the reconciler to settle the payment")
+    try:
+        await until(router, shop["customer"], order_id, _status("PAID"), "the reconciler to settle the payment")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}\n{await _reconciler_state(platform, db_admin, order_id)}") from None
     assert [i.status for i in intents_for_order(sdk, order_id)] == ["succeeded"]
+
+
+async def _reconciler_state(platform: Any, db_admin: asyncpg.Pool, order_id: str) -> str:
+    """What a failed wait for the reconciler needs to be understood: the workers' readiness (their periodic jobs
+    start once joined), the open payments ahead in its queue, and the workers' last log lines."""
+    lines = []
+    async with httpx.AsyncClient(timeout=2) as http:
+        for name, url in platform.worker_health_urls.items():
+            try:
+                lines.append(f"{name} /ready: {(await http.get(url.replace('/health', '/ready'))).text[:2000]}")
+            except httpx.HTTPError as exc:
+                lines.append(f"{name} /ready: {exc!r}")
+    rows = await db_admin.fetch("SELECT id, order_id, provider, status, updated_at FROM payments.payments "
+                                "WHERE status IN ('PENDING', 'PROCESSING', 'REQUIRES_ACTION') ORDER BY updated_at")
+    lines.append(f"open payments ({len(rows)}), ours is order {order_id}:")
+    lines += [f"  {dict(r)}" for r in rows[:40]]
+    for name in platform.worker_health_urls:
+        log_file = platform.config.data_dir / "logs" / f"{name}.log"
+        if log_file.exists():
+            lines.append(f"--- last lines of {log_file}")
+            lines += log_file.read_text(errors="replace").splitlines()[-40:]
+    return "\n".join(lines)
 
 
 async def test_a_worker_killed_between_the_charge_and_its_commit(router, shop, localstripe, sdk, platform,
