@@ -33,12 +33,18 @@ from workers.health import HealthCheck
 
 log = logging.getLogger("nexuscart.worker")
 
+# The longest the periodic jobs wait for this process's consumer groups to join (a rejoin takes about one
+# session timeout, 10 s; a broker restart a few more).
+PERIODIC_START_WAIT_SECONDS = 45.0
 PERIODIC_FAILURES = Counter("nexuscart_periodic_task_failures_total", "Periodic task runs that raised", ["task"])
 CONSUMER_RESTARTS = Counter("nexuscart_consumer_restarts_total", "Consumers started again after a broker error",
                             ["consumer"])
 # On stop, how long consumers may take to finish the batch in hand and commit its offsets before they are cancelled
 # (the launcher's whole stop stays under 5 s).
 DRAIN_SECONDS = 2.0
+# A consumer without partitions for this long is started again: a join or rebalance normally ends within a
+# session timeout (10 s) plus a rejoin.
+JOIN_STALL_SECONDS = 30.0
 
 
 def consumer_modules() -> list[ModuleType]:
@@ -69,6 +75,24 @@ async def _run_periodic(task: PeriodicTask, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)  # the interval, or stop at once
 
+
+
+class JoinStalled(Exception):
+    """A consumer that has had no partitions assigned for too long (see `_join_stalled`)."""
+
+
+async def _join_stalled(tracker: AssignmentTracker, limit: float) -> None:
+    """Returns once the consumer has been without an assignment for `limit` seconds in a row (joining, or a
+    rebalance that does not end); an assignment, even an empty one, starts the count again."""
+    unassigned_since: float | None = None
+    while True:
+        if tracker.assigned is None:
+            unassigned_since = unassigned_since or time.monotonic()
+            if time.monotonic() - unassigned_since > limit:
+                return
+        else:
+            unassigned_since = None
+        await asyncio.sleep(0.5)  # polled: assignments arrive in the consumer's own task
 
 class Worker:
     def __init__(self, settings: Settings, only: set[str] | None = None) -> None:
@@ -103,12 +127,20 @@ class Worker:
             return alive and joined, {"groups": groups}
         return check
 
-    async def _wait_joined(self, stop: asyncio.Event, groups: int) -> None:
+    async def _wait_joined(self, stop: asyncio.Event, groups: int, within: float) -> None:
+        """Until every consumer group has joined, a task has crashed (the caller reports it), or `within` seconds
+        have passed: then the groups still waiting are logged and the caller goes on."""
+        deadline = time.monotonic() + within
         while not stop.is_set() and not (len(self.trackers) == groups
                                          and all(t.assigned is not None for t in self.trackers.values())):
             crashed = [t for t in self.tasks.values() if t.done()]
             if crashed:
-                return  # the caller reports it
+                return
+            if time.monotonic() > deadline:
+                log.warning("consumer groups not joined yet; starting the periodic jobs anyway",
+                            extra={"waiting": sorted(n for n, t in self.trackers.items() if t.assigned is None),
+                                   "waited_seconds": within})
+                return
             await asyncio.sleep(0.1)  # polled: the join completes in the consumers' own tasks
 
     def _partitions(self, group: str) -> int | None:
@@ -132,17 +164,38 @@ class Worker:
             consumer = create_consumer(settings.kafka_bootstrap_servers, spec.name, list(spec.topics))
             consumer.subscribe(list(spec.topics), listener=tracker)
             self.consumers[spec.name] = (consumer, spec.topics)
-            try:
-                await consumer.start()
-                runner = IdempotentConsumer(
-                    name=spec.name, schema=spec.schema, consumer=consumer, dlq_producer=dlq_producer,
-                    session_factory=resources.session_factory, handler=spec.handler,
-                    max_attempts=settings.consumer_max_attempts,
-                    backoff_base_seconds=settings.consumer_backoff_base_seconds,
-                    transaction_batch=spec.transaction_batch)
+            runner = IdempotentConsumer(
+                name=spec.name, schema=spec.schema, consumer=consumer, dlq_producer=dlq_producer,
+                session_factory=resources.session_factory, handler=spec.handler,
+                max_attempts=settings.consumer_max_attempts,
+                backoff_base_seconds=settings.consumer_backoff_base_seconds,
+                transaction_batch=spec.transaction_batch)
+
+            async def start_and_run(consumer: AIOKafkaConsumer = consumer, runner: IdempotentConsumer = runner) -> None:
+                await consumer.start()  # returns once the group is joined: watched too
                 await runner.run(stop)
+
+            try:
+                consuming = asyncio.create_task(start_and_run(), name=f"{spec.name}-run")
+                stalled = asyncio.create_task(_join_stalled(tracker, JOIN_STALL_SECONDS), name=f"{spec.name}-join")
+                try:
+                    await asyncio.wait({consuming, stalled}, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    consuming.cancel()  # this worker is stopping past its drain time: so does the consumer
+                    stalled.cancel()
+                    raise
+                if not consuming.done():
+                    # No partitions for that long: the join is stuck (seen with the embedded broker after both
+                    # workers restarted: every group of both waited minutes and nothing was consumed). A fresh
+                    # member joins anew. Nothing is lost: without partitions there is no batch in hand.
+                    consuming.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await consuming
+                    raise JoinStalled(f"no partitions assigned within {JOIN_STALL_SECONDS:.0f} s")
+                stalled.cancel()
+                consuming.result()  # a broker error ends up below; a clean return is a stop
                 return
-            except KafkaError as exc:
+            except (KafkaError, JoinStalled) as exc:
                 failures += 1
                 CONSUMER_RESTARTS.labels(spec.name).inc()
                 delay = min(10.0, 0.5 * 2 ** min(failures, 5))
@@ -152,8 +205,9 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), timeout=delay)  # back off, but stop at once if asked
             finally:
                 tracker.assigned = None
-                with contextlib.suppress(KafkaError):
-                    await consumer.stop()
+                # Bounded: leaving a group through a stuck coordinator must not hold up a restart or a stop.
+                with contextlib.suppress(KafkaError, TimeoutError):
+                    await asyncio.wait_for(consumer.stop(), timeout=10)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -176,8 +230,9 @@ class Worker:
             # step): they start once this process's consumers have joined their groups, or they would act on a
             # backlog of answers still waiting in Kafka (after a restart, a rejoin can take a session timeout).
             # Not "once the backlog is applied": one slow event (a provider call retrying) would then hold off
-            # the very reconciler that settles it.
-            await self._wait_joined(stop, len(consumer_specs))
+            # the very reconciler that settles it. And not forever: a group stuck rebalancing must not keep
+            # every job (the reconciler, the saga's timeouts) from running; each acts forward-only, by state.
+            await self._wait_joined(stop, len(consumer_specs), within=PERIODIC_START_WAIT_SECONDS)
             for job in periodic:
                 self.tasks[job.name] = asyncio.create_task(_run_periodic(job, stop), name=job.name)
             log.info("worker started", extra={"consumers": [c.name for c in consumer_specs],

@@ -520,6 +520,17 @@ async def stock_heard_of(redis: Redis, variant_id: int) -> bool:
     return bool(await redis.exists(stock_key(variant_id)))
 
 
+async def projected_stock(redis: Redis, variant_id: int) -> int | None:
+    value = await redis.get(stock_key(variant_id))
+    return None if value is None else int(value)
+
+
+async def claim_stock_recheck(redis: Redis, variant_id: int, *, every_seconds: int) -> bool:
+    """True at most once per `every_seconds` per variant (across cart replicas): how often a refusal for stock may
+    be checked with inventory, so a crowd adding a sold-out product costs inventory one call a second."""
+    return bool(await redis.set(f"cart:stock-recheck:{variant_id}", 1, nx=True, ex=every_seconds))
+
+
 async def put_stock_if_unknown(redis: Redis, *, variant_id: int, available: int) -> bool:
     """Store a stock figure read from inventory, unless an inventory.stock_changed got there first (the event
     is at least as fresh)."""

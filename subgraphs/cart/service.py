@@ -113,12 +113,15 @@ async def get_cart(redis: Redis, *, caller: Principal | None, cart_id: str | Non
     return None if outcome is None else _cart(outcome)
 
 
-async def learn_unheard_variant(redis: Redis, http: clients.PeerClient, settings: Settings, variant_id: int) -> bool:
+async def learn_from_owners(redis: Redis, http: clients.PeerClient, settings: Settings, variant_id: int, *,
+                            refused_for_stock: bool) -> bool:
     """The projections learn products and stock from events, which can lag a first request (a product listed a
-    moment ago, consumers rebalancing). For a variant they have not heard of, ask its owners (catalog, then
-    inventory; each call bounded by INTERNAL_HTTP_TIMEOUT_SECONDS) and store their answers as the events would.
-    A variant the projection knows as gone is not asked about: its deletion came by event. Returns whether
-    anything was learned (worth trying again); a peer that does not answer leaves the refusal as it was."""
+    moment ago, a restock a moment ago, consumers rebalancing). For a variant they have not heard of, ask its
+    owners (catalog, then inventory; each call bounded by INTERNAL_HTTP_TIMEOUT_SECONDS) and store their answers
+    as the events would. A refusal for stock is confirmed with inventory (at most once a second per variant)
+    when the projection holds less than inventory has. A variant the projection knows as gone is not asked
+    about: its deletion came by event. Returns whether anything was learned (worth trying again); a peer that
+    does not answer leaves the refusal as it was."""
     try:
         if not await repository.variant_heard_of(redis, variant_id):
             found = await clients.fetch_variant_product(http, settings.catalog_service_url, variant_id)
@@ -133,14 +136,21 @@ async def learn_unheard_variant(redis: Redis, http: clients.PeerClient, settings
             learned = True
         else:
             learned = False
-        if not await repository.stock_heard_of(redis, variant_id):
+        projected = await repository.projected_stock(redis, variant_id)
+        if projected is None:
             available = await clients.fetch_variant_stock(http, settings.inventory_service_url, variant_id)
             if available is not None:
                 await repository.put_stock_if_unknown(redis, variant_id=variant_id, available=available)
                 learned = True
+        elif refused_for_stock and await repository.claim_stock_recheck(redis, variant_id, every_seconds=1):
+            available = await clients.fetch_variant_stock(http, settings.inventory_service_url, variant_id)
+            if available is not None and available > projected:
+                # Last writer wins, as with the events: the stock_changed event behind this answer comes next
+                # on its partition, so the projection ends on the newest figure either way.
+                await repository.put_stock(redis, variant_id=variant_id, available=available)
+                learned = True
     except (clients.PeerUnavailable, AppError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        log.warning("could not ask the owners about an unknown variant",
-                    extra={"variant_id": variant_id, "error": repr(exc)})
+        log.warning("could not ask the owners about a variant", extra={"variant_id": variant_id, "error": repr(exc)})
         return False
     return learned
 
@@ -150,7 +160,7 @@ async def add_to_cart(session: AsyncSession, redis: Redis, settings: Settings, *
                       http: clients.PeerClient | None = None) -> CartView:
     """Add `quantity` units to the line of `variant_id` (created if needed). Without `cart_id`: the
     caller's cart, created if needed, or for an anonymous caller a new guest cart. With `http`, a variant the
-    projections have not heard of yet is looked up at its owners first (`learn_unheard_variant`)."""
+    projections have not heard of yet, or a stock refusal, is checked with its owners (`learn_from_owners`)."""
     _check_quantity(quantity)
     guest_cart_id = new_cart_id()
 
@@ -162,7 +172,8 @@ async def add_to_cart(session: AsyncSession, redis: Redis, settings: Settings, *
 
     outcome = await add()
     if (isinstance(outcome, Rejection) and outcome.code in ("VARIANT_NOT_FOUND", "OUT_OF_STOCK")
-            and http is not None and await learn_unheard_variant(redis, http, settings, variant_id)):
+            and http is not None and await learn_from_owners(
+                redis, http, settings, variant_id, refused_for_stock=outcome.code == "OUT_OF_STOCK")):
         outcome = await add()
     cart = _cart(outcome, variant_id=variant_id)
     # Redis has the line now; the event row is written in the request's transaction, which the edge commits

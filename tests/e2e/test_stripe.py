@@ -55,14 +55,15 @@ def _health_url(platform: Any, name: str) -> str:
 
 def _restart(platform: Any, names: tuple[str, ...]) -> None:
     """Stop each child gracefully (a worker leaves its consumer groups at once) and start it again with the
-    platform's current environment."""
+    platform's current environment; wait until the workers are ready (every consumer group joined), so the next
+    test, or the next module, starts on a platform that consumes."""
     for name in names:
         proc = platform.children[name]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     for name in names:
-        platform.restart(name, _health_url(platform, name))
+        platform.restart(name, _health_url(platform, name).replace("/health", "/ready"))
 
 
 @pytest.fixture(scope="module")
@@ -346,8 +347,12 @@ async def _reconciler_state(platform: Any, db_admin: asyncpg.Pool, order_id: str
     async with httpx.AsyncClient(timeout=2) as http:
         for name, url in platform.worker_health_urls.items():
             try:
-                lines.append(f"{name} /ready: {(await http.get(url.replace('/health', '/ready'))).text[:2000]}")
-            except httpx.HTTPError as exc:
+                ready = (await http.get(url.replace('/health', '/ready'))).json()
+                waiting = {group: state for group, state in ready.get("groups", {}).items()
+                           if state["assigned"] is None or state["partitions"] is None}
+                health = (await http.get(url)).json()
+                lines.append(f"{name} /ready: {ready['status']}, groups not joined: {waiting}; /health: {health}")
+            except (httpx.HTTPError, ValueError) as exc:
                 lines.append(f"{name} /ready: {exc!r}")
     rows = await db_admin.fetch("SELECT id, order_id, provider, status, updated_at FROM payments.payments "
                                 "WHERE status IN ('PENDING', 'PROCESSING', 'REQUIRES_ACTION') ORDER BY updated_at")
