@@ -16,11 +16,11 @@ DLQ_TOPIC = "nexuscart.dlq"
 DEFAULT_PARTITIONS = 3
 
 
-def create_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+def create_producer(bootstrap_servers: str, *, max_batch_size: int = 16384) -> AIOKafkaProducer:
     # No enable_idempotence: the embedded Tansu broker does not implement InitProducerId. Duplicates
     # from a retried send are harmless because every consumer deduplicates through its inbox.
     return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=2,
-                            request_timeout_ms=15000)
+                            request_timeout_ms=15000, max_batch_size=max_batch_size)
 
 
 def create_consumer(bootstrap_servers: str, group_id: str, topics: list[str], *,

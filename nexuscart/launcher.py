@@ -241,7 +241,7 @@ class Platform:
         if not self.config.local_stripe or self.env.get("STRIPE_API_KEY"):
             return None
         self.local_stripe = start_localstripe(log_file=self.config.data_dir / "logs" / "localstripe.log")
-        secret = "whsec_" + secrets.token_hex(16)
+        secret = self.env.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)  # tests choose theirs
         self.env.update({"PAYMENT_PROVIDERS": self.env.get("PAYMENT_PROVIDERS", "simulated,stripe"),
                          "STRIPE_API_KEY": self.local_stripe.api_key, "STRIPE_API_BASE": self.local_stripe.url,
                          "STRIPE_WEBHOOK_SECRET": secret})

@@ -193,17 +193,30 @@ def make_user(infra: Infrastructure, settings: Settings, token_issuer: TokenIssu
     return factory
 
 
+# The shared platform's Stripe settings (tests/e2e/test_stripe.py signs its own webhooks with the secret).
+E2E_STRIPE_ENV = {
+    "PAYMENT_PROVIDERS": "simulated,stripe", "STRIPE_WEBHOOK_SECRET": "whsec_e2e_stripe",
+    "STRIPE_MAX_NETWORK_RETRIES": "1",
+    # The reconciler runs every second and takes payments idle for 4 s: later than a webhook (about 1 s after
+    # the action), so the webhook tests see the webhook's effect, not the reconciler's.
+    "PAYMENT_RECONCILE_INTERVAL_SECONDS": "1", "PAYMENT_RECONCILE_AFTER_SECONDS": "4",
+    # A payment that never answers is cancelled after a minute, not 15 (yet not so soon that a busy CI machine
+    # times out the paying ones: a SIGKILLed worker's restart and rejoin took 15-40 s under load).
+    "ORDER_PAYMENT_TIMEOUT_SECONDS": "60"}
+
+
 @pytest.fixture(scope="session")
 def platform(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Every subgraph, the outbox relay and the router as real processes, on free ports."""
     from nexuscart.launcher import Platform, PlatformConfig
     config = PlatformConfig.ephemeral(Path(os.environ["NEXUSCART_TEST_DATA_DIR"]), seed=False,
                                       quiet=not os.environ.get("NEXUSCART_TEST_VERBOSE"),
-                                      # A payment that never answers is cancelled after seconds, not 15 minutes
-                                      # (yet not so soon that a busy CI machine times out the paying ones: a
-                                      # SIGKILLed worker's restart and rejoin took 15-40 s under load, and 15 s
-                                      # cancelled orders whose charge was already on its way).
-                                      extra_env={"ORDER_PAYMENT_TIMEOUT_SECONDS": "30",
+                                      # Stripe as `make run` has it: a localstripe of the platform's own, so
+                                      # tests/e2e/test_stripe.py needs no restart of the services (restarting
+                                      # both workers could leave a consumer group unjoined on the embedded
+                                      # broker for minutes; see workers/runtime.py, JOIN_STALL_SECONDS).
+                                      local_stripe=True,
+                                      extra_env={**E2E_STRIPE_ENV,
                                                  "SAGA_SWEEP_INTERVAL_SECONDS": "0.5",
                                                  # Every test shares one client IP; the limit has its own
                                                  # router in test_router_limits.py.

@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from kernel import ids
 from kernel.consumer import AssignmentTracker, ConsumerSpec, IdempotentConsumer, PeriodicTask, WorkerResources
-from kernel.db import create_engine, create_session_factory
+from kernel.db import create_engine, create_session_factory, is_contention, sqlstate
 from kernel.kafka import create_consumer, create_producer, ensure_topics
 from kernel.redis import create_redis
 from kernel.settings import Settings
@@ -69,12 +69,17 @@ async def _run_periodic(task: PeriodicTask, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await task.run()
-        except Exception:  # one failed sweep must not end the loop; the next one retries
-            PERIODIC_FAILURES.labels(task.name).inc()
-            log.exception("periodic task failed", extra={"task": task.name})
+        except Exception as exc:  # one failed sweep must not end the loop; the next one retries
+            if is_contention(exc):
+                # A consumer held rows the sweep wanted (a deadlock Postgres broke): nothing is wrong, and the
+                # next run takes them.
+                log.info("periodic task lost to a concurrent transaction; it runs again next time",
+                         extra={"task": task.name, "sqlstate": sqlstate(exc)})
+            else:
+                PERIODIC_FAILURES.labels(task.name).inc()
+                log.exception("periodic task failed", extra={"task": task.name})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)  # the interval, or stop at once
-
 
 
 class JoinStalled(Exception):

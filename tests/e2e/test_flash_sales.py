@@ -96,11 +96,11 @@ async def test_flash_sale_sells_exactly_its_stock_and_settles_with_inventory(
                                     "paymentMethod": {"provider": "simulated", "token": "tok_visa"}}}, paid_token)
     await wait_for_status(router, paid_token, paid_order, {"PAID"})
 
-    # The 9 unpaid orders time out (30 s in tests) and give their units back to the sale
+    # The 9 unpaid orders time out (60 s in tests) and give their units back to the sale
     async def units_returned() -> bool:
         return (await router.ok(SALE, {"id": sale_id}))["flashSale"]["remainingStock"] == 9
 
-    await eventually(units_returned, within=60, what="unpaid orders to return their units")
+    await eventually(units_returned, within=90, what="unpaid orders to return their units")
     cancelled = await db_admin.fetchval("SELECT count(*) FROM orders.orders WHERE flash_sale_id = $1 "
                                         "AND status = 'CANCELLED' AND cancellation_reason = 'PAYMENT_TIMEOUT'",
                                         int(sale_id))

@@ -211,10 +211,6 @@ def test_a_product_created_right_after_start_up_can_be_added_to_a_cart(first_boo
     assert added["data"]["addToCart"]["items"] == [{"quantity": 1}]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Since the session's integration commit, inventory does not learn of a product created right after the broker "
-    "was SIGKILLed within 60 s when the launcher's output is piped to this test; the same steps by hand (nexuscart "
-    "run, kill the broker, create, adjust stock) succeed in 2-6 s. Under investigation: see the session note."))
 def test_consumers_keep_consuming_after_the_broker_is_killed(first_boot: Launcher, ports: dict[str, int]) -> None:
     router = f"http://127.0.0.1:{ports['router']}/graphql"
     (broker,) = [p for p in first_boot.processes() if "tansu" in p.name()]

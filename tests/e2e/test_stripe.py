@@ -2,21 +2,17 @@
 this module starts): paid, declined, 3-D Secure passed and failed, webhooks signed and replayed, partial and full
 refunds, Stripe unreachable during the charge, and a worker killed between the charge and its commit.
 
-The shared `platform` runs with the simulated provider only; this module points its orders, payments and worker
-processes at localstripe (a restart with the Stripe settings in their environment) and puts them back after.
+The shared `platform` runs with its own localstripe (as `make run` does) and the Stripe settings of
+tests/conftest.py (E2E_STRIPE_ENV), so nothing is restarted for this module.
 Waits poll a condition with a deadline, never a fixed sleep.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
-import signal
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -25,18 +21,11 @@ import pytest
 import stripe
 
 from nexuscart.localstripe import LocalStripe, start_localstripe
+from tests.conftest import E2E_STRIPE_ENV
 from tests.e2e.test_commerce import ADD_TO_CART, ADDRESS, eventually, stocked_variant
 
-WEBHOOK_SECRET = "whsec_e2e_stripe"
+WEBHOOK_SECRET = E2E_STRIPE_ENV["STRIPE_WEBHOOK_SECRET"]
 THREE_D_SECURE_CARD = "4000002500003155"
-STRIPE_ENV = {"PAYMENT_PROVIDERS": "simulated,stripe", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-              "STRIPE_MAX_NETWORK_RETRIES": "1",
-              # The reconciler runs every second and takes payments idle for 4 s: later than a webhook (about
-              # 1 s after the action), so the webhook tests see the webhook's effect, not the reconciler's.
-              "PAYMENT_RECONCILE_INTERVAL_SECONDS": "1", "PAYMENT_RECONCILE_AFTER_SECONDS": "4",
-              # Room for a killed worker's consumer group to rebalance before the payment timeout.
-              "ORDER_PAYMENT_TIMEOUT_SECONDS": "60"}
-RESTARTED = ("orders", "payments", "worker-1", "worker-2")
 
 ORDER = """query($id: ID!) { order(id: $id) { id status statusHistory { status reason }
   payment { id status provider failureReason amount { amount } capturedAmount { amount } refundedAmount { amount }
@@ -53,36 +42,12 @@ def _health_url(platform: Any, name: str) -> str:
     return f"http://127.0.0.1:{platform.config.subgraph_ports[name]}/health"
 
 
-def _restart(platform: Any, names: tuple[str, ...]) -> None:
-    """Stop each child gracefully (a worker leaves its consumer groups at once) and start it again with the
-    platform's current environment; wait until the workers are ready (every consumer group joined), so the next
-    test, or the next module, starts on a platform that consumes."""
-    for name in names:
-        proc = platform.children[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    for name in names:
-        platform.restart(name, _health_url(platform, name).replace("/health", "/ready"))
-
-
 @pytest.fixture(scope="module")
-def localstripe(platform: Any) -> Iterator[LocalStripe]:
-    server = start_localstripe()
-    saved = {k: platform.env.get(k) for k in [*STRIPE_ENV, "STRIPE_API_KEY", "STRIPE_API_BASE"]}
-    platform.env.update(STRIPE_ENV | {"STRIPE_API_KEY": server.api_key, "STRIPE_API_BASE": server.url})
-    _restart(platform, RESTARTED)
-    server.register_webhook(_webhook_url(platform), WEBHOOK_SECRET)
-    try:
-        yield server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                platform.env.pop(key, None)
-            else:
-                platform.env[key] = value
-        server.stop()
-        _restart(platform, RESTARTED)
+def localstripe(platform: Any) -> LocalStripe:
+    """The platform's own localstripe (tests/conftest.py starts the shared platform with it, as `make run` does),
+    its webhook registered with the tests' secret."""
+    assert platform.local_stripe is not None, "the shared platform runs without localstripe"
+    return platform.local_stripe
 
 
 def _webhook_url(platform: Any) -> str:

@@ -252,3 +252,45 @@ def test_one_topic_has_one_payload_type() -> None:
         @dataclasses.dataclass(frozen=True, slots=True)
         class Other(EventPayload, topic="kernel.sample"):
             order_id: Id
+
+
+async def test_the_relay_keeps_each_keys_events_in_order_on_the_partition_send_would_choose(
+        settings, session_factory) -> None:
+    await ensure_topics(settings.kafka_bootstrap_servers)
+    run = uuid.uuid4().hex[:8]
+    keys = [f"{run}-{n}" for n in range(12)]
+    async with session_factory() as session, session.begin():
+        for seq in range(25):  # 300 events, interleaved across the keys, in one commit (one relay round)
+            for key in keys:
+                await add_event(session, TEST_SCHEMA, Probe(k=f"{key}:{seq:02d}"), key=key)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(run_relay(settings, [TEST_SCHEMA], stop=stop))
+    seen: dict[str, list[tuple[int, str]]] = {}
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                group_id=f"test-{uuid.uuid4().hex}", auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):  # a bound for lost records
+            async for record in consumer:
+                key = record.key.decode()
+                if key.startswith(run):
+                    seen.setdefault(key, []).append((record.partition, EventEnvelope.from_json(record.value)
+                                                     .payload["k"]))
+                    if sum(map(len, seen.values())) == 300:
+                        break
+    finally:
+        await consumer.stop()
+        stop.set()
+        await relay
+    # send() to a topic of the same partition count, which no consumer reads: where would it put each key?
+    probe_topic = f"kernel.partition-probe-{run}"
+    await ensure_topics(settings.kafka_bootstrap_servers, (probe_topic,))
+    producer = create_producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for key in keys:
+            by_send = await (await producer.send(probe_topic, b"{}", key=key.encode()))
+            assert {partition for partition, _ in seen[key]} == {by_send.partition}
+            assert [k for _, k in seen[key]] == [f"{key}:{seq:02d}" for seq in range(25)]
+    finally:
+        await producer.stop()
