@@ -15,12 +15,20 @@ from aiokafka import AIOKafkaConsumer
 
 from kernel.db import asyncpg_dsn
 from kernel.events import EventEnvelope
+from kernel.kafka import create_producer, ensure_topics
 from kernel.migrate import migrate_all
 from kernel.outbox import add_event
 from kernel.settings import Settings
 from nexuscart.infra import free_port, wait_for_port
 from tests.kernel.test_events import TOPIC, Probe
-from workers.outbox_relay import BrokerState, broker_lost_events, prune_published, run_relay
+from workers.outbox_relay import (
+    BrokerState,
+    broker_lost_events,
+    prune_published,
+    recover_lost_events,
+    relay_batch,
+    run_relay,
+)
 
 SCHEMA = "outbox_recovery_test"
 
@@ -145,3 +153,29 @@ async def test_published_rows_are_pruned_after_the_retention_window(db: asyncpg.
         f"(gen_random_uuid(), 't', 'unpublished', '\\x00', NULL)")
     assert await prune_published(db, [SCHEMA], retention_seconds=3600) == 1
     assert sorted(r["key"] for r in await db.fetch(f"SELECT key FROM {SCHEMA}.outbox")) == ["recent", "unpublished"]
+
+
+async def test_a_broker_that_kept_every_batch_is_not_taken_for_one_that_lost_events(
+        settings: Settings, broker: Broker, db: asyncpg.Connection) -> None:
+    # Tansu reports a partition's end as its last batch's first offset + 1: a relay counting records would see a
+    # "loss" after every multi-record batch and republish everything, again and again.
+    await ensure_topics(broker.bootstrap, (TOPIC,))
+    for n in range(300):
+        await _add(settings, f"kept-{n}")
+    producer = create_producer(broker.bootstrap)
+    await producer.start()
+    try:
+        assert await relay_batch(db, producer, SCHEMA, 1000) == 300  # one round: one batch per partition
+        await recover_lost_events(db, broker.bootstrap, [SCHEMA])
+        assert await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL") == 0
+
+        # while a broker that really lost them is found out, even with one new event in it
+        broker.kill()
+        broker.start()
+        await ensure_topics(broker.bootstrap, (TOPIC,))
+        await _add(settings, "after")
+        assert await relay_batch(db, producer, SCHEMA, 1000) == 1
+        await recover_lost_events(db, broker.bootstrap, [SCHEMA])
+        assert await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL") == 301
+    finally:
+        await producer.stop()
