@@ -191,17 +191,24 @@ def test_a_busy_port_is_named_with_the_variable_that_moves_it(tmp_path: Path) ->
     assert not (tmp_path / "postgres").exists()  # refused before anything started
 
 
+def new_variant_and_warehouse(router: str, label: str) -> tuple[str, str, str]:
+    """Signed in as the demo admin: a new category, a one-variant product and an empty warehouse.
+    Returns (admin token, variant id, warehouse id)."""
+    admin = graphql(router, LOGIN, {"e": "admin@nexuscart.dev", "p": "admin-demo-pass"})["data"]["login"]["accessToken"]
+    category = graphql(router, CREATE_CATEGORY, {"input": {"name": f"{label} {uuid.uuid4().hex[:6]}"}}, admin)
+    product = graphql(router, CREATE_PRODUCT, {"input": {
+        "name": f"{label} Widget", "categoryId": category["data"]["createCategory"]["id"],
+        "variants": [{"sku": f"{label.upper()}-{uuid.uuid4().hex[:10]}", "price": "9.50", "currency": "USD"}]}},
+        admin)
+    warehouse = graphql(router, CREATE_WAREHOUSE, {"code": f"WH-{uuid.uuid4().hex[:6]}", "name": label},
+                        admin)["data"]["createWarehouse"]["id"]
+    return admin, product["data"]["createProduct"]["variants"][0]["id"], warehouse
+
+
 def test_a_product_created_right_after_start_up_can_be_added_to_a_cart(first_boot: Launcher,
                                                                        ports: dict[str, int]) -> None:
     router = f"http://127.0.0.1:{ports['router']}/graphql"
-    admin = graphql(router, LOGIN, {"e": "admin@nexuscart.dev", "p": "admin-demo-pass"})["data"]["login"]["accessToken"]
-    category = graphql(router, CREATE_CATEGORY, {"input": {"name": f"Fresh {uuid.uuid4().hex[:6]}"}}, admin)
-    product = graphql(router, CREATE_PRODUCT, {"input": {
-        "name": "Fresh Widget", "categoryId": category["data"]["createCategory"]["id"],
-        "variants": [{"sku": f"FRESH-{uuid.uuid4().hex[:10]}", "price": "9.50", "currency": "USD"}]}}, admin)
-    variant = product["data"]["createProduct"]["variants"][0]["id"]
-    warehouse = graphql(router, CREATE_WAREHOUSE, {"code": f"WH-{uuid.uuid4().hex[:6]}", "name": "Lifecycle"},
-                        admin)["data"]["createWarehouse"]["id"]
+    admin, variant, warehouse = new_variant_and_warehouse(router, "Fresh")
     stocked = graphql(router, ADJUST_STOCK, {"v": variant, "w": warehouse, "d": 5}, admin)
 
     added = graphql(router, ADD_TO_CART, {"v": variant, "q": 1})  # at once: no waiting for any projection
@@ -220,14 +227,7 @@ def test_consumers_keep_consuming_after_the_broker_is_killed(first_boot: Launche
     while not [p for p in first_boot.processes() if "tansu" in p.name() and p.pid != broker.pid]:
         assert time.monotonic() < deadline, "the launcher did not start the broker again"
         time.sleep(0.2)  # polled until the launcher has started it again
-    admin = graphql(router, LOGIN, {"e": "admin@nexuscart.dev", "p": "admin-demo-pass"})["data"]["login"]["accessToken"]
-    category = graphql(router, CREATE_CATEGORY, {"input": {"name": f"After {uuid.uuid4().hex[:6]}"}}, admin)
-    product = graphql(router, CREATE_PRODUCT, {"input": {
-        "name": "After Widget", "categoryId": category["data"]["createCategory"]["id"],
-        "variants": [{"sku": f"AFTER-{uuid.uuid4().hex[:10]}", "price": "4.00", "currency": "USD"}]}}, admin)
-    variant = product["data"]["createProduct"]["variants"][0]["id"]
-    warehouse = graphql(router, CREATE_WAREHOUSE, {"code": f"WH-{uuid.uuid4().hex[:6]}", "name": "After"},
-                        admin)["data"]["createWarehouse"]["id"]
+    admin, variant, warehouse = new_variant_and_warehouse(router, "After")
 
     # Inventory learns of the variant only from product.created, through the new broker and its consumer group;
     # until then adjusting its stock is refused (NOT_FOUND) and changes nothing.

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -21,9 +19,9 @@ import asyncpg
 import httpx
 import pytest
 
-from nexuscart.infra import free_port, node_binary, wait_for_port
+from nexuscart.infra import node_binary
 from nexuscart.launcher import REPO_ROOT, ROUTER_DIR
-from tests.e2e.test_router_limits import wait_until_ready
+from tests.e2e.test_router_limits import private_router
 
 MAX_COST = 1000
 KEY_COST_PER_MINUTE = 1500
@@ -77,31 +75,16 @@ def proxy(platform: Any) -> Iterator[CountingProxy]:
 
 @pytest.fixture(scope="module")
 def partner_router(platform: Any, proxy: CountingProxy) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "FORK")}
-    env.update({
-        "ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "FORK": "1", "REDIS_URL": platform.infra.redis_url,
+    with private_router({
+        "FORK": "1", "REDIS_URL": platform.infra.redis_url,
         "JWT_PRIVATE_KEY_FILE": platform.env["JWT_PRIVATE_KEY_FILE"], "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
         "ROUTER_MAX_COST": str(MAX_COST), "ROUTER_KEY_COST_PER_MINUTE": str(KEY_COST_PER_MINUTE),
         "ROUTER_CORS_ORIGINS": ALLOWED_ORIGIN, "ROUTER_INTROSPECTION": "false",
         "ROUTER_INTROSPECTION_ALLOWLIST": "schema-explorer",
         "PARTNERS_SERVICE_URL": platform.subgraph_url("partners").removesuffix("/graphql"),
         **{f"NEXUSCART_{name.upper()}_URL": f"http://127.0.0.1:{proxy.port}/{name}/graphql"
-           for name in platform.config.subgraph_ports}})
-    proc = subprocess.Popen([node_binary(), str(ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"),
-                             "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")], cwd=ROUTER_DIR, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_port("127.0.0.1", port, 60, proc)
-        wait_until_ready(f"http://127.0.0.1:{port}/readiness", proc)
-        yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+           for name in platform.config.subgraph_ports}}) as url:
+        yield url
 
 
 @pytest.fixture

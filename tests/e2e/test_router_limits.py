@@ -4,6 +4,7 @@ That router runs two gateway workers (FORK=2) and counts in the platform's Redis
 client as a whole, whichever worker each of its connections lands on."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,14 +29,13 @@ def wait_until_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> N
             time.sleep(0.05)  # polling interval of the readiness probe, not a stand-in for it
 
 
-@pytest.fixture(scope="module")
-def strict_router(platform) -> Iterator[str]:
+@contextlib.contextmanager
+def private_router(settings: dict[str, str]) -> Iterator[str]:
+    """A second gateway over the supergraph, with `settings` on top of this process's environment (the
+    gateway CLI's own PORT/HOST/FORK removed); yields its /graphql URL once the supergraph is loaded."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "FORK")}
-    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": str(LIMIT),
-                "FORK": "2", "REDIS_URL": platform.infra.redis_url,
-                **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
-                   for name in platform.config.subgraph_ports}})
+    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", **settings})
     # Its own process group: in fork mode the gateway's workers must go with it (see nexuscart/launcher.py).
     proc = subprocess.Popen([node_binary(), str(ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"),
                              "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")], cwd=ROUTER_DIR, env=env,
@@ -51,6 +51,15 @@ def strict_router(platform) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # a forked gateway may ignore SIGTERM once it has served (2.15.1)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def strict_router(platform) -> Iterator[str]:
+    with private_router({"ROUTER_RATE_LIMIT_PER_MINUTE": str(LIMIT), "FORK": "2",
+                         "REDIS_URL": platform.infra.redis_url,
+                         **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
+                            for name in platform.config.subgraph_ports}}) as url:
+        yield url
 
 
 async def test_request_over_the_limit_is_rate_limited_across_workers(strict_router: str) -> None:
