@@ -118,8 +118,8 @@ async def learn_from_owners(redis: Redis, http: clients.PeerClient, settings: Se
     """The projections learn products and stock from events, which can lag a first request (a product listed a
     moment ago, a restock a moment ago, consumers rebalancing). For a variant they have not heard of, ask its
     owners (catalog, then inventory; each call bounded by INTERNAL_HTTP_TIMEOUT_SECONDS) and store their answers
-    as the events would. A refusal for stock is confirmed with inventory (at most once a second per variant)
-    when the projection holds less than inventory has. A variant the projection knows as gone is not asked
+    as the events would. A refusal for stock, or the stock of a variant just learned, is checked with
+    inventory (at most once a second per variant) when the projection holds less than inventory has. A variant the projection knows as gone is not asked
     about: its deletion came by event. Returns whether anything was learned (worth trying again); a peer that
     does not answer leaves the refusal as it was."""
     try:
@@ -142,7 +142,8 @@ async def learn_from_owners(redis: Redis, http: clients.PeerClient, settings: Se
             if available is not None:
                 await repository.put_stock_if_unknown(redis, variant_id=variant_id, available=available)
                 learned = True
-        elif refused_for_stock and await repository.claim_stock_recheck(redis, variant_id, every_seconds=1):
+        elif ((refused_for_stock or learned)  # a variant just learned is refused for stock next if its stock lags
+              and await repository.claim_stock_recheck(redis, variant_id, every_seconds=1)):
             available = await clients.fetch_variant_stock(http, settings.inventory_service_url, variant_id)
             if available is not None and available > projected:
                 # Last writer wins, as with the events: the stock_changed event behind this answer comes next
