@@ -119,9 +119,9 @@ async def learn_from_owners(redis: Redis, http: clients.PeerClient, settings: Se
     moment ago, a restock a moment ago, consumers rebalancing). For a variant they have not heard of, ask its
     owners (catalog, then inventory; each call bounded by INTERNAL_HTTP_TIMEOUT_SECONDS) and store their answers
     as the events would. A refusal for stock, or the stock of a variant just learned, is checked with
-    inventory (at most once a second per variant) when the projection holds less than inventory has. A variant the projection knows as gone is not asked
-    about: its deletion came by event. Returns whether anything was learned (worth trying again); a peer that
-    does not answer leaves the refusal as it was."""
+    inventory (at most once a second per variant) when the projection holds less than inventory has. A variant
+    the projection knows as gone is not asked about: its deletion came by event. Returns whether anything was
+    learned (worth trying again); a peer that does not answer leaves the refusal as it was."""
     try:
         if not await repository.variant_heard_of(redis, variant_id):
             found = await clients.fetch_variant_product(http, settings.catalog_service_url, variant_id)
