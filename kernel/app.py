@@ -82,7 +82,8 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
                                  redis=create_redis(settings), verifier=TokenVerifier.from_settings(settings),
                                  extras=dict(extras or {}))
     graphql_app = GraphQLEndpoint(schema, resources, graphql_ide="graphiql",
-                                  subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
+                                  subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+                                  max_subscriptions_per_connection=settings.subscriptions_per_connection)
 
     async def health(_: Request) -> Response:
         """Liveness: the process answers. A database or Redis outage is not cured by restarting us."""

@@ -58,6 +58,16 @@ class Listener:
         while not self._queue.empty():
             self._queue.get_nowait()
 
+    def newest(self, since: bytes) -> bytes:
+        """Takes everything waiting and returns the newest payload, `since` (a payload already taken) if
+        nothing is waiting. MAYBE_MISSED if `since` or anything taken was MAYBE_MISSED: a coalescing listener
+        whose publishers send the whole state uses the newest one and re-reads only after a possible loss."""
+        newest, missed = since, since == MAYBE_MISSED
+        while not self._queue.empty():
+            newest = self._queue.get_nowait()
+            missed = missed or newest == MAYBE_MISSED
+        return MAYBE_MISSED if missed else newest
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 

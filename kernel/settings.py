@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     elasticsearch_url: str = ""
     elasticsearch_index: str = "products"  # the alias searches read; each rebuild creates <alias>-<timestamp>
 
+    # GraphQL subscriptions on one WebSocket to a subgraph. The router multiplexes every subscriber with the same
+    # credentials (all anonymous ones, say) onto one socket per router process, so this bounds a router process's
+    # subscribers per credential, not one shopper's. Strawberry's default of 100 refused the 101st anonymous
+    # `flashSaleStock` subscriber with "Subscription limit reached".
+    subscriptions_per_connection: int = Field(default=10_000, ge=1)
+
     # Worker process (workers/runtime.py).
     worker_health_port: int = 0
 

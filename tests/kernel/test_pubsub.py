@@ -85,6 +85,39 @@ async def test_after_the_subscription_connection_drops_streams_hear_of_it_and_ke
         await shared.aclose()
 
 
+async def test_a_coalescing_stream_takes_the_newest_message_and_hears_of_a_possible_loss(
+        redis: Redis, settings: Settings) -> None:
+    shared = Redis.from_url(settings.redis_url)
+    channel = _channel()
+    try:
+        async with listen(shared, channel) as listener:
+            for stock in (9, 8, 7, 6):
+                await redis.publish(channel, str(stock))
+            first = await listener.get(within_seconds=5)
+            assert first == b"9"
+            newest = listener.newest(since=first)
+            deadline = asyncio.get_running_loop().time() + 10
+            while newest != b"6":  # the other three arrive in publish order; never an older one after a newer
+                assert newest in (b"9", b"8", b"7"), newest
+                assert asyncio.get_running_loop().time() < deadline, "the newest message never arrived"
+                await asyncio.sleep(0.01)
+                newest = listener.newest(since=newest)
+            assert listener.newest(since=newest) == b"6"  # nothing new: still the newest taken
+
+    finally:
+        await shared.aclose()
+
+
+def test_newest_reports_a_possible_loss_among_what_it_takes_however_much_came_after() -> None:
+    listener = Listener()
+    for payload in (b"7", MAYBE_MISSED, b"5", b"4"):
+        listener._deliver(payload)  # standing in for the hub, the listener's only producer
+    assert listener.newest(since=b"8") == MAYBE_MISSED
+    listener._deliver(b"3")
+    assert listener.newest(since=b"4") == b"3"
+    assert listener.newest(since=MAYBE_MISSED) == MAYBE_MISSED
+
+
 async def _drain(listener: Listener) -> list[bytes]:
     received: list[bytes] = []
     while (message := await listener.get(within_seconds=1)) is not None:
