@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # Worker process (workers/runtime.py).
     worker_health_port: int = 0
 
+    # Reviews (subgraphs/reviews). Auto-approve: a review is APPROVED (public) as written, and stays so when
+    # edited, instead of waiting for an ADMIN. Writes (create, edit, delete, vote, reply) per user per minute.
+    reviews_auto_approve: bool = False
+    reviews_writes_per_minute: int = Field(default=20, ge=1)
+
     def require_peers(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
         if missing:

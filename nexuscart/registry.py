@@ -39,6 +39,7 @@ SUBGRAPHS: tuple[Subgraph, ...] = (
     Subgraph("promotions", 4007, workers=2),
     Subgraph("search", 4008),
     Subgraph("partners", 4009),
+    Subgraph("reviews", 4010),
 )
 
 

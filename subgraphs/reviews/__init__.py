@@ -1,0 +1,1 @@
+"""Reviews: product reviews and ratings (moderation, verified purchases, helpful votes, seller replies)."""

@@ -1,0 +1,26 @@
+"""Internal HTTP calls the reviews domain makes, through the kernel's pooled PeerClient: for a product its
+projection has not heard of yet (a product.created still on its way), the catalog's own answer through its
+`_entities` endpoint, as the cart does for a variant."""
+from __future__ import annotations
+
+from typing import Any
+
+from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, post_json
+
+__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_product"]
+
+_PRODUCT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id seller { id } } } }"""
+
+
+async def fetch_product(http: PeerClient, catalog_url: str, product_id: int) -> dict[str, Any] | None:
+    """{id, seller: {id} | null}, or None for a product the catalog does not sell (unknown, or deleted).
+    PeerUnavailable when the answer is not the `_entities` shape."""
+    body = await post_json(http, f"{catalog_url.rstrip('/')}/graphql",
+                           {"query": _PRODUCT_QUERY,
+                            "variables": {"r": [{"__typename": "Product", "id": str(product_id)}]}},
+                           authorization=None, what="catalog")
+    try:
+        product = body["data"]["_entities"][0]
+    except (KeyError, IndexError, TypeError):
+        raise PeerUnavailable("catalog: unexpected _entities answer") from None
+    return product or None
