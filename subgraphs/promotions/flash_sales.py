@@ -258,7 +258,7 @@ async def issue_token(session: AsyncSession, redis: Redis, settings: Settings, *
         raise FlashSaleNotOpen(sale_id, "Purchase tokens are issued shortly before the sale starts")
     if now >= sale.ends_at:
         raise FlashSaleNotOpen(sale_id, "This flash sale has ended")
-    if await store.count_token_issue(redis, sale_id, caller.user_id, int(time.time() // 60)) > \
+    if await store.count_token_issue(redis, sale_id, caller.user_id) > \
             settings.flash_sale_token_issue_per_minute:
         raise TokenRateLimited(sale_id)
     nonce = secrets.token_urlsafe(12)

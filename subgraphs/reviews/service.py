@@ -13,7 +13,6 @@ import base64
 import dataclasses
 import enum
 import logging
-import time
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from kernel.auth import Principal
 from kernel.errors import AppError, BadUserInput
 from kernel.ids import is_valid_id, next_id
 from kernel.outbox import add_event
+from kernel.redis import count_in_minute
 from kernel.settings import Settings
 from subgraphs.catalog.events import ProductDeleted, ProductSnapshot
 from subgraphs.orders.events import OrderPaid, OrderPlaced
@@ -122,19 +122,10 @@ def _body(value: str) -> str:
 
 # ---- the per-user write limit -----------------------------------------------------------------------------
 
-def _writes_key(user_id: int, minute: int) -> str:
-    return f"reviews:writes:{user_id}:{minute}"
-
-
 async def count_write(redis: Redis, settings: Settings, user_id: int) -> None:
-    """One review write by this user in the current minute (a fixed window counted in Redis, as purchase tokens
-    are); RATE_LIMITED beyond REVIEWS_WRITES_PER_MINUTE. Refused attempts count too."""
-    key = _writes_key(user_id, int(time.time() // 60))
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count, _ = await pipe.execute()
-    if int(count) > settings.reviews_writes_per_minute:
+    """One review write by this user in the current minute; RATE_LIMITED beyond REVIEWS_WRITES_PER_MINUTE.
+    Refused attempts count too."""
+    if await count_in_minute(redis, f"reviews:writes:{user_id}") > settings.reviews_writes_per_minute:
         raise ReviewWritesRateLimited()
 
 

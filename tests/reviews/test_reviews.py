@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import event
 
-from subgraphs.reviews import service
+import kernel.redis
 from tests.event_contracts import as_consumed
 from tests.reviews.conftest import (
     CREATE,
@@ -296,7 +296,7 @@ async def test_the_products_seller_replies_once(api, product, token_for) -> None
 
 async def test_writes_beyond_the_per_user_limit_are_rate_limited(settings, product, token_for, monkeypatch) -> None:
     # One fixed minute: a window that rolled over mid-test would start counting again
-    monkeypatch.setattr(service, "time", SimpleNamespace(time=lambda: 1_800_000_000.0))
+    monkeypatch.setattr(kernel.redis, "time", SimpleNamespace(time=lambda: 1_800_000_000.0))
     product_id = await product()
     ada, bob = token_for(), token_for()
     async with reviews_client(settings, reviews_writes_per_minute=3) as limited:
