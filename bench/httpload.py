@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from bench.cpu import CpuProbe, cpu_ms_per_request
+
 
 @dataclasses.dataclass
 class LoadResult:
@@ -21,6 +23,7 @@ class LoadResult:
     latencies_ms: list[float]
     errors: int
     sample_error: str | None = None
+    cpu_ms: dict[str, float] | None = None  # CPU per request per process group (bench/cpu.py), when probed
 
     @property
     def requests(self) -> int:
@@ -37,14 +40,17 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
     def row(self) -> str:
-        return (f"{self.name:<50} c={self.concurrency:<4} {self.rps:>9.1f} req/s  p50 {self.percentile(50):>7.2f} ms"
-                f"  p99 {self.percentile(99):>7.2f} ms  errors {self.errors}")
+        row = (f"{self.name:<50} c={self.concurrency:<4} {self.rps:>9.1f} req/s  p50 {self.percentile(50):>7.2f} ms"
+               f"  p99 {self.percentile(99):>7.2f} ms  errors {self.errors}")
+        if self.cpu_ms:
+            row += "\n    CPU ms/request: " + ", ".join(f"{name} {ms:.2f}" for name, ms in self.cpu_ms.items())
+        return row
 
     def as_dict(self) -> dict:
         return {"name": self.name, "concurrency": self.concurrency, "requests": self.requests,
                 "rps": round(self.rps, 1), "p50_ms": round(self.percentile(50), 2),
                 "p99_ms": round(self.percentile(99), 2), "mean_ms": round(statistics.fmean(self.latencies_ms), 2)
-                if self.latencies_ms else None, "errors": self.errors}
+                if self.latencies_ms else None, "errors": self.errors, "cpu_ms_per_request": self.cpu_ms}
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -82,6 +88,15 @@ ResponseCheck = Callable[[dict], str | None]  # parsed body -> error text or Non
 
 def graphql_ok(body: dict) -> str | None:
     return orjson.dumps(body["errors"][0]).decode()[:300] if body.get("errors") else None
+
+
+_cpu_probe: CpuProbe | None = None
+
+
+def probe_cpu_with(probe: CpuProbe | None) -> None:
+    """Every following run_load also reports CPU per request per process (bench/cpu.py)."""
+    global _cpu_probe  # one probe per bench process, set once by bench/run.py
+    _cpu_probe = probe
 
 
 async def run_load(name: str, url: str, make_request: RequestFactory, *, concurrency: int, duration: float,
@@ -122,8 +137,17 @@ async def run_load(name: str, url: str, make_request: RequestFactory, *, concurr
         finally:
             writer.close()
 
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return LoadResult(name, concurrency, duration, latencies, errors, sample_error)
+    async def cpu_window() -> tuple[dict[str, float], dict[str, float]] | None:
+        if _cpu_probe is None:
+            return None
+        await asyncio.sleep(max(0.0, start_measuring - time.perf_counter()))  # the measured window's start
+        before = _cpu_probe.snapshot()
+        await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+        return before, _cpu_probe.snapshot()
+
+    window, *_ = await asyncio.gather(cpu_window(), *(worker(i) for i in range(concurrency)))
+    cpu = cpu_ms_per_request(*window, len(latencies)) if window else None
+    return LoadResult(name, concurrency, duration, latencies, errors, sample_error, cpu)
 
 
 def graphql_body(query: str, variables: dict | None = None) -> bytes:

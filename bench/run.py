@@ -1,6 +1,7 @@
 """`make bench` (`python -m bench`): boots the platform with demo data on free ports and measures the hot paths.
 
-Prints requests/s, p50 and p99 per scenario, and writes them to bench-results.json. Timings are
+Prints requests/s, p50 and p99 per scenario, the CPU each process spent per request (bench/cpu.py), and writes
+them to bench-results.json. Timings are
 reported, never asserted. Options (`python -m bench --help`; `make bench BENCH_ARGS='--only browse --duration 2'`)
 or env: BENCH_DURATION (seconds per scenario, default 15), BENCH_CONCURRENCY (default 16), BENCH_ONLY;
 BENCH_ROUTER_URL / BENCH_CATALOG_URL (+ BENCH_TOKEN) to measure a running platform instead.
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                 **BENCH_ENV})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
         token = _token(data_dir, 1, "CUSTOMER")
+        from bench.cpu import CpuProbe
+        from bench.httpload import probe_cpu_with
+        probe_cpu_with(CpuProbe(platform))
     only = args.only or ""
     admin = os.environ.get("BENCH_ADMIN_TOKEN")
     database_url = os.environ.get("DATABASE_URL")

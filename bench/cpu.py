@@ -1,0 +1,53 @@
+"""Where a scenario's CPU goes: CPU seconds per platform process, sampled at the start and end of the measured
+window of a load run, reported as milliseconds of CPU per request.
+
+Processes are grouped by what they are: each launcher child with its whole process tree (a subgraph's uvicorn
+workers, the router's forks), the embedded Postgres (every backend), Redis, the broker, and the load generator
+itself. Processes that start and end inside the window (a short-lived Postgres backend) are not counted, so the
+figures are a floor; the pools keep their connections, so little is lost.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import psutil
+
+if TYPE_CHECKING:
+    from nexuscart.launcher import Platform
+
+_INFRA_NAMES = (("postgres", "postgres"), ("redis", "redis"), ("tansu", "broker"), ("localstripe", "localstripe"))
+
+
+class CpuProbe:
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def _owner(self, process: psutil.Process, roots: dict[int, str]) -> str | None:
+        for ancestor in (process, *process.parents()):
+            if ancestor.pid in roots:
+                return roots[ancestor.pid]
+        command = " ".join(process.cmdline()).lower()
+        return next((label for needle, label in _INFRA_NAMES if needle in command), None)
+
+    def snapshot(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far, per group."""
+        roots = {child.pid: name for name, child in self._platform.children.items()}
+        me = psutil.Process(os.getpid())
+        totals: dict[str, float] = {"load generator": sum(me.cpu_times()[:2])}
+        for process in me.children(recursive=True):
+            try:
+                owner = self._owner(process, roots)
+                if owner is not None:
+                    totals[owner] = totals.get(owner, 0.0) + sum(process.cpu_times()[:2])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return totals
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request per group, largest first; groups under 0.05 ms left out."""
+    if requests <= 0:
+        return {}
+    spent = {name: (after[name] - before.get(name, 0.0)) * 1000 / requests for name in after}
+    return {name: round(ms, 2) for name, ms in sorted(spent.items(), key=lambda item: -item[1]) if ms >= 0.05}
