@@ -7,6 +7,7 @@ changes nothing. Offsets are committed only after the message is applied or park
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -81,7 +82,21 @@ class ConsumerSpec:
                         extra={"consumer": self.name, "event_type": envelope.event_type})
             return
         payload_type, handle = entry
-        await handle(session, payload_type.from_payload(envelope.payload))
+        token = _current_envelope.set(envelope)
+        try:
+            await handle(session, payload_type.from_payload(envelope.payload))
+        finally:
+            _current_envelope.reset(token)
+
+
+_current_envelope: contextvars.ContextVar[EventEnvelope] = contextvars.ContextVar("current_envelope")
+
+
+def current_envelope() -> EventEnvelope:
+    """The envelope of the event a handler is applying (its id, time, raw payload), for the handlers that need
+    more than the typed payload: notifications keys its send ledger by the event id and forwards the payload to
+    partner webhooks as it came. LookupError outside a handler."""
+    return _current_envelope.get()
 
 
 @dataclasses.dataclass(frozen=True)

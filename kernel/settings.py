@@ -131,6 +131,28 @@ class Settings(BaseSettings):
     reviews_auto_approve: bool = False
     reviews_writes_per_minute: int = Field(default=20, ge=1)
 
+    # Notifications (subgraphs/notifications). Email over SMTP to SMTP_URL (smtp://host:port, smtps:// for TLS,
+    # user:password@ for AUTH; empty: the email channel is off); SMS and push through one HTTP provider each
+    # (empty: that channel is off). The secret key signs unsubscribe links and encrypts webhook signing secrets
+    # (empty: generated once and shared through Redis; set it in production). Sends and webhook deliveries are
+    # retried with exponential backoff by the worker's jobs, then parked.
+    smtp_url: str = ""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    notifications_mail_from: str = "NexusCart <no-reply@nexuscart.dev>"
+    notifications_public_url: str = "http://localhost:4011"  # where unsubscribe links point (this subgraph)
+    notifications_shop_url: str = "http://localhost:4000"  # the storefront: order links in messages
+    notifications_secret_key: str = ""
+    sms_provider_url: str = ""
+    push_provider_url: str = ""
+    notifications_send_max_attempts: int = Field(default=8, ge=1)
+    notifications_retry_interval_seconds: float = Field(default=5.0, gt=0)
+    notifications_send_lease_seconds: float = Field(default=120.0, gt=0)
+    notifications_webhook_max_attempts: int = Field(default=6, ge=1)
+    notifications_webhook_backoff_seconds: float = Field(default=2.0, gt=0)
+    notifications_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    notifications_flash_sale_lead_seconds: float = Field(default=900.0, ge=0)
+    notifications_flash_sale_check_interval_seconds: float = Field(default=15.0, gt=0)
+
     def require_peers(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
         if missing:

@@ -48,6 +48,7 @@ from nexuscart.infra import (
 )
 from nexuscart.localstripe import LocalStripe, start_localstripe
 from nexuscart.registry import SUBGRAPHS, migration_plan
+from nexuscart.smtp_sink import SmtpSink, start_smtp_sink
 
 log = logging.getLogger("nexuscart.launcher")
 
@@ -83,6 +84,8 @@ class PlatformConfig:
     quiet: bool = False
     # `make run` without STRIPE_API_KEY: start localstripe so the `stripe` provider works with test cards.
     local_stripe: bool = False
+    # Without SMTP_URL: a local SMTP sink that keeps every email as a .eml file under <data dir>/mail.
+    local_smtp: bool = True
 
     @classmethod
     def from_environment(cls, data_dir: Path, **kwargs: Any) -> PlatformConfig:
@@ -164,6 +167,7 @@ class Platform:
         self._spawned: dict[str, _Child] = {}
         self._lock: _DataDirLock | None = None
         self.local_stripe: LocalStripe | None = None
+        self.smtp_sink: SmtpSink | None = None
         # Where stop lines and supervision notices go (`make run`: the terminal); None: the log.
         self._report = report or (lambda line: log.info(line))
 
@@ -205,6 +209,7 @@ class Platform:
                         DIE_WITH_PARENT_ENV: "1",
                         **cfg.extra_env}
             stripe_webhook_secret = self._start_local_stripe()
+            self._start_smtp_sink()
             run_blocking(migrate_all(self.infra.database_url, migration_plan()))
             if cfg.seed:
                 self._run_to_completion("seed", [sys.executable, "-m", "nexuscart.cli", "seed"])
@@ -246,6 +251,16 @@ class Platform:
                          "STRIPE_API_KEY": self.local_stripe.api_key, "STRIPE_API_BASE": self.local_stripe.url,
                          "STRIPE_WEBHOOK_SECRET": secret})
         return secret
+
+    def _start_smtp_sink(self) -> None:
+        """The SMTP sink when no SMTP_URL is set: notifications' email goes there and stays as .eml files."""
+        if not self.config.local_smtp or self.env.get("SMTP_URL"):
+            return
+        mail_dir = self.config.data_dir / "mail"
+        self.smtp_sink = start_smtp_sink(mail_dir, port=free_port(), preexec_fn=child_preexec(),
+                                         log_file=self.config.data_dir / "logs" / "smtp-sink.log")
+        self.env["SMTP_URL"] = self.smtp_sink.url
+        self._report(f"  email: no SMTP_URL set, so messages are kept as .eml files in {mail_dir}")
 
     def _spawn_router(self) -> None:
         cfg = self.config
@@ -386,6 +401,11 @@ class Platform:
         self._stop_group(["router"], _ROUTER_GRACE_SECONDS)
         self._stop_group([n for n in self.children if n != "relay"], _SERVICE_GRACE_SECONDS)
         self._stop_group(["relay"], _SERVICE_GRACE_SECONDS)
+        if self.smtp_sink is not None:
+            started = time.monotonic()
+            self.smtp_sink.stop()
+            self.smtp_sink = None
+            self._report(f"  stopped {'smtp-sink':<12} {time.monotonic() - started:4.1f} s")
         if self.local_stripe is not None:
             started = time.monotonic()
             self.local_stripe.stop()

@@ -40,6 +40,7 @@ SUBGRAPHS: tuple[Subgraph, ...] = (
     Subgraph("search", 4008),
     Subgraph("partners", 4009),
     Subgraph("reviews", 4010),
+    Subgraph("notifications", 4011),
 )
 
 

@@ -217,11 +217,11 @@ def test_only_users_and_the_router_mount_the_private_key(objects):
         assert ("jwt-private.pem" in keys) == (name in ("users", "router")), name
 
 
-def test_the_ingress_publishes_graphql_and_the_stripe_webhook_only(objects):
+def test_the_ingress_publishes_graphql_the_stripe_webhook_and_unsubscribe_links_only(objects):
     (ingress,) = _by_kind(objects, "Ingress").values()
     (rule,) = ingress["spec"]["rules"]
     routes = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
-    assert routes == {"/graphql": "router", "/webhooks/stripe": "payments"}
+    assert routes == {"/graphql": "router", "/webhooks/stripe": "payments", "/unsubscribe": "notifications"}
     services = _by_kind(objects, "Service")
     for path in rule["http"]["paths"]:
         backend = path["backend"]["service"]

@@ -1,0 +1,1 @@
+"""Notifications: in-app notifications, email, SMS and push, preferences, and partner webhooks."""
