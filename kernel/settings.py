@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     notifications_flash_sale_lead_seconds: float = Field(default=900.0, ge=0)
     notifications_flash_sale_check_interval_seconds: float = Field(default=15.0, gt=0)
 
+    # Shipping (subgraphs/shipping). Orders asks SHIPPING_SERVICE_URL for the shipping price at placeOrder (empty:
+    # no shipping subgraph, every order ships for 0), bounded by the quote timeout. A variant whose weight shipping
+    # has not learnt from catalog's events yet weighs the default.
+    shipping_service_url: str = ""
+    shipping_quote_timeout_seconds: float = Field(default=2.0, gt=0)
+    shipping_default_weight_grams: int = Field(default=500, ge=0)
+
     def require_peers(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
         if missing:

@@ -206,6 +206,8 @@ class Platform:
                         "PROMOTIONS_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['promotions']}",
                         # The cart asks inventory about a variant its projection has not heard of yet.
                         "INVENTORY_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['inventory']}",
+                        # Orders asks shipping for the shipping price at placeOrder.
+                        "SHIPPING_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['shipping']}",
                         DIE_WITH_PARENT_ENV: "1",
                         **cfg.extra_env}
             stripe_webhook_secret = self._start_local_stripe()

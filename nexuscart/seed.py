@@ -19,6 +19,8 @@ from kernel.uow import unit_of_work
 from nexuscart.demo_data import CATEGORY_PLAN, LOW, SELLERS, SOLD_OUT, WAREHOUSES, demo_products, demo_stock
 from subgraphs.catalog import service as catalog
 from subgraphs.inventory import service as inventory
+from subgraphs.shipping import service as shipping
+from subgraphs.shipping.models import RateKind
 from subgraphs.users import repository as users_repository
 from subgraphs.users import service as users
 
@@ -60,16 +62,40 @@ async def seed_demo_data(settings: Settings) -> str:
                         name=product.name, category_id=category_ids[product.category], brand=product.brand,
                         description=product.description, tags=product.tags, specifications=product.specifications,
                         variants=[catalog.VariantIn(sku=v.sku, price=str(v.price), currency="USD",
-                                                    attributes=v.attributes) for v in product.variants]))
+                                                    attributes=v.attributes,
+                                                    weight_grams=int(str(product.specifications["weight_g"])))
+                                  for v in product.variants]))
                 variants += [(doc["id"], v["id"]) for v in doc["variants"]]
             # Stock in two warehouses; the catalog events above reach inventory and the cart's projections
             # through the outbox once the relay and the worker run.
             stock_summary = await seed_demo_stock(session, variants, random.Random(7), redis=redis)
+            shipping_summary = await seed_demo_shipping(session, as_admin)
         return (f"seeded demo data: {len(sellers) + 2} users, {len(category_ids)} categories, "
-                f"{len(products)} products, {len(variants)} variants; {stock_summary}")
+                f"{len(products)} products, {len(variants)} variants; {stock_summary}; {shipping_summary}")
     finally:
         await redis.aclose()
         await engine.dispose()
+
+
+async def seed_demo_shipping(session: AsyncSession, admin: Principal) -> str:
+    """Demo shipping: a domestic zone (US) with Standard by weight (free from $50) and flat Express, and an
+    international zone with one method by weight. Returns a one-line summary."""
+    domestic = await shipping.create_zone(session, caller=admin, zone_in=shipping.ZoneIn(
+        name="United States", countries=["US"]))
+    international = await shipping.create_zone(session, caller=admin, zone_in=shipping.ZoneIn(
+        name="International", countries=["CA", "MX", "GB", "IE", "FR", "DE", "NL", "ES", "PT", "IT", "AU", "JP"]))
+    plans = [
+        (domestic.id, shipping.MethodIn(name="Standard", carrier="USPS", kind=RateKind.WEIGHT, price="4.99",
+                                        price_per_kg="1.00", free_above="50.00", min_days=3, max_days=5)),
+        (domestic.id, shipping.MethodIn(name="Express", carrier="UPS", kind=RateKind.FLAT, price="14.99",
+                                        min_days=1, max_days=2)),
+        (international.id, shipping.MethodIn(name="International Standard", carrier="DHL", kind=RateKind.WEIGHT,
+                                             price="14.99", price_per_kg="4.00", max_weight_grams=30_000,
+                                             min_days=6, max_days=12)),
+    ]
+    for zone_id, method in plans:
+        await shipping.create_method(session, caller=admin, zone_id=zone_id, method_in=method)
+    return f"2 shipping zones, {len(plans)} shipping methods"
 
 
 async def seed_demo_stock(session: AsyncSession, variants: list[tuple[int, int]], rng: random.Random, *,

@@ -12,7 +12,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from kernel.events import EventPayload, Id, Money
+from kernel.events import EventPayload, Id, Money, omitted_when_none
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class VariantSnapshot:
     price: Money
     currency: str
     attributes: dict[str, Any]
+    weight_grams: int | None = omitted_when_none()  # shipping weight (absent from events written before it)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -61,7 +61,8 @@ SELECT p.id, p.slug, p.name, p.description, p.brand, p.category_id, p.seller_id,
        p.specifications, p.min_price::text AS min_price, p.currency, p.created_at, p.updated_at, p.deleted_at,
        COALESCE((SELECT jsonb_agg(jsonb_build_object(
                      'id', v.id, 'sku', v.sku, 'price', v.price::text, 'currency', v.currency,
-                     'attributes', v.attributes, 'position', v.position) ORDER BY v.position, v.id)
+                     'attributes', v.attributes, 'position', v.position,
+                     'weight_grams', v.weight_grams) ORDER BY v.position, v.id)
                  FROM catalog.product_variants v WHERE v.product_id = p.id), '[]'::jsonb) AS variants
 FROM catalog.products p
 WHERE p.id = ANY(:ids)

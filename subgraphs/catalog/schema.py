@@ -80,12 +80,14 @@ class ProductVariant:
     price: Money
     position: int
     product: Product
+    weight_grams: int = strawberry.field(default=500, description="Shipping weight in grams (priced by shipping)")
 
     @classmethod
     def from_dict(cls, variant: dict[str, Any], product: Product) -> ProductVariant:
         return cls(id=strawberry.ID(str(variant["id"])), sku=variant["sku"], attributes=variant["attributes"],
                    price=Money(amount=variant["price"], currency=variant["currency"]),
-                   position=variant["position"], product=product)
+                   position=variant["position"], product=product,
+                   weight_grams=variant.get("weight_grams", service.DEFAULT_WEIGHT_GRAMS))
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID, **_unknown: Any) -> ProductVariant | None:
@@ -191,9 +193,12 @@ class VariantInput:
     price: str = strawberry.field(description="Decimal string > 0 with at most 2 decimals, e.g. \"19.99\"")
     currency: str = strawberry.field(default="USD", description="3 uppercase letters (ISO 4217)")
     attributes: JSON | None = strawberry.field(default=None, description="e.g. {\"color\": \"red\"}")
+    weight_grams: int | None = strawberry.field(
+        default=None, description="Shipping weight in grams, 0..1000000; default 500 (a kept SKU keeps its weight)")
 
     def to_service(self) -> service.VariantIn:
-        return service.VariantIn(sku=self.sku, price=self.price, currency=self.currency, attributes=self.attributes)
+        return service.VariantIn(sku=self.sku, price=self.price, currency=self.currency, attributes=self.attributes,
+                                 weight_grams=self.weight_grams)
 
 
 @strawberry.input

@@ -75,6 +75,7 @@ class VariantIn:
     price: str
     currency: str = "USD"
     attributes: Any = None
+    weight_grams: int | None = None  # shipping weight; None: DEFAULT_WEIGHT_GRAMS (new) or unchanged (kept SKU)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +299,18 @@ class _CleanVariant:
     price: Decimal
     currency: str
     attributes: dict[str, Any]
+    weight_grams: int | None = None
+
+
+# A variant's shipping weight when none is given (the column's default too: migrations/0002_variant_weight.sql).
+DEFAULT_WEIGHT_GRAMS = 500
+MAX_WEIGHT_GRAMS = 1_000_000
+
+
+def _clean_weight(value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= MAX_WEIGHT_GRAMS:
+        raise BadUserInput(f"'weightGrams' must be 0..{MAX_WEIGHT_GRAMS}", field="weightGrams")
+    return value
 
 
 def _clean_variants(variants: Sequence[VariantIn] | None) -> list[_CleanVariant]:
@@ -312,7 +325,8 @@ def _clean_variants(variants: Sequence[VariantIn] | None) -> list[_CleanVariant]
             raise BadUserInput("'sku' must not contain whitespace", field="sku")
         currency = check_currency(v.currency)
         cleaned.append(_CleanVariant(sku=sku, price=parse_price(v.price), currency=currency,
-                                     attributes=_clean_object(v.attributes, "attributes", max_bytes=4096)))
+                                     attributes=_clean_object(v.attributes, "attributes", max_bytes=4096),
+                                     weight_grams=_clean_weight(v.weight_grams)))
     duplicates = [sku for sku, n in Counter(v.sku for v in cleaned).items() if n > 1]
     if duplicates:
         raise DuplicateSku(sorted(duplicates))
@@ -351,7 +365,9 @@ def snapshot(doc: Doc, event: type[ProductCreated] | type[ProductUpdated],
         seller_id=doc["seller_id"], min_price=Decimal(doc["min_price"]), currency=doc["currency"],
         created_at=datetime.fromisoformat(doc["created_at"]), updated_at=datetime.fromisoformat(doc["updated_at"]),
         variants=[VariantSnapshot(variant_id=v["id"], sku=v["sku"], price=Decimal(v["price"]),
-                                  currency=v["currency"], attributes=v["attributes"]) for v in doc["variants"]])
+                                  currency=v["currency"], attributes=v["attributes"],
+                                  weight_grams=v.get("weight_grams", DEFAULT_WEIGHT_GRAMS))
+                  for v in doc["variants"]])
 
 
 async def _unique_slug(session: AsyncSession, name: str, product_id: int) -> str:
@@ -372,7 +388,9 @@ def _base36(number: int) -> str:
 
 def _variant_rows(product_id: int, variants: Sequence[_CleanVariant], start: int = 0) -> list[dict[str, Any]]:
     return [{"id": next_id(), "product_id": product_id, "sku": v.sku, "price": v.price, "currency": v.currency,
-             "attributes": v.attributes, "position": start + i} for i, v in enumerate(variants)]
+             "attributes": v.attributes, "position": start + i,
+             "weight_grams": DEFAULT_WEIGHT_GRAMS if v.weight_grams is None else v.weight_grams}
+            for i, v in enumerate(variants)]
 
 
 async def _document(session: AsyncSession, product_id: int) -> Doc:
@@ -461,7 +479,8 @@ async def update_product(session: AsyncSession, redis: Redis, *, caller: Princip
         for position, v in enumerate(variants):
             if v.sku in existing:
                 await repository.update_variant(session, existing[v.sku].id, {
-                    "price": v.price, "currency": v.currency, "attributes": v.attributes, "position": position})
+                    "price": v.price, "currency": v.currency, "attributes": v.attributes, "position": position,
+                    **({"weight_grams": v.weight_grams} if v.weight_grams is not None else {})})
             else:
                 rows.extend(_variant_rows(product_id, [v], start=position))
         inserted = await repository.insert_variants_if_skus_free(session, rows)

@@ -1,5 +1,6 @@
 """Internal HTTP reads at checkout (docs/commerce-spine.md, "Synchronous reads at checkout"): the cart's
-checkout snapshot and a saved address from users, through the kernel's pooled PeerClient."""
+checkout snapshot, a saved address from users, coupons from promotions and the shipping price from shipping,
+through the kernel's pooled PeerClient."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "fetch_checkout",
     "get_json",
     "post_json",
+    "quote_shipping",
     "redeem_coupon",
     "release_coupon",
 ]
@@ -53,3 +55,14 @@ async def release_coupon(http: PeerClient, promotions_service_url: str, *, order
     """POST /internal/coupons/release: give back the caller's redemption for an order that will not exist."""
     return await post_json(http, f"{promotions_service_url.rstrip('/')}/internal/coupons/release",
                            {"order_id": str(order_id)}, authorization=authorization, what="promotions")
+
+
+async def quote_shipping(http: PeerClient, shipping_service_url: str, *, address: dict[str, Any], currency: str,
+                         items: list[dict[str, Any]], subtotal: Any, method_id: int | None,
+                         authorization: str | None) -> dict[str, Any]:
+    """POST /internal/shipping/quote (subgraphs/shipping/internal.py): {applies, method_id, price, currency, ...}
+    or shipping's BAD_USER_INPUT (unknown method, not available for this address and cart)."""
+    return await post_json(http, f"{shipping_service_url.rstrip('/')}/internal/shipping/quote",
+                           {"address": address, "currency": currency, "items": items, "subtotal": str(subtotal),
+                            "method_id": str(method_id) if method_id is not None else None},
+                           authorization=authorization, what="shipping")

@@ -1,4 +1,5 @@
-"""What the orders domain runs in the worker process (workers/runtime.py): the saga's consumer groups and its
+"""What the orders domain runs in the worker process (workers/runtime.py): the saga's consumer groups, the
+`orders-shipping` group (shipment.created / shipment.delivered move the order to SHIPPED / DELIVERED) and its
 payment-timeout sweep. The handlers are in saga.py.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from subgraphs.promotions.events import FlashSalePurchased
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     return [ConsumerSpec(name="orders-saga", schema=SCHEMA, handlers=saga.saga_handlers(resources)),
             ConsumerSpec(name="orders-flash-sales", schema=SCHEMA,
-                         handlers={FlashSalePurchased: saga.flash_sale_order_handler(resources)})]
+                         handlers={FlashSalePurchased: saga.flash_sale_order_handler(resources)}),
+            ConsumerSpec(name="orders-shipping", schema=SCHEMA, handlers=saga.shipment_handlers(resources))]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

@@ -18,6 +18,7 @@ class PlacedItem:
     name: str
     quantity: int
     unit_price: Money
+    item_id: Id | None = omitted_when_none()  # the order line's id (absent from events written before shipping)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class OrderPlaced(EventPayload, topic="order.placed"):
     flash_sale_id: Id | None = omitted_when_none()
     reservation_id: Id | None = omitted_when_none()
     status: str | None = omitted_when_none()
+    # Shipping (subgraphs/shipping): included in `total`; absent when no shipping zone matched (shipping 0).
+    shipping_total: Money | None = omitted_when_none()
+    shipping_method_id: Id | None = omitted_when_none()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +97,11 @@ class OrderPartiallyRefunded(EventPayload, topic="order.partially_refunded"):
 class OrderShipped(EventPayload, topic="order.shipped"):
     order_id: Id
     user_id: Id
+    # The first shipment's (shipment.created); absent when an ADMIN used the deprecated markOrderShipped.
+    shipment_id: Id | None = omitted_when_none()
+    carrier: str | None = omitted_when_none()
+    tracking_number: str | None = omitted_when_none()
+    tracking_url: str | None = omitted_when_none()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

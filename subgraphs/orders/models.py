@@ -39,6 +39,8 @@ orders = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("flash_sale_id", BigInteger),
     Column("coupon_code", Text),
+    Column("shipping_total", Numeric(14, 2), nullable=False),
+    Column("shipping_method_id", BigInteger),
 )
 
 order_items = Table(
@@ -113,6 +115,8 @@ class OrderRecord:
     created_at: datetime
     updated_at: datetime
     coupon_code: str | None = None  # the code whose discount the order carries (upper-case)
+    shipping_total: Decimal = Decimal("0.00")  # included in total
+    shipping_method_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ _ORDER_COLUMNS = (orders.c.id, orders.c.user_id, orders.c.number, orders.c.statu
                   orders.c.cancellation_reason, orders.c.cart_id, orders.c.idempotency_key,
                   orders.c.request_fingerprint, orders.c.currency, orders.c.subtotal, orders.c.discount,
                   orders.c.total, orders.c.shipping_address, orders.c.created_at, orders.c.updated_at,
-                  orders.c.coupon_code)
+                  orders.c.coupon_code, orders.c.shipping_total, orders.c.shipping_method_id)
 
 
 def _json(value: Any) -> Any:
@@ -49,7 +49,8 @@ def _order(row: Any) -> OrderRecord:
         idempotency_key=m["idempotency_key"], request_fingerprint=bytes(m["request_fingerprint"]),
         currency=m["currency"], subtotal=m["subtotal"], discount=m["discount"], total=m["total"],
         shipping_address=_json(m["shipping_address"]), created_at=m["created_at"], updated_at=m["updated_at"],
-        coupon_code=m["coupon_code"])
+        coupon_code=m["coupon_code"], shipping_total=m["shipping_total"],
+        shipping_method_id=m["shipping_method_id"])
 
 
 def _history(row: Any) -> HistoryRecord:
@@ -77,6 +78,8 @@ class NewOrder:
     payment_token: str
     items: Sequence[OrderItemRecord]
     coupon_code: str | None = None
+    shipping_total: Decimal = Decimal("0.00")
+    shipping_method_id: int | None = None
 
 
 # text(): a data-modifying CTE on placeOrder's hot path; Core would spell it less clearly.
@@ -87,12 +90,13 @@ _INSERT_ORDER = text(f"""
 WITH o AS (
     INSERT INTO {SCHEMA}.orders (id, user_id, number, status, status_seq, cart_id, idempotency_key,
                                  request_fingerprint, currency, subtotal, discount, total, shipping_address,
-                                 coupon_code)
+                                 coupon_code, shipping_total, shipping_method_id)
     SELECT CAST(:id AS bigint), CAST(:user_id AS bigint),
            'NC-' || lpad(q.n::text, greatest(8, length(q.n::text)), '0'), 'PENDING', 1, CAST(:cart_id AS text),
            CAST(:idempotency_key AS text), CAST(:fingerprint AS bytea), CAST(:currency AS text),
            CAST(:subtotal AS numeric), CAST(:discount AS numeric), CAST(:total AS numeric),
-           CAST(:shipping_address AS jsonb), CAST(:coupon_code AS text)
+           CAST(:shipping_address AS jsonb), CAST(:coupon_code AS text), CAST(:shipping_total AS numeric),
+           CAST(:shipping_method_id AS bigint)
     FROM (SELECT nextval('{SCHEMA}.order_number_seq') AS n) q
     -- No conflict target: every unique index arbitrates. Two requests with one idempotency key that redeemed a
     -- coupon carry the same order id (promotions answers the first request's), so the loser may collide on the
@@ -131,6 +135,7 @@ async def insert_order_if_key_free(session: AsyncSession, new: NewOrder) -> Orde
         "names": [i.name for i in items], "quantities": [i.quantity for i in items],
         "unit_prices": [i.unit_price for i in items], "line_totals": [i.line_total for i in items],
         "provider": new.payment_provider, "token": new.payment_token, "coupon_code": new.coupon_code,
+        "shipping_total": new.shipping_total, "shipping_method_id": new.shipping_method_id,
     })).first()
     if row is None:
         return None
@@ -139,7 +144,8 @@ async def insert_order_if_key_free(session: AsyncSession, new: NewOrder) -> Orde
         cancellation_reason=None, cart_id=new.cart_id, idempotency_key=new.idempotency_key,
         request_fingerprint=new.request_fingerprint, currency=new.currency, subtotal=new.subtotal,
         discount=new.discount, total=new.total, shipping_address=new.shipping_address,
-        created_at=row.created_at, updated_at=row.updated_at, coupon_code=new.coupon_code)
+        created_at=row.created_at, updated_at=row.updated_at, coupon_code=new.coupon_code,
+        shipping_total=new.shipping_total, shipping_method_id=new.shipping_method_id)
 
 
 # placeOrder's replay check: built once, so each call only binds its values.

@@ -19,6 +19,7 @@ from subgraphs.orders import service
 from subgraphs.orders.models import CancellationReason, OrderStatus
 from subgraphs.payments.events import PaymentFailed, PaymentRefunded, PaymentSuccessful
 from subgraphs.promotions.events import FlashSalePurchased
+from subgraphs.shipping.events import ShipmentCreated, ShipmentDelivered
 
 log = logging.getLogger("nexuscart.orders.saga")
 
@@ -103,3 +104,22 @@ def flash_sale_order_handler(
         await service.create_flash_sale_order(session, resources.settings, reservation)
 
     return handle
+
+
+def shipment_handlers(resources: WorkerResources) -> dict[type[EventPayload], PayloadHandler]:
+    """shipping's shipment.created (the first one ships the order) and shipment.delivered (the last one delivers
+    it). Idempotent by state: a redelivery finds the order past that step and changes nothing."""
+
+    def info(event: ShipmentCreated | ShipmentDelivered) -> service.ShipmentInfo:
+        return service.ShipmentInfo(shipment_id=event.shipment_id, carrier=event.carrier,
+                                    tracking_number=event.tracking_number, tracking_url=event.tracking_url)
+
+    async def created(session: AsyncSession, event: ShipmentCreated) -> None:
+        await service.apply_shipment_created(session, resources.redis, resources.settings, event.order_id,
+                                             info(event))
+
+    async def delivered(session: AsyncSession, event: ShipmentDelivered) -> None:
+        await service.apply_shipment_delivered(session, resources.redis, resources.settings, event.order_id,
+                                               info(event), event.order_delivered)
+
+    return {ShipmentCreated: created, ShipmentDelivered: delivered}

@@ -117,6 +117,11 @@ class Order:
                    else None, created_at=order.created_at, updated_at=order.updated_at,
                    user=User(id=strawberry.ID(str(order.user_id))), _record=order)
 
+    @strawberry.field(description="What shipping costs; included in total (0 when no shipping zone covers the "
+                                  "address)")
+    def shipping_total(self) -> Money:
+        return Money.of(self._record.shipping_total, self._record.currency)
+
     @strawberry.field(description="The coupon whose discount the order carries (upper-case); null: none")
     def coupon_code(self) -> str | None:
         return self._record.coupon_code
@@ -212,6 +217,10 @@ class PlaceOrderInput:
         default=None, description="A saved address; exactly one of shippingAddressId and shippingAddress")
     shipping_address: ShippingAddressInput | None = None
     coupon_code: str | None = None
+    shipping_method_id: strawberry.ID | None = strawberry.field(
+        default=None, description="One of shippingMethods(cartId, address); default: the only (or cheapest) "
+                                  "applicable method. BAD_USER_INPUT when unknown or not offered for this address "
+                                  "and cart")
 
     def to_service(self) -> service.PlaceOrderIn:
         address = self.shipping_address
@@ -223,7 +232,9 @@ class PlaceOrderInput:
             shipping_address_id=parse_id(self.shipping_address_id, field="shippingAddressId")
             if self.shipping_address_id is not None else None,
             shipping_address=address.to_postal_address() if address is not None else None,
-            coupon_code=self.coupon_code)
+            coupon_code=self.coupon_code,
+            shipping_method_id=parse_id(self.shipping_method_id, field="shippingMethodId")
+            if self.shipping_method_id is not None else None)
 
 
 @strawberry.input(description="Pay an order created without a payment method (a flash-sale purchase).")
@@ -288,14 +299,18 @@ class Mutation:
                                            order_id=parse_id(id))
         return Order.from_record(order)
 
-    @strawberry.mutation(description="ADMIN only: a PAID order has shipped.")
+    @strawberry.mutation(description="ADMIN only: a PAID order has shipped (no shipment, no tracking).",
+                         deprecation_reason="Use createShipment (shipping): the first shipment moves the order to "
+                                            "SHIPPED and carries tracking")
     async def mark_order_shipped(self, info: Info, id: strawberry.ID) -> Order:
         ctx = info.context
         order = await service.mark_shipped(await ctx.session(), ctx.redis, ctx.settings, caller=ctx.require_user(),
                                            order_id=parse_id(id))
         return Order.from_record(order)
 
-    @strawberry.mutation(description="ADMIN only: a SHIPPED order was delivered.")
+    @strawberry.mutation(description="ADMIN only: a SHIPPED order was delivered.",
+                         deprecation_reason="Use markShipmentDelivered (shipping): the order is DELIVERED once every "
+                                            "line has shipped and every shipment is delivered")
     async def mark_order_delivered(self, info: Info, id: strawberry.ID) -> Order:
         ctx = info.context
         order = await service.mark_delivered(await ctx.session(), ctx.redis, ctx.settings,

@@ -87,7 +87,7 @@ class PlaceOrderIn:
     shipping_address_id: int | None = None
     shipping_address: AddressIn | None = None
     coupon_code: str | None = None
-
+    shipping_method_id: int | None = None  # None: the only, else the cheapest, method offered (commerce-spine.md)
 
 
 def validate_address_and_payment(address_id: int | None, address: AddressIn | None, payment_method: PaymentMethodIn,
@@ -124,7 +124,7 @@ def validate_place_order(order_in: PlaceOrderIn, settings: Settings) -> PlaceOrd
     coupon = requested_coupon_code(order_in.coupon_code)
     return PlaceOrderIn(idempotency_key=key, payment_method=payment_method,
                         cart_id=cart_id, shipping_address_id=order_in.shipping_address_id,
-                        shipping_address=address, coupon_code=coupon)
+                        shipping_address=address, coupon_code=coupon, shipping_method_id=order_in.shipping_method_id)
 
 
 def requested_coupon_code(raw: str | None) -> str | None:
@@ -144,6 +144,8 @@ def request_fingerprint(order_in: PlaceOrderIn) -> bytes:
                  "shipping_address": order_in.shipping_address.as_dict() if order_in.shipping_address else None,
                  "payment": [order_in.payment_method.provider, order_in.payment_method.token],
                  "coupon": order_in.coupon_code}
+    if order_in.shipping_method_id is not None:  # only then: fingerprints of requests without one are unchanged
+        canonical["shipping_method"] = order_in.shipping_method_id
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
 
 
@@ -230,6 +232,9 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
         assert order_in.shipping_address is not None  # validate_place_order: a saved address or an address
         shipping = order_in.shipping_address.as_dict()
     subtotal = sum((i.line_total for i in items), Decimal("0.00"))
+    # Shipping is priced before the coupon is redeemed: the coupon stays the last step that can refuse the order.
+    shipping_total, shipping_method_id = await _quote_shipping(
+        http, settings, shipping, currency, items, subtotal, order_in.shipping_method_id, authorization)
     order_id = next_id()
     # The input's code, else the one applied to the cart. Redeemed last, once nothing else can refuse the order.
     coupon_code = order_in.coupon_code or _cart_coupon(snapshot)
@@ -242,8 +247,9 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
     order = await repository.insert_order_if_key_free(session, repository.NewOrder(
         id=order_id, user_id=caller_id, cart_id=cart_id, idempotency_key=order_in.idempotency_key,
         request_fingerprint=fingerprint, currency=currency, subtotal=subtotal, discount=discount,
-        total=subtotal - discount, shipping_address=shipping, payment_provider=order_in.payment_method.provider,
-        payment_token=order_in.payment_method.token, items=items, coupon_code=coupon_code))
+        total=subtotal - discount + shipping_total, shipping_address=shipping,
+        payment_provider=order_in.payment_method.provider, payment_token=order_in.payment_method.token, items=items,
+        coupon_code=coupon_code, shipping_total=shipping_total, shipping_method_id=shipping_method_id))
     if order is None:
         # A concurrent request with the same key won (ON CONFLICT waited for its commit): answer with its order.
         winner = await repository.get_order_by_key(session, caller_id, order_in.idempotency_key)
@@ -258,6 +264,43 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
     history = [HistoryRecord(order_id=order.id, seq=1, from_status=None, to_status=S.PENDING, reason=None,
                              at=order.created_at)]
     return PlacedOrder(order=order, items=items, history=history, created=True)
+
+
+async def _quote_shipping(http: clients.PeerClient, settings: Settings, address: dict[str, Any], currency: str,
+                          items: Sequence[OrderItemRecord], subtotal: Decimal, method_id: int | None,
+                          authorization: str | None) -> tuple[Decimal, int | None]:
+    """(shipping price, method id) from the shipping subgraph: one internal call, bounded by
+    SHIPPING_QUOTE_TIMEOUT_SECONDS. (0, None) when no shipping subgraph is configured (SHIPPING_SERVICE_URL empty)
+    or no shipping zone covers the address, as before shipping existed. An unknown method, or one that does not
+    apply to this address and cart, is shipping's BAD_USER_INPUT on `shippingMethodId`: no order is created."""
+    if not settings.shipping_service_url:
+        if method_id is not None:
+            raise BadUserInput("No shipping methods are offered", field="shippingMethodId")
+        return Decimal("0.00"), None
+    lines = [{"variant_id": str(i.variant_id), "product_id": str(i.product_id), "quantity": i.quantity,
+              "line_total": str(i.line_total)} for i in items]
+    try:
+        body = await asyncio.wait_for(clients.quote_shipping(
+            http, settings.shipping_service_url, address=address, currency=currency, items=lines,
+            subtotal=subtotal, method_id=method_id, authorization=authorization),
+            settings.shipping_quote_timeout_seconds)
+    except TimeoutError as exc:
+        raise clients.PeerUnavailable("shipping: quote timed out") from exc
+    except AppError as exc:
+        exc.field = "shippingMethodId"
+        raise
+    if not body.get("applies"):
+        if method_id is not None:
+            raise BadUserInput("No shipping method is offered for this address", field="shippingMethodId")
+        return Decimal("0.00"), None
+    try:
+        price = parse_amount(body["price"], field="price")
+        chosen = int(body["method_id"])
+        if body["currency"] != currency or price < 0:
+            raise ValueError("quote out of range")
+    except (KeyError, TypeError, ValueError, BadUserInput) as exc:  # shipping's answer, not the client's input
+        raise clients.PeerUnavailable("shipping: malformed quote") from exc
+    return price, chosen
 
 
 def _cart_coupon(snapshot: dict[str, Any]) -> str | None:
@@ -313,13 +356,24 @@ def order_placed(order: OrderRecord, items: Sequence[OrderItemRecord]) -> events
     return events.OrderPlaced(
         order_id=order.id, user_id=order.user_id, number=order.number, cart_id=order.cart_id,
         items=[events.PlacedItem(variant_id=i.variant_id, product_id=i.product_id, sku=i.sku, name=i.name,
-                                 quantity=i.quantity, unit_price=i.unit_price) for i in items],
+                                 quantity=i.quantity, unit_price=i.unit_price, item_id=i.id) for i in items],
         subtotal=order.subtotal, discount=order.discount, total=order.total, currency=order.currency,
-        placed_at=order.created_at, coupon_code=order.coupon_code)
+        placed_at=order.created_at, coupon_code=order.coupon_code,
+        shipping_total=order.shipping_total if order.shipping_method_id is not None else None,
+        shipping_method_id=order.shipping_method_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShipmentInfo:
+    """What order.shipped tells about the shipment that shipped the order (shipping's shipment.created)."""
+    shipment_id: int
+    carrier: str
+    tracking_number: str
+    tracking_url: str | None
 
 
 def transition_event(to_status: OrderStatus, order_id: int, from_status: OrderStatus, reason: str | None,
-                     applied: repository.AppliedTransition) -> EventPayload:
+                     applied: repository.AppliedTransition, shipment: ShipmentInfo | None = None) -> EventPayload:
     """The event a transition into `to_status` emits (order.placed is emitted at creation)."""
     user_id = applied.user_id
     lines = [events.OrderLine(variant_id=int(i["variant_id"]), quantity=int(i["quantity"])) for i in applied.items]
@@ -338,6 +392,10 @@ def transition_event(to_status: OrderStatus, order_id: int, from_status: OrderSt
             raise ValueError(f"order {order_id}: a cancellation needs a reason")
         return events.OrderCancelled(order_id=order_id, user_id=user_id, reason=reason,
                                      previous_status=from_status.value, items=lines)
+    if to_status is S.SHIPPED and shipment is not None:
+        return events.OrderShipped(order_id=order_id, user_id=user_id, shipment_id=shipment.shipment_id,
+                                   carrier=shipment.carrier, tracking_number=shipment.tracking_number,
+                                   tracking_url=shipment.tracking_url)
     simple: dict[OrderStatus, type[events.OrderRefunded | events.OrderPartiallyRefunded | events.OrderShipped
                                    | events.OrderDelivered]] = {
         S.REFUNDED: events.OrderRefunded, S.PARTIALLY_REFUNDED: events.OrderPartiallyRefunded,
@@ -354,7 +412,8 @@ def check_transition(order_id: int, current: OrderStatus, target: OrderStatus) -
 
 async def transition(session: AsyncSession, redis: Redis, settings: Settings, order_id: int, *,
                      from_status: OrderStatus, to_status: OrderStatus,
-                     reason: str | None = None) -> repository.AppliedTransition | None:
+                     reason: str | None = None,
+                     shipment: ShipmentInfo | None = None) -> repository.AppliedTransition | None:
     """Move the order from `from_status` to `to_status`: conditional UPDATE, history row, outbox event, and a
     live-status publish after commit. None when the order was not in `from_status` (someone else moved it)."""
     check_transition(order_id, from_status, to_status)
@@ -363,7 +422,8 @@ async def transition(session: AsyncSession, redis: Redis, settings: Settings, or
         payment_timeout_seconds=settings.order_payment_timeout_seconds)
     if applied is None:
         return None
-    await add_event(session, SCHEMA, transition_event(to_status, order_id, from_status, reason, applied), key=order_id)
+    await add_event(session, SCHEMA, transition_event(to_status, order_id, from_status, reason, applied, shipment),
+                    key=order_id)
     message = orjson.dumps({"seq": applied.seq, "orderId": str(order_id), "status": to_status.value,
                             "previousStatus": from_status.value, "at": applied.at.isoformat(), "reason": reason})
     channel = status_channel(order_id)
@@ -439,6 +499,27 @@ async def mark_delivered(session: AsyncSession, redis: Redis, settings: Settings
                          order_id: int) -> OrderRecord:
     caller.require_role("ADMIN")
     return await change_status(session, redis, settings, order_id, S.DELIVERED)
+
+
+async def apply_shipment_created(session: AsyncSession, redis: Redis, settings: Settings, order_id: int,
+                                 shipment: ShipmentInfo) -> bool:
+    """shipment.created: the first shipment of a PAID order moves it to SHIPPED, and order.shipped carries that
+    shipment's tracking. Any other status (already SHIPPED by an earlier shipment, DELIVERED, refunded, unknown)
+    changes nothing, so a redelivery or a later shipment is harmless."""
+    return await transition(session, redis, settings, order_id, from_status=S.PAID, to_status=S.SHIPPED,
+                            shipment=shipment) is not None
+
+
+async def apply_shipment_delivered(session: AsyncSession, redis: Redis, settings: Settings, order_id: int,
+                                   shipment: ShipmentInfo, order_delivered: bool) -> bool:
+    """shipment.delivered with `order_delivered` (every line shipped, every shipment delivered): the order becomes
+    DELIVERED. Should it still be PAID (its shipment.created not handled yet: another topic, another partition),
+    it passes through SHIPPED first. Idempotent by state."""
+    if not order_delivered:
+        return False
+    await apply_shipment_created(session, redis, settings, order_id, shipment)
+    return await transition(session, redis, settings, order_id, from_status=S.SHIPPED,
+                            to_status=S.DELIVERED) is not None
 
 
 async def saga_step(session: AsyncSession, redis: Redis, settings: Settings, order_id: int, *,

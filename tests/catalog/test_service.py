@@ -95,7 +95,7 @@ async def test_create_product_writes_rows_and_the_created_event(session, redis, 
     assert envelope["payload"]["seller_id"] == str(SELLER.user_id)
     assert envelope["payload"]["variants"] == [
         {"variant_id": str(v["id"]), "sku": v["sku"], "price": "24.50", "currency": "USD",
-         "attributes": {"color": v["sku"]}}
+         "attributes": {"color": v["sku"]}, "weight_grams": 500}
         for v in doc["variants"]]
 
 

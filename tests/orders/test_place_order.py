@@ -40,7 +40,7 @@ async def test_place_order_creates_a_pending_order_with_history_saga_and_order_p
     assert payload["order_id"] == order["id"] and payload["user_id"] == str(ada.user_id)
     assert payload["cart_id"] == ada.cart_id and payload["number"] == order["number"]
     assert payload["items"][0] == {"variant_id": "111", "product_id": "1110", "sku": "SKU-111", "name": "Thing 111",
-                                   "quantity": 2, "unit_price": "19.99"}
+                                   "quantity": 2, "unit_price": "19.99", "item_id": order["items"][0]["id"]}
     assert (payload["subtotal"], payload["discount"], payload["total"], payload["currency"]) == \
         ("45.48", "0.00", "45.48", "USD")
     assert payload["placed_at"]

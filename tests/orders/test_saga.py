@@ -27,9 +27,11 @@ async def paid(saga, order_id: str) -> str:
 
 
 def test_the_worker_gets_the_saga_and_flash_sale_consumers_and_the_sweeper(worker_resources) -> None:
-    spec, flash = consumer_specs(worker_resources)
+    spec, flash, shipping = consumer_specs(worker_resources)
     assert (spec.name, spec.schema) == ("orders-saga", "orders")
     assert (flash.name, flash.schema, flash.topics) == ("orders-flash-sales", "orders", ("flashsale.purchased",))
+    assert (shipping.name, shipping.schema, set(shipping.topics)) == (
+        "orders-shipping", "orders", {"shipment.created", "shipment.delivered"})
     assert set(spec.topics) == {"inventory.reserved", "inventory.out_of_stock", "payment.successful",
                                 "payment.failed", "payment.refunded"}
     (task,) = periodic_tasks(worker_resources)
