@@ -155,6 +155,12 @@ def graphql(url: str, query: str, variables: dict, token: str | None = None) -> 
     return response.json()
 
 
+def data_of(body: dict) -> dict:
+    """The answer's data; a failed answer fails the test with what the router said."""
+    assert body.get("data") and not body.get("errors"), body
+    return body["data"]
+
+
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
     return {"router": free_port(), **{s.name: free_port() for s in SUBGRAPHS}}
@@ -194,15 +200,17 @@ def test_a_busy_port_is_named_with_the_variable_that_moves_it(tmp_path: Path) ->
 def new_variant_and_warehouse(router: str, label: str) -> tuple[str, str, str]:
     """Signed in as the demo admin: a new category, a one-variant product and an empty warehouse.
     Returns (admin token, variant id, warehouse id)."""
-    admin = graphql(router, LOGIN, {"e": "admin@nexuscart.dev", "p": "admin-demo-pass"})["data"]["login"]["accessToken"]
-    category = graphql(router, CREATE_CATEGORY, {"input": {"name": f"{label} {uuid.uuid4().hex[:6]}"}}, admin)
-    product = graphql(router, CREATE_PRODUCT, {"input": {
-        "name": f"{label} Widget", "categoryId": category["data"]["createCategory"]["id"],
+    admin = data_of(graphql(router, LOGIN, {"e": "admin@nexuscart.dev", "p": "admin-demo-pass"}))["login"][
+        "accessToken"]
+    category = data_of(graphql(router, CREATE_CATEGORY, {"input": {"name": f"{label} {uuid.uuid4().hex[:6]}"}},
+                               admin))["createCategory"]
+    product = data_of(graphql(router, CREATE_PRODUCT, {"input": {
+        "name": f"{label} Widget", "categoryId": category["id"],
         "variants": [{"sku": f"{label.upper()}-{uuid.uuid4().hex[:10]}", "price": "9.50", "currency": "USD"}]}},
-        admin)
-    warehouse = graphql(router, CREATE_WAREHOUSE, {"code": f"WH-{uuid.uuid4().hex[:6]}", "name": label},
-                        admin)["data"]["createWarehouse"]["id"]
-    return admin, product["data"]["createProduct"]["variants"][0]["id"], warehouse
+        admin))["createProduct"]
+    warehouse = data_of(graphql(router, CREATE_WAREHOUSE, {"code": f"WH-{uuid.uuid4().hex[:6]}", "name": label},
+                                admin))["createWarehouse"]["id"]
+    return admin, product["variants"][0]["id"], warehouse
 
 
 def test_a_product_created_right_after_start_up_can_be_added_to_a_cart(first_boot: Launcher,
