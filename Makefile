@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP     := $(VENV)/.installed
 ROUTER_STAMP := router/node_modules/.installed
 
-.PHONY: install run test lint bench schema schema-check clean
+.PHONY: install run test lint bench eval schema schema-check clean
 
 install: $(PY_STAMP) $(ROUTER_STAMP)
 
@@ -32,6 +32,9 @@ lint: install           ## ruff (style, imports, bugs) and mypy (types), as CI r
 
 bench: install          ## throughput and p50/p99 latency of the hot paths, through the router and direct
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+eval: install           ## offline recommendation metrics (ml/, SASRec protocol) on NEXUSCART_EVAL_DATA
+	$(BIN)/python -m ml eval $(EVAL_ARGS)
 
 schema: install         ## export every subgraph's SDL to schema/ and compose schema/supergraph.graphql
 	$(BIN)/nexuscart export-schema

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("kernel", "subgraphs", "workers", "nexuscart")
+PACKAGES = ("kernel", "subgraphs", "workers", "nexuscart", "ml")
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
