@@ -17,7 +17,10 @@ history, placeOrder -> PAID through the whole Kafka saga under that load; the fl
 search (bench/search_bench.py: search with facets via the router signed in and direct, index freshness, and
 the embedded backend at 100,000 products). fanout (bench/fanout_bench.py: 1,000 flashSaleStock subscribers via
 the router, fan-out latency p50/p99); relay (bench/relay_bench.py: outbox relay events/s draining a 100,000-row
-backlog, 3 runs). BENCH_ONLY=browse|stock|checkout|flash|search|fanout|relay runs one group.
+backlog, 3 runs). after-purchase (bench/after_purchase_bench.py: through the router, a product's reviews and
+rating anonymous and signed in, shippingMethods(cartId, address) for guest carts and a signed-in cart, and the
+notifications inbox of a shopper with orders). BENCH_ONLY=browse|stock|checkout|flash|search|fanout|relay|
+after-purchase runs one group.
 """
 from __future__ import annotations
 
@@ -98,8 +101,9 @@ PLACE_ORDER = """mutation Place($input: PlaceOrderInput!) { placeOrder(input: $i
 ADDRESS = {"line1": "1 Bench Road", "city": "Porto", "postalCode": "4000-001", "country": "PT"}
 
 
-async def _post(http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None,
-                token: str | None = None) -> dict[str, Any]:
+async def post_graphql(http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None,
+                       token: str | None = None) -> dict[str, Any]:
+    """A benchmark's setup request: its data, or RuntimeError with the first GraphQL error."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     body = (await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)).json()
     if body.get("errors"):
@@ -110,7 +114,7 @@ async def _post(http: httpx.AsyncClient, url: str, query: str, variables: dict[s
 async def stock_scenarios(router_url: str, concurrency: int, duration: float, token: str | None) -> list[LoadResult]:
     import httpx
     async with httpx.AsyncClient(timeout=30) as http:
-        edges = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"]
+        edges = (await post_graphql(http, router_url, PRODUCT_IDS))["products"]["edges"]
     variant_ids = [v["id"] for e in edges for v in e["node"]["variants"]]
     rng = random.Random(3)
 
@@ -134,11 +138,11 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
     (relay, Kafka, inventory, payments, orders) under that load."""
     import httpx
     async with httpx.AsyncClient(timeout=30) as http:
-        edges = (await _post(http, router_url, PRODUCT_IDS))["products"]["edges"]
+        edges = (await post_graphql(http, router_url, PRODUCT_IDS))["products"]["edges"]
         variant_ids = [e["node"]["variants"][0]["id"] for e in edges[:20]]
-        warehouse = (await _post(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
+        warehouse = (await post_graphql(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
         for variant_id in variant_ids:
-            await _post(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": 1_000_000}, token=admin)
+            await post_graphql(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": 1_000_000}, token=admin)
         deadline = time.monotonic() + 60
         for variant_id in variant_ids:
             while True:  # the cart learns availability from inventory.stock_changed
@@ -271,7 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds per scenario (env BENCH_DURATION; default 15)")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", 16)),
                         help="connections of the closed-loop client (env BENCH_CONCURRENCY; default 16)")
-    parser.add_argument("--only", choices=("browse", "stock", "checkout", "flash", "search", "fanout", "relay"),
+    parser.add_argument("--only", choices=("browse", "stock", "checkout", "flash", "search", "fanout", "relay",
+                                           "after-purchase"),
                         default=os.environ.get("BENCH_ONLY") or None,
                         help="run one group of scenarios (env BENCH_ONLY; default: all)")
     return parser.parse_args(argv)
@@ -323,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(await fanout_scenario(
                 router_url, platform.subgraph_url("promotions"), admin,
                 lambda user_id: _token(platform.config.data_dir, user_id, "CUSTOMER")))
+        if only in ("", "after-purchase") and platform is not None and admin:
+            from bench.after_purchase_bench import after_purchase_scenarios
+            results += await after_purchase_scenarios(
+                router_url, concurrency, duration, admin,
+                lambda user_id, role: _token(platform.config.data_dir, user_id, role))
         if only in ("", "relay") and platform is not None and platform.infra:
             from bench.relay_bench import relay_scenarios
             results += await relay_scenarios(platform.infra.database_url, platform.infra.kafka_bootstrap_servers)

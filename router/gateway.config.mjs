@@ -650,8 +650,10 @@ export const gatewayConfig = defineConfig({
           enabled: (request) => !request.headers.get('authorization') && !request.headers.has(apiKeyHeader),
           ttl: responseCacheTtlMs,
           // A guest cart is read without a token, but it is one shopper's state and changes with every
-          // click: never served from a cache (a mutation's eviction only reaches one gateway worker).
-          ttlPerSchemaCoordinate: { 'Query.cart': 0 },
+          // click: never served from a cache (a mutation's eviction only reaches one gateway worker). The same
+          // holds for what is computed from a guest's cart or session: the shipping quote of the cart, and the
+          // recommendations that a guest's last view must change at once.
+          ttlPerSchemaCoordinate: { 'Query.cart': 0, 'Query.shippingMethods': 0, 'Query.recommendedForYou': 0 },
           includeExtensionMetadata: false,
         },
       }

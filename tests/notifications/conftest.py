@@ -11,22 +11,21 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
-from kernel.events import EventEnvelope
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from nexuscart.infra import free_port
 from nexuscart.smtp_sink import FileSink
 from tests.conftest import GraphQLClient
 from tests.event_contracts import as_consumed
+from tests.event_driver import EventDriver
 
 _ids = itertools.count(5_000_000_000 + uuid.uuid4().int % 1_000_000_000)
 
@@ -70,31 +69,15 @@ def notifications_settings(settings: Settings, mailbox: MailBox) -> Settings:
         "notifications_retry_interval_seconds": 0.01})
 
 
-class Consumer:
-    """Delivers events to the `notifications` group's handler through the kernel's IdempotentConsumer."""
+class Consumer(EventDriver):
+    """The `notifications` group, inbox included, with the dependencies its periodic tasks (deliveries, webhooks,
+    announcements) take, so a test runs them on what the events stored."""
 
     def __init__(self, resources: WorkerResources) -> None:
         from subgraphs.notifications.consumers import consumer_specs, deps_of
         (spec,) = consumer_specs(resources)
-        self.spec = spec
-        self.resources = resources
+        super().__init__(resources, spec)
         self.deps = deps_of(resources)
-        self.dead_letters: list[Any] = []
-        outer = self
-
-        class RecordingDLQ:
-            async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
-                outer.dead_letters.append((topic, value, kwargs))
-
-        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,
-                                           dlq_producer=RecordingDLQ(), session_factory=resources.session_factory,
-                                           handler=spec.handler, max_attempts=1)
-
-    async def deliver(self, event_type: str, payload: dict[str, Any], *,
-                      envelope: EventEnvelope | None = None) -> str:
-        envelope = envelope or EventEnvelope.new(event_type, payload)
-        record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
-        return await self.consumer.process(record)
 
 
 def consumer_for(settings: Settings, service_engine: Any, redis: Any) -> Consumer:

@@ -11,7 +11,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,13 +22,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kernel.auth import TokenVerifier
-from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.consumer import WorkerResources
 from kernel.errors import AppError
-from kernel.events import EventEnvelope
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.event_contracts import as_consumed
+from tests.event_driver import EventDriver
 
 PLACE_ORDER = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
   id number status subtotal { amount currency } total { amount currency }
@@ -236,31 +235,6 @@ async def place(api: GraphQLClient, who: Customer, **overrides: Any) -> dict[str
     return (await api.ok(PLACE_ORDER, {"input": place_input(**overrides)}, token=who.token))["placeOrder"]
 
 
-class SagaDriver:
-    """Delivers events to the orders-saga handler through the kernel's IdempotentConsumer (inbox included)."""
-
-    def __init__(self, resources: WorkerResources) -> None:
-        from subgraphs.orders.consumers import consumer_specs
-        spec = next(s for s in consumer_specs(resources) if s.name == "orders-saga")
-        self.dead_letters: list[Any] = []
-        driver = self
-
-        class RecordingDLQ:
-            async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
-                driver.dead_letters.append((topic, value, kwargs))
-
-        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,
-                                           dlq_producer=RecordingDLQ(),
-                                           session_factory=resources.session_factory, handler=spec.handler,
-                                           max_attempts=1)
-
-    async def deliver(self, event_type: str, payload: dict[str, Any], *,
-                      envelope: EventEnvelope | None = None) -> str:
-        envelope = envelope or EventEnvelope.new(event_type, payload)
-        record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
-        return await self.consumer.process(record)
-
-
 def inventory_reserved(order_id: str) -> dict[str, Any]:
     """inventory.reserved as inventory writes it."""
     return {"order_id": order_id, "items": [{"variant_id": "111", "warehouse_id": "1", "quantity": 2}]}
@@ -277,8 +251,10 @@ def payment_failed(order_id: str, *, reason: str = "card_declined") -> dict[str,
 
 
 @pytest.fixture
-def saga(worker_resources: WorkerResources) -> SagaDriver:
-    return SagaDriver(worker_resources)
+def saga(worker_resources: WorkerResources) -> EventDriver:
+    """The orders-saga group, inbox included."""
+    from subgraphs.orders.consumers import consumer_specs
+    return EventDriver.for_group(worker_resources, consumer_specs, "orders-saga")
 
 
 async def outbox(db_admin, topic: str | None = None) -> list[dict[str, Any]]:

@@ -8,20 +8,19 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
-from kernel.events import EventEnvelope
 from kernel.graphql import ServiceResources
 from kernel.internal_client import INTERNAL_HTTP
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.event_contracts import as_consumed
+from tests.event_driver import EventDriver
 from tests.orders.conftest import closed_port
 
 REVIEW_FIELDS = ("id rating title body status verifiedPurchase helpfulCount author { id } product { id } "
@@ -104,41 +103,17 @@ async def api(settings: Settings) -> AsyncIterator[GraphQLClient]:
             yield client
 
 
-class Projections:
-    """Delivers events to the reviews-projections handler through the kernel's IdempotentConsumer."""
-
-    def __init__(self, resources: WorkerResources) -> None:
-        from subgraphs.reviews.consumers import consumer_specs
-        (spec,) = consumer_specs(resources)
-        self.spec = spec
-        self.dead_letters: list[Any] = []
-        projections = self
-
-        class RecordingDLQ:
-            async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
-                projections.dead_letters.append((topic, value, kwargs))
-
-        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,
-                                           dlq_producer=RecordingDLQ(),
-                                           session_factory=resources.session_factory, handler=spec.handler,
-                                           max_attempts=1)
-
-    async def deliver(self, event_type: str, payload: dict[str, Any], *,
-                      envelope: EventEnvelope | None = None) -> str:
-        """'applied' or 'duplicate' (the inbox knew the envelope); 'dead-lettered' fails the test's expectations."""
-        envelope = envelope or EventEnvelope.new(event_type, payload)
-        record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
-        return await self.consumer.process(record)
+@pytest.fixture
+def projections(settings, service_engine, redis) -> EventDriver:
+    """The reviews-projections group, inbox included."""
+    from subgraphs.reviews.consumers import consumer_specs
+    return EventDriver.for_group(WorkerResources(settings=settings, redis=redis,
+                                                 session_factory=create_session_factory(service_engine)),
+                                 consumer_specs)
 
 
 @pytest.fixture
-def projections(settings, service_engine, redis) -> Projections:
-    return Projections(WorkerResources(settings=settings, session_factory=create_session_factory(service_engine),
-                                       redis=redis))
-
-
-@pytest.fixture
-def product(projections: Projections) -> Callable[..., Awaitable[int]]:
+def product(projections: EventDriver) -> Callable[..., Awaitable[int]]:
     """A product reviews has heard of (product.created delivered), sold by `seller_id`; returns its id."""
     async def make(seller_id: int | None = None) -> int:
         product_id = next_id()

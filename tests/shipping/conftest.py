@@ -6,25 +6,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
-from kernel.events import EventEnvelope
 from kernel.graphql import ServiceResources
 from kernel.internal_client import INTERNAL_HTTP
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.event_contracts import as_consumed
+from tests.event_driver import EventDriver
 from tests.orders.conftest import (  # noqa: F401  (fixtures shared with the orders tests)
     ADDRESS,
     FakePeers,
-    SagaDriver,
     fake_peers_app,
     fake_peers_url,
     payment_successful,
@@ -50,45 +48,23 @@ PLACE = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id s
   shippingTotal { amount currency } total { amount currency } items { id productId quantity } } }"""
 
 
-class Driver:
-    """Delivers events to one consumer spec's handler through the kernel's IdempotentConsumer."""
-
-    def __init__(self, resources: WorkerResources, spec: Any) -> None:
-        self.dead_letters: list[Any] = []
-        driver = self
-
-        class RecordingDLQ:
-            async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
-                driver.dead_letters.append((topic, value, kwargs))
-
-        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,
-                                           dlq_producer=RecordingDLQ(), session_factory=resources.session_factory,
-                                           handler=spec.handler, max_attempts=1)
-
-    async def deliver(self, event_type: str, payload: dict[str, Any], *,
-                      envelope: EventEnvelope | None = None) -> str:
-        envelope = envelope or EventEnvelope.new(event_type, as_consumed(event_type, payload))
-        record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
-        return await self.consumer.process(record)
-
-
 @pytest.fixture
 def worker(settings: Settings, service_engine, redis) -> WorkerResources:
     return WorkerResources(settings=settings, session_factory=create_session_factory(service_engine), redis=redis)
 
 
 @pytest.fixture
-def projections(worker: WorkerResources) -> Driver:
+def projections(worker: WorkerResources) -> EventDriver:
+    """Shipping's projections group; what it is fed must be what a producer writes."""
     from subgraphs.shipping.consumers import consumer_specs
-    (spec,) = consumer_specs(worker)
-    return Driver(worker, spec)
+    return EventDriver.for_group(worker, consumer_specs, check_contract=True)
 
 
 @pytest.fixture
-def orders_shipping(worker: WorkerResources) -> Driver:
+def orders_shipping(worker: WorkerResources) -> EventDriver:
+    """Orders' shipment group (shipment.created / shipment.delivered move the order on)."""
     from subgraphs.orders.consumers import consumer_specs
-    spec = next(s for s in consumer_specs(worker) if s.name == "orders-shipping")
-    return Driver(worker, spec)
+    return EventDriver.for_group(worker, consumer_specs, "orders-shipping", check_contract=True)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,67 @@
+"""Drives a domain's consumer group in tests as the worker runs it: each event goes through the kernel's
+IdempotentConsumer (inbox and dead-lettering included) into the group's handler, with no broker in between. What the
+consumer would park on the DLQ is recorded in `dead_letters` instead of being produced to Kafka."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import SimpleNamespace
+from typing import Any
+
+from kernel.consumer import ConsumerSpec, IdempotentConsumer, WorkerResources
+from kernel.events import EventEnvelope
+from tests.event_contracts import as_consumed
+
+DeadLetter = tuple[str, bytes, dict[str, Any]]
+
+
+class RecordingDLQ:
+    """Stands in for the DLQ producer: keeps the topic, value and send arguments of each parked event."""
+
+    def __init__(self) -> None:
+        self.parked: list[DeadLetter] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
+        self.parked.append((topic, value, kwargs))
+
+
+class EventDriver:
+    """Delivers events to one consumer spec's handler through the kernel's IdempotentConsumer, one attempt each
+    (a failing event is dead-lettered at once, so a test sees it without waiting for backoffs).
+
+    `check_contract`: every payload delivered without its own envelope must first round-trip through its topic's
+    contract (tests/event_contracts.py), so a test cannot feed the handler something no producer writes. Off
+    where a test builds its payloads from contract-checked builders or delivers malformed ones on purpose."""
+
+    def __init__(self, resources: WorkerResources, spec: ConsumerSpec, *, check_contract: bool = False) -> None:
+        self.resources = resources
+        self.spec = spec
+        self.check_contract = check_contract
+        self._dlq = RecordingDLQ()
+        self.consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None,
+                                           dlq_producer=self._dlq, session_factory=resources.session_factory,
+                                           handler=spec.handler, max_attempts=1)
+
+    @classmethod
+    def for_group(cls, resources: WorkerResources,
+                  consumer_specs: Callable[[WorkerResources], Iterable[ConsumerSpec]], name: str | None = None, *,
+                  check_contract: bool = False) -> EventDriver:
+        """The driver of the group `name` among a domain's `consumer_specs`; without a name, of its only group."""
+        specs = list(consumer_specs(resources))
+        if name is None:
+            (spec,) = specs
+        else:
+            spec = next(s for s in specs if s.name == name)
+        return cls(resources, spec, check_contract=check_contract)
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._dlq.parked
+
+    async def deliver(self, event_type: str, payload: dict[str, Any], *,
+                      envelope: EventEnvelope | None = None) -> str:
+        """'applied', 'duplicate' (the inbox knew the envelope) or 'dead-lettered'."""
+        if envelope is None:
+            envelope = EventEnvelope.new(event_type, as_consumed(event_type, payload) if self.check_contract
+                                         else payload)
+        record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
+        return await self.consumer.process(record)
