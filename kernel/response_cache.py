@@ -74,7 +74,7 @@ class Generation:
         return (int(raw_gen) if raw_gen is not None else None), blob
 
 
-def _root_fields(execution: Any) -> set[str] | None:
+def operation_root_fields(execution: Any) -> set[str] | None:
     """Names of the operation's root fields; None when fragments at the root make that unclear."""
     document = execution.graphql_document
     if document is None:
@@ -108,7 +108,7 @@ def response_cache_extension(*, generation: Generation, root_fields: frozenset[s
                 yield
                 return
             if root_fields is not None:
-                names = _root_fields(execution)
+                names = operation_root_fields(execution)
                 if names is None or not names <= root_fields:
                     yield
                     return

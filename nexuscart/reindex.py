@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from kernel.db import create_engine, create_session_factory
+from kernel.redis import create_redis
 from kernel.settings import Settings
 from kernel.uow import unit_of_work
 from subgraphs.catalog import repository as catalog_repository
@@ -25,6 +26,8 @@ async def reindex(settings: Settings) -> str:
     settings.require_peers("database_url")
     engine = create_engine(settings)
     index = search_engine(settings)
+    # Search caches whole answers in Redis under a generation the rebuild bumps once it commits.
+    redis = create_redis(settings) if settings.redis_url else None
     started = time.perf_counter()
     try:
         sessions = create_session_factory(engine)
@@ -42,7 +45,7 @@ async def reindex(settings: Settings) -> str:
                     snapshots.append(catalog.snapshot(doc, ProductUpdated, lineages[category_id]))
                 after = ids[-1]
         async with unit_of_work(sessions) as session:
-            count = await search.rebuild(session, snapshots)
+            count = await search.rebuild(session, snapshots, redis)
         target = "postgres"
         if index.name != "postgres":
             async with sessions() as session:
@@ -53,4 +56,6 @@ async def reindex(settings: Settings) -> str:
     finally:
         if hasattr(index, "aclose"):
             await index.aclose()
+        if redis is not None:
+            await redis.aclose()
         await engine.dispose()

@@ -5,6 +5,9 @@ index in step with the catalog and inventory:
   product.deleted                    -> remove it
   inventory.stock_changed            -> the variant's stock, and its product's in-stock flag
 
+Each change bumps the search generation once committed (cache.py), so no cached answer outlives it. A
+periodic task drains the query-log stream (the searches the subgraph served) into search.query_log.
+
 The Postgres projection is written in the inbox transaction; with Elasticsearch configured, the changed
 documents are also written there before the transaction commits, so a failed write retries the event.
 """
@@ -12,32 +15,38 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.consumer import ConsumerSpec, PayloadHandler, PeriodicTask, WorkerResources
 from kernel.events import EventPayload
+from kernel.uow import unit_of_work
 from subgraphs.catalog.events import ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated
 from subgraphs.inventory.events import StockChanged
 from subgraphs.search import service
 from subgraphs.search.backends import search_engine
 from subgraphs.search.backends.base import SearchEngine
+from subgraphs.search.cache import drain_query_log
 from subgraphs.search.models import SCHEMA
 
 CONSUMER_GROUP = "search"
+QUERY_LOG_DRAIN_SECONDS = 2.0
 
 
-def handlers(engine: SearchEngine) -> dict[type[EventPayload], PayloadHandler]:
+def handlers(engine: SearchEngine, redis: Redis | None = None) -> dict[type[EventPayload], PayloadHandler]:
+    """With `redis`, a handled event that changed what a search answers drops the cached answers once the inbox
+    transaction commits (cache.py)."""
     async def on_product(session: AsyncSession, product: ProductSnapshot) -> None:
-        if await service.index_product(session, product) and engine.name != "postgres":
+        if await service.index_product(session, product, redis) and engine.name != "postgres":
             await engine.index(await service.index_documents(session, [product.product_id]))
 
     async def on_deleted(session: AsyncSession, deleted: ProductDeleted) -> None:
-        await service.remove_product(session, deleted.product_id)
+        await service.remove_product(session, deleted.product_id, redis)
         if engine.name != "postgres":
             await engine.remove([deleted.product_id])
 
     async def on_stock(session: AsyncSession, stock: StockChanged) -> None:
-        product_id = await service.apply_stock(session, stock.variant_id, stock.available, stock.in_stock)
+        product_id = await service.apply_stock(session, stock.variant_id, stock.available, stock.in_stock, redis)
         if product_id is not None and engine.name != "postgres":
             await engine.index(await service.index_documents(session, [product_id]))
 
@@ -48,8 +57,12 @@ def handlers(engine: SearchEngine) -> dict[type[EventPayload], PayloadHandler]:
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     engine = resources.extras.get("search_engine") or search_engine(resources.settings)
-    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(engine))]
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(engine, resources.redis))]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:
-    return []
+    async def drain() -> None:
+        async with unit_of_work(resources.session_factory) as session:
+            await drain_query_log(session, resources.redis)
+
+    return [PeriodicTask(name="search-query-log", interval_seconds=QUERY_LOG_DRAIN_SECONDS, run=drain)]

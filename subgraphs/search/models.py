@@ -74,6 +74,7 @@ class QueryLogRow(Base):
     result_count: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int | None] = mapped_column(BigInteger)
     searched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    stream_entry: Mapped[str | None] = mapped_column(Text, unique=True)  # see migrations/0002
 
 
 class ClickRow(Base):

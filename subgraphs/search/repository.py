@@ -109,14 +109,13 @@ async def refresh_in_stock_of(session: AsyncSession, product_ids: Sequence[int])
 
 
 async def refresh_in_stock(session: AsyncSession, product_id: int) -> bool:
-    """A product is in stock when any of its variants is; returns the new value."""
+    """A product is in stock when any of its variants is; True when that changed its document's flag."""
     in_stock = (await session.execute(
         select(func.coalesce(func.bool_or(VariantRow.in_stock), False)).where(VariantRow.product_id == product_id)
     )).scalar_one()
-    await session.execute(update(DocumentRow).where(DocumentRow.product_id == product_id,
-                                                    DocumentRow.in_stock.is_distinct_from(in_stock))
-                          .values(in_stock=in_stock))
-    return bool(in_stock)
+    return rowcount(await session.execute(
+        update(DocumentRow).where(DocumentRow.product_id == product_id, DocumentRow.in_stock.is_distinct_from(in_stock))
+        .values(in_stock=in_stock))) > 0
 
 
 # ---- vocabulary ------------------------------------------------------------------------------------------------
@@ -171,18 +170,30 @@ async def replace_synonym_group(session: AsyncSession, group_id: int, terms: Seq
 
 
 async def tune_search_transaction(session: AsyncSession) -> None:
-    """Settings of a search's transaction, in one round trip:
-    - jit off: the facet statement's estimates (jsonb_each x jsonb_array_elements guessed at 100 rows each)
-      cross jit_above_cost, and compiling it took ~600 ms per query at 100k products for a plan that runs
-      in ~50 ms;
-    - synchronous_commit off: the query log is a search's only write; its commit need not wait for a WAL
-      flush (losing the last entries in a crash only blurs the insights).
+    """The search transaction's settings, alone; the Postgres backend folds them into its first statement
+    instead (SEARCH_SETTINGS), saving the round trip.
     text(): set_config() of transaction settings, which Core has no construct for."""
-    await session.execute(text("SELECT set_config('jit', 'off', true), set_config('synchronous_commit', 'off', true)"))
+    await session.execute(text(f"SELECT {SEARCH_SETTINGS}"))
+
+
+# Settings of a search's transaction, set by its first statement:
+# - jit off: the facet statement's estimates (jsonb_each x jsonb_array_elements guessed at 100 rows each)
+#   cross jit_above_cost, and compiling it took ~600 ms per query at 100k products for a plan that runs
+#   in ~50 ms;
+# - synchronous_commit off: a query log row written in the search's transaction need not wait for a WAL flush
+#   (losing the last entries in a crash only blurs the insights).
+SEARCH_SETTINGS = "set_config('jit', 'off', true), set_config('synchronous_commit', 'off', true)"
 
 
 async def log_query(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(insert(QueryLogRow).values(**row))
+
+
+async def log_streamed_queries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Searches drained from the query-log stream; an entry already drained (by a concurrent drain) is skipped."""
+    if rows:
+        await session.execute(insert(QueryLogRow).on_conflict_do_nothing(index_elements=[QueryLogRow.stream_entry]),
+                              list(rows))
 
 
 async def log_click(session: AsyncSession, row: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from kernel.ids import parse_id
 from subgraphs.search import service
 from subgraphs.search.backends.base import Facet as FacetData
 from subgraphs.search.backends.base import SearchEngine
+from subgraphs.search.cache import OperationCacheState, SearchResponseCache
 
 
 @strawberry.federation.type(keys=["id"])
@@ -155,7 +156,8 @@ class Query:
         ctx = info.context
         request, page = await service.search(
             await ctx.session(), _engine(info), query=query, first=first, after=after,
-            filter_in=filter.to_service() if filter else None, sort=sort.value, user_id=_user_id(info))
+            filter_in=filter.to_service() if filter else None, sort=sort.value, user_id=_user_id(info),
+            cached=ctx.loader(OperationCacheState))
         edges = [SearchEdge(cursor=service.encode_cursor(request.offset + i + 1),
                             node=Product(id=strawberry.ID(str(hit.product_id))),
                             highlights=[SearchHighlight(field=h.field, snippet=h.snippet) for h in hit.highlights])
@@ -167,7 +169,9 @@ class Query:
 
     @strawberry.field(description="Search-as-you-type: categories, brands and products for a prefix; typo tolerant.")
     async def search_suggestions(self, info: Info, prefix: str, first: int = 8) -> list[SearchSuggestion]:
-        found = await service.suggestions(await info.context.session(), _engine(info), prefix=prefix, first=first)
+        ctx = info.context
+        found = await service.suggestions(await ctx.session(), _engine(info), prefix=prefix, first=first,
+                                          cached=ctx.loader(OperationCacheState))
         return [SearchSuggestion(text=s.text, kind=SearchSuggestionKind(s.kind),
                                  product=Product(id=strawberry.ID(str(s.product_id))) if s.product_id else None)
                 for s in found]
@@ -180,7 +184,7 @@ class Query:
     @strawberry.field(description="ADMIN only: what shoppers searched over the last `days` (1..365).")
     async def search_insights(self, info: Info, days: int = 7) -> SearchInsights:
         ctx = info.context
-        found = await service.insights(await ctx.session(), ctx.require_user(), days)
+        found = await service.insights(await ctx.session(), ctx.require_user(), days, ctx.redis)
         return SearchInsights(top_queries=[QueryCount(query=q, count=n) for q, n in found.top_queries],
                               zero_result_queries=[QueryCount(query=q, count=n) for q, n in found.zero_result_queries],
                               searches=found.searches, click_through_rate=found.click_through_rate)
@@ -193,7 +197,7 @@ class Mutation:
         "a term; one term removes its group. Applies to the next search, without a reindex. Returns the group."))
     async def set_search_synonyms(self, info: Info, terms: list[str]) -> list[str]:
         ctx = info.context
-        return await service.set_synonyms(await ctx.session(), ctx.require_user(), terms, _engine(info))
+        return await service.set_synonyms(await ctx.session(), ctx.require_user(), terms, _engine(info), ctx.redis)
 
     @strawberry.mutation(description=(
         "Records that a shopper opened result `position` (1-based) of `query`: insights' click-through and "
@@ -204,6 +208,4 @@ class Mutation:
                                          product_id=parse_id(product_id, field="productId"), position=position)
 
 
-
-
-schema = build_schema(query=Query, mutation=Mutation, types=[Product])
+schema = build_schema(query=Query, mutation=Mutation, types=[Product], extensions=[SearchResponseCache])

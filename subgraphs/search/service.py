@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.auth import Principal
@@ -28,6 +29,13 @@ from subgraphs.search.backends.base import (
     SearchRequest,
     Sort,
     Suggestion,
+)
+from subgraphs.search.cache import (
+    SYNONYMS,
+    LoggedSearch,
+    OperationCacheState,
+    drain_query_log,
+    invalidate_after_commit,
 )
 from subgraphs.search.errors import InvalidSearch
 from subgraphs.search.text import fold, sku_candidate, words
@@ -159,30 +167,45 @@ def parse_request(query: str, *, first: int, after: str | None, filters: SearchF
 # ---- reads -------------------------------------------------------------------------------------------------------
 
 async def search(session: AsyncSession, engine: SearchEngine, *, query: str, first: int, after: str | None,
-                 filter_in: SearchFilterIn | None, sort: Sort, user_id: int | None) -> tuple[SearchRequest, SearchPage]:
-    await repository.tune_search_transaction(session)
+                 filter_in: SearchFilterIn | None, sort: Sort, user_id: int | None,
+                 cached: OperationCacheState | None = None) -> tuple[SearchRequest, SearchPage]:
+    """`cached`: the response cache's state when this search's answer is cached (cache.py): synonyms come from
+    the in-process copy of its generation, and the search is logged with the answer (the query-log stream)
+    rather than by a row written here."""
     known = None
     if filter_in is not None and filter_in.attributes:
         known = await repository.attribute_names(session, [a.name for a in filter_in.attributes])
     filters = parse_filters(filter_in, known)
-    groups = await repository.synonym_groups_touching(session, phrases(words(query)[:MAX_WORDS]))
+    groups = await _synonym_groups_touching(session, phrases(words(query)[:MAX_WORDS]), cached)
     request = parse_request(query, first=first, after=after, filters=filters, sort=sort, synonym_groups=groups)
     page = await engine.search(session, request)
     if request.offset == 0 and request.text:
-        await repository.log_query(session, {"id": next_id(), "query": request.text, "result_count": page.total,
-                                             "user_id": user_id})
+        if cached is not None and cached.generation is not None:
+            cached.searches.append(LoggedSearch(request.text, page.total))
+        else:
+            await repository.log_query(session, {"id": next_id(), "query": request.text, "result_count": page.total,
+                                                 "user_id": user_id})
     return request, page
 
 
-async def suggestions(session: AsyncSession, engine: SearchEngine, *, prefix: str, first: int) -> list[Suggestion]:
+async def _synonym_groups_touching(session: AsyncSession, terms: Sequence[str],
+                                   cached: OperationCacheState | None) -> list[list[str]]:
+    if not terms:
+        return []
+    if cached is not None and cached.generation is not None:
+        return await SYNONYMS.groups_touching(session, cached.generation, terms)
+    return await repository.synonym_groups_touching(session, terms)
+
+
+async def suggestions(session: AsyncSession, engine: SearchEngine, *, prefix: str, first: int,
+                      cached: OperationCacheState | None = None) -> list[Suggestion]:
     if not 1 <= first <= 20:
         raise InvalidSearch("first must be between 1 and 20", field="first")
     if len(prefix) > MAX_QUERY_LENGTH:
         raise InvalidSearch(f"prefix is at most {MAX_QUERY_LENGTH} characters", field="prefix")
     if not words(prefix):
         return []
-    await repository.tune_search_transaction(session)
-    groups = await repository.synonym_groups_touching(session, phrases(words(prefix)[:MAX_WORDS]))
+    groups = await _synonym_groups_touching(session, phrases(words(prefix)[:MAX_WORDS]), cached)
     request = parse_request(prefix, first=first, after=None, filters=SearchFilters(), sort="RELEVANCE",
                             synonym_groups=groups)
     return await engine.suggest(session, request, first)
@@ -199,9 +222,10 @@ async def synonym_groups(session: AsyncSession, caller: Principal) -> list[list[
 
 
 async def set_synonyms(session: AsyncSession, caller: Principal, terms: Sequence[str],
-                       engine: SearchEngine | None = None) -> list[str]:
+                       engine: SearchEngine | None = None, redis: Redis | None = None) -> list[str]:
     """Makes `terms` one synonym group, replacing any group sharing a term with it; a single term takes that
-    term's group away. Applied to the next query (parsing reads the groups), so nothing is reindexed."""
+    term's group away. Applied to the next query (parsing reads the groups), so nothing is reindexed; given
+    the subgraph's `redis`, cached answers and synonyms are dropped once the change commits."""
     _require_admin(caller)
     cleaned = list(dict.fromkeys(" ".join(words(t)) for t in terms))
     if not cleaned or len(cleaned) > MAX_SYNONYM_TERMS or any(not t or len(t) > 60 for t in cleaned) \
@@ -211,6 +235,7 @@ async def set_synonyms(session: AsyncSession, caller: Principal, terms: Sequence
     if any(len(t.split()) > 4 for t in cleaned):
         raise InvalidSearch("terms: a term has at most 4 words", field="terms")
     await repository.replace_synonym_group(session, next_id(), cleaned)
+    invalidate_after_commit(session, redis)
     if engine is not None:
         # Elasticsearch's synonyms set follows the table before this commits: a failure refuses the change.
         await engine.set_synonyms(await repository.synonym_groups(session))
@@ -229,10 +254,14 @@ class Insights:
         return round(self.searches_with_click / self.searches, 4) if self.searches else 0.0
 
 
-async def insights(session: AsyncSession, caller: Principal, days: int) -> Insights:
+async def insights(session: AsyncSession, caller: Principal, days: int, redis: Redis | None = None) -> Insights:
+    """Given the subgraph's `redis`, the searches still in the query-log stream are drained first, so every
+    search served so far is counted."""
     _require_admin(caller)
     if not 1 <= days <= 365:
         raise InvalidSearch("days must be between 1 and 365", field="days")
+    if redis is not None:
+        await drain_query_log(session, redis)
     since = datetime.now(UTC) - timedelta(days=days)
     searches, clicked = await repository.search_and_click_counts(session, since)
     return Insights(top_queries=await repository.top_queries(session, since, zero_results=False, limit=20),
@@ -291,11 +320,13 @@ def _vocabulary(product: ProductSnapshot) -> list[tuple[str, str, str]]:
     return entries
 
 
-async def index_product(session: AsyncSession, product: ProductSnapshot) -> bool:
-    """Apply a product.created / product.updated snapshot; False when an older snapshot arrives late."""
+async def index_product(session: AsyncSession, product: ProductSnapshot, redis: Redis | None = None) -> bool:
+    """Apply a product.created / product.updated snapshot; False when an older snapshot arrives late. Given
+    the subgraph's `redis`, as every index writer here: cached answers are dropped once the change commits."""
     seen = await repository.document_version(session, product.product_id)
     if seen is not None and seen > product.updated_at:
         return False
+    invalidate_after_commit(session, redis)
     await repository.upsert_document(session, _document_values(product))
     await repository.attach_variants(session, product.product_id, [v.variant_id for v in product.variants])
     await repository.refresh_in_stock(session, product.product_id)
@@ -303,21 +334,28 @@ async def index_product(session: AsyncSession, product: ProductSnapshot) -> bool
     return True
 
 
-async def remove_product(session: AsyncSession, product_id: int) -> bool:
-    return await repository.delete_documents(session, [product_id]) > 0
+async def remove_product(session: AsyncSession, product_id: int, redis: Redis | None = None) -> bool:
+    removed = await repository.delete_documents(session, [product_id]) > 0
+    if removed:
+        invalidate_after_commit(session, redis)
+    return removed
 
 
-async def apply_stock(session: AsyncSession, variant_id: int, available: int, in_stock: bool) -> int | None:
+async def apply_stock(session: AsyncSession, variant_id: int, available: int, in_stock: bool,
+                      redis: Redis | None = None) -> int | None:
     """Record a variant's stock; returns the product id whose in-stock flag was recomputed, if known."""
     product_id = await repository.set_variant_stock(session, variant_id, available, in_stock)
-    if product_id is not None:
-        await repository.refresh_in_stock(session, product_id)
+    # Searches show only the product's in-stock flag: most stock changes (a sale of one of many) leave the
+    # cached answers true.
+    if product_id is not None and await repository.refresh_in_stock(session, product_id):
+        invalidate_after_commit(session, redis)
     return product_id
 
 
-async def rebuild(session: AsyncSession, products: Sequence[ProductSnapshot]) -> int:
+async def rebuild(session: AsyncSession, products: Sequence[ProductSnapshot], redis: Redis | None = None) -> int:
     """Make the index exactly these products, in one transaction: searches keep reading the previous index
     (MVCC) until it commits, so a rebuild needs no downtime. The vocabulary is rebuilt from scratch."""
+    invalidate_after_commit(session, redis)
     await repository.clear_vocabulary(session)
     for start in range(0, len(products), REBUILD_BATCH):
         batch = products[start:start + REBUILD_BATCH]

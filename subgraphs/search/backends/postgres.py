@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from subgraphs.search import repository
 from subgraphs.search.backends.base import (
     PRICE_BUCKETS,
     Clause,
@@ -78,17 +79,21 @@ class PostgresSearch:
 
     async def corrections(self, session: AsyncSession, words: Sequence[str]) -> dict[str, list[str]]:
         """word -> known words within its typo budget, best first, for each word that is neither a known
-        word nor the prefix of one. One round trip for all words."""
+        word nor the prefix of one. One round trip for all words, which also applies the transaction's search
+        settings (repository.SEARCH_SETTINGS) before the search statement is planned; without words to
+        look up, the settings take a round trip of their own."""
         candidates = [w for w in dict.fromkeys(words) if typo_budget(w) > 0 and w.isalpha()]
         if not candidates:
+            await repository.tune_search_transaction(session)
             return {}
-        # text(): a LATERAL KNN lookup per word (gist trigram distance) reads plainly as SQL.
-        rows = (await session.execute(text("""
-            SELECT t.word AS typed, k.known, c.word AS candidate, c.frequency
+        # text(): a LATERAL KNN lookup per word (gist trigram distance) reads plainly as SQL. The settings are
+        # in the select list: evaluated with the first row, and there is at least one row per word.
+        rows = (await session.execute(text(f"""
+            SELECT t.word AS typed, k.known, c.word AS candidate, c.frequency, {repository.SEARCH_SETTINGS}
             FROM unnest(CAST(:words AS text[]), CAST(:singulars AS text[])) AS t(word, singular)
             CROSS JOIN LATERAL (SELECT EXISTS (
                 SELECT 1 FROM search.vocabulary v
-                WHERE v.kind = 'WORD' AND v.word >= t.word AND v.word < t.word || '{') OR EXISTS (
+                WHERE v.kind = 'WORD' AND v.word >= t.word AND v.word < t.word || '{{') OR EXISTS (
                 SELECT 1 FROM search.vocabulary v WHERE v.kind = 'WORD' AND v.word = t.singular) AS known) AS k
             LEFT JOIN LATERAL (
                 SELECT v.word, v.frequency FROM search.vocabulary v
@@ -96,7 +101,7 @@ class PostgresSearch:
                 ORDER BY v.word <-> t.word LIMIT :limit) AS c ON true
         """), {"words": candidates, "singulars": [singular(w) for w in candidates], "limit": FUZZY_CANDIDATES})).all()
         found: dict[str, list[tuple[int, int, str]]] = {}
-        for typed, known, candidate, frequency in rows:
+        for typed, known, candidate, frequency, *_settings in rows:
             if known or candidate is None:
                 continue
             distance = edit_distance(typed, candidate)
@@ -108,7 +113,7 @@ class PostgresSearch:
 
     async def search(self, session: AsyncSession, request: SearchRequest) -> SearchPage:
         words = [w for c in request.clauses if len(c.words) == 1 for w in c.words]
-        corrections = await self.corrections(session, words) if request.clauses else {}
+        corrections = await self.corrections(session, words)
         page = await self._search(session, request, corrections, at_least=None)
         if page.total == 0 and 2 <= len(request.clauses) <= MAX_RELAXED_CLAUSES:
             # Nothing has every word: rather than nothing, the products with at least half of them (ranked by
