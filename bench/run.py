@@ -19,8 +19,9 @@ the embedded backend at 100,000 products). fanout (bench/fanout_bench.py: 1,000 
 the router, fan-out latency p50/p99); relay (bench/relay_bench.py: outbox relay events/s draining a 100,000-row
 backlog, 3 runs). after-purchase (bench/after_purchase_bench.py: through the router, a product's reviews and
 rating anonymous and signed in, shippingMethods(cartId, address) for guest carts and a signed-in cart, and the
-notifications inbox of a shopper with orders). BENCH_ONLY=browse|stock|checkout|flash|search|fanout|relay|
-after-purchase runs one group.
+notifications inbox of a shopper with orders). recommendations (bench/recommendations_bench.py:
+recommendedForYou signed in via the router and straight to the subgraph, after the shopper viewed a few products).
+BENCH_ONLY=browse|stock|checkout|flash|search|fanout|relay|after-purchase|recommendations runs one group.
 """
 from __future__ import annotations
 
@@ -276,7 +277,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", 16)),
                         help="connections of the closed-loop client (env BENCH_CONCURRENCY; default 16)")
     parser.add_argument("--only", choices=("browse", "stock", "checkout", "flash", "search", "fanout", "relay",
-                                           "after-purchase"),
+                                           "after-purchase", "recommendations"),
                         default=os.environ.get("BENCH_ONLY") or None,
                         help="run one group of scenarios (env BENCH_ONLY; default: all)")
     return parser.parse_args(argv)
@@ -333,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             results += await after_purchase_scenarios(
                 router_url, concurrency, duration, admin,
                 lambda user_id, role: _token(platform.config.data_dir, user_id, role))
+        if only in ("", "recommendations") and platform is not None and token:
+            from bench.recommendations_bench import recommendations_scenarios
+            results += await recommendations_scenarios(router_url, platform.subgraph_url("recommendations"), token,
+                                                       concurrency, duration)
         if only in ("", "relay") and platform is not None and platform.infra:
             from bench.relay_bench import relay_scenarios
             results += await relay_scenarios(platform.infra.database_url, platform.infra.kafka_bootstrap_servers)

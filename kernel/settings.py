@@ -160,6 +160,18 @@ class Settings(BaseSettings):
     shipping_quote_timeout_seconds: float = Field(default=2.0, gt=0)
     shipping_default_weight_grams: int = Field(default=500, ge=0)
 
+    # Recommendations (subgraphs/recommendations). The model registry's directory (ml/registry.py; None: no model,
+    # every list comes from popularity in the domain's projection). The subgraph checks the registry's current
+    # version and refreshes its popularity figures this often, off the request path; the worker retrains this
+    # often, from the interactions of the last `training_days`. trackInteraction per shopper per minute; a bought
+    # product is not recommended to its buyer for `bought_exclusion_days`.
+    recommendations_model_dir: Path | None = None
+    recommendations_refresh_seconds: float = Field(default=5.0, gt=0)
+    recommendations_retrain_interval_seconds: float = Field(default=3600.0, gt=0)
+    recommendations_training_days: int = Field(default=90, ge=1)
+    recommendations_interactions_per_minute: int = Field(default=120, ge=1)
+    recommendations_bought_exclusion_days: int = Field(default=30, ge=1)
+
     def require_peers(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
         if missing:

@@ -1,6 +1,7 @@
 """Candidate recalls: each scores a user's candidate items from the user's history alone.
 
-Every recall has `fit(train, n_items)` (train: one item sequence per user, in time order) and
+Every recall has `fit(train, n_items, item_features=None)` (train: one item sequence per user, in time order; the
+item features are used by the recalls that can, e.g. ml.lightfm_recall) and
 `score(history, candidates)` / `score_batch(histories, candidates)` (a higher score ranks first). Scoring is a
 sparse product: the histories become a (users x items) matrix of recency weights that multiplies an item-to-item
 matrix learnt in `fit`, then each row's candidates are gathered. `Blend` mixes the others with weights tuned on a
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,8 +37,17 @@ def history_matrix(histories: Sequence[np.ndarray], n_items: int, last_k: int | 
     return matrix.tocsr()
 
 
+def per_history(candidates: np.ndarray, histories: int) -> np.ndarray:
+    """One candidate row per history: serving passes a single row (the whole catalogue) for every history."""
+    if len(candidates) == 1 and histories != 1:
+        return np.broadcast_to(candidates, (histories, candidates.shape[1]))
+    return candidates
+
+
 def gather(scores: sp.csr_array, candidates: np.ndarray) -> np.ndarray:
     """scores[i, candidates[i, j]] as a dense (rows x candidates) array."""
+    if candidates.shape[1] >= scores.shape[1] // 4:  # much of the catalogue: sparse fancy indexing is far slower
+        return np.take_along_axis(np.asarray(scores.toarray(), dtype=np.float64), candidates, axis=1)
     picked = scores[np.arange(len(candidates))[:, None], candidates]
     return np.asarray(picked.toarray() if sp.issparse(picked) else picked, dtype=np.float64)
 
@@ -51,17 +61,33 @@ def interaction_matrix(train: Sequence[np.ndarray], n_items: int) -> sp.csr_arra
     return matrix
 
 
+# Each item's feature tokens (`category:12`, `brand:acme`, `price:band3`, `tag:wireless`), indexed by item.
+ItemFeatures = Sequence[Sequence[str]]
+
+
 class Recall(ABC):
+    """`fit` may take each item's feature tokens; a recall that has no use for them ignores them."""
     name = "recall"
 
     @abstractmethod
-    def fit(self, train: Sequence[np.ndarray], n_items: int) -> Self: ...
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self: ...
 
     @abstractmethod
     def score_batch(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray: ...
 
     def score(self, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         return self.score_batch([history], np.asarray(candidates)[None, :])[0]
+
+    def catalogue_max(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+        """Each history's highest score over every item: a scale that does not depend on which candidates are
+        scored (the evaluation scores 101 items, serving the whole catalogue)."""
+        catalogue = np.broadcast_to(np.arange(n_items), (len(histories), n_items))
+        return self.score_batch(histories, catalogue).max(axis=1)
+
+    def catalogue_low(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+        """Each history's lowest score over every item, or 0 when none is negative (`row_scaled`'s floor)."""
+        catalogue = np.broadcast_to(np.arange(n_items), (len(histories), n_items))
+        return np.minimum(self.score_batch(histories, catalogue).min(axis=1), 0.0)
 
 
 class Popularity(Recall):
@@ -74,7 +100,7 @@ class Popularity(Recall):
         self.decay = decay
         self.values = np.empty(0)
 
-    def fit(self, train: Sequence[np.ndarray], n_items: int) -> Self:
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self:
         items = np.concatenate(list(train))
         from_end = np.concatenate([np.arange(len(s))[::-1] for s in train])
         counts = np.bincount(items, weights=self.decay ** from_end.astype(np.float64), minlength=n_items)
@@ -98,6 +124,13 @@ class _ItemToItem(Recall):
         weights = history_matrix(histories, self.n_items, self.last_k, self.decay)
         return gather(sp.csr_array(weights @ self.matrix), candidates)
 
+    def catalogue_max(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+        weights = history_matrix(histories, self.n_items, self.last_k, self.decay)
+        return np.asarray(sp.csr_array(weights @ self.matrix).max(axis=1).toarray()).ravel()
+
+    def catalogue_low(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+        return np.zeros(len(histories))  # counts and similarities are never negative
+
 
 class Transitions(_ItemToItem):
     """First-order Markov chain: P(next = b | current = a) from consecutive pairs of every training sequence
@@ -115,7 +148,7 @@ class Transitions(_ItemToItem):
         if backward:
             self.name = "backward transitions"
 
-    def fit(self, train: Sequence[np.ndarray], n_items: int) -> Self:
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self:
         self.n_items = n_items
         if self.backward:
             train = [seq[::-1] for seq in train]
@@ -148,7 +181,7 @@ class Cooccurrence(_ItemToItem):
         super().__init__(last_k, decay)
         self.alpha = alpha
 
-    def fit(self, train: Sequence[np.ndarray], n_items: int) -> Self:
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self:
         self.n_items = n_items
         users = interaction_matrix(train, n_items)
         counts = sp.csr_array(users.T @ users)
@@ -162,9 +195,102 @@ class Cooccurrence(_ItemToItem):
         return self
 
 
-def _row_max_scaled(scores: np.ndarray) -> np.ndarray:
-    top = scores.max(axis=1, keepdims=True)
-    return np.divide(scores, top, out=np.zeros_like(scores), where=top > 0)
+class ItemKNN(_ItemToItem):
+    """Sequence-aware item kNN: a and b are neighbours when one user took b up to `window` places after a (the
+    pair `gap` apart counts gap_decay**(gap - 1), the reverse order `backward` times that), each user's pairs
+    damped by 1 / log2(1 + length) (a long history links many items, each link weakly: the user-side analogue of
+    IDF), normalised as in `Cooccurrence` by n(a)^(1-alpha) n(b)^alpha. Unlike `Transitions` it neither stops at
+    the next few items nor ignores the order, and unlike `Cooccurrence` a distant pair counts less."""
+    name = "item kNN"
+
+    def __init__(self, window: int = 20, gap_decay: float = 0.9, backward: float = 0.5, alpha: float = 0.1,
+                 last_k: int | None = 10, decay: float = 0.7) -> None:
+        super().__init__(last_k, decay)
+        self.window = window
+        self.gap_decay = gap_decay
+        self.backward = backward
+        self.alpha = alpha
+
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self:
+        self.n_items = n_items
+        sources, targets, weights = [], [], []
+        for seq in train:
+            if len(seq) < 2:
+                continue
+            damping = 1.0 / np.log2(1.0 + len(seq))
+            for gap in range(1, min(self.window, len(seq) - 1) + 1):
+                weight = np.full(len(seq) - gap, damping * self.gap_decay ** (gap - 1))
+                sources += [seq[:-gap], seq[gap:]]
+                targets += [seq[gap:], seq[:-gap]]
+                weights += [weight, self.backward * weight]
+        if not sources:
+            self.matrix = sp.csr_array((n_items, n_items))
+            return self
+        counts = sp.coo_array((np.concatenate(weights), (np.concatenate(sources), np.concatenate(targets))),
+                              shape=(n_items, n_items)).tocsr()
+        counts.setdiag(0)
+        counts.eliminate_zeros()
+        degree = np.bincount(np.concatenate([np.unique(seq) for seq in train]), minlength=n_items)
+        degree = np.maximum(degree, 1).astype(np.float64)
+        self.matrix = sp.csr_array(sp.diags_array(degree ** -(1.0 - self.alpha)) @ counts
+                                   @ sp.diags_array(degree ** -self.alpha))
+        return self
+
+
+class SessionKNN(Recall):
+    """User kNN (session-based kNN): the `neighbours` training users whose items are most similar (cosine over
+    IDF-weighted items) to the history's last `last_k` items, recency-weighted by `decay`, vote for their own items
+    with that similarity. A history is compared with every training user, so a new view counts at once."""
+    name = "session kNN"
+
+    def __init__(self, neighbours: int = 2000, last_k: int | None = 10, decay: float = 0.8) -> None:
+        self.neighbours = neighbours
+        self.last_k = last_k
+        self.decay = decay
+        self.n_items = 0
+        self.idf = np.empty(0)
+        self.profiles = sp.csr_array((0, 0))  # items x users: the transposed unit-length IDF-weighted user rows
+        self.items_of_users = sp.csr_array((0, 0))
+
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self:
+        self.n_items = n_items
+        users = interaction_matrix(train, n_items)
+        counts = np.asarray(users.sum(axis=0)).ravel()
+        self.idf = np.log((1.0 + len(train)) / (1.0 + counts))
+        weighted = sp.csr_array(users @ sp.diags_array(self.idf))
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        self.profiles = sp.csr_array((sp.diags_array(1.0 / norms) @ weighted).T)
+        self.items_of_users = users
+        return self
+
+    def _scores(self, histories: Sequence[np.ndarray]) -> sp.csr_array:
+        weights = history_matrix(histories, self.n_items, self.last_k, self.decay)
+        similarity = np.asarray(sp.csr_array(weights @ sp.diags_array(self.idf) @ self.profiles).toarray())
+        k = min(self.neighbours, similarity.shape[1])
+        if k == 0:
+            return sp.csr_array((len(histories), self.n_items))
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        rows = np.repeat(np.arange(len(histories)), k)
+        votes = sp.csr_array((np.take_along_axis(similarity, nearest, axis=1).ravel(), (rows, nearest.ravel())),
+                             shape=similarity.shape)
+        return sp.csr_array(votes @ self.items_of_users)
+
+    def score_batch(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        return gather(self._scores(histories), per_history(candidates, len(histories)))
+
+    def catalogue_max(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+        return np.asarray(self._scores(histories).max(axis=1).toarray()).ravel()
+
+    def catalogue_low(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+        return np.zeros(len(histories))  # similarities are never negative
+
+
+def row_scaled(scores: np.ndarray) -> np.ndarray:
+    """Each row mapped onto 0..1 by its own minimum and maximum (a factor model's scores can be negative)."""
+    low = np.minimum(scores.min(axis=1, keepdims=True), 0.0)
+    span = scores.max(axis=1, keepdims=True) - low
+    return np.divide(scores - low, span, out=np.zeros_like(scores), where=span > 0)
 
 
 # Only the ratios matter (a ranking is unchanged by scaling every weight), so popularity is on or off and the
@@ -193,72 +319,126 @@ class Tuning:
 
 
 class Blend(Recall):
-    """sum_m w_m * s_m: popularity as is (0..1), each other recall scaled by its row maximum over the candidates.
+    """sum_m w_m * s_m: popularity as is (0..1), each other recall mapped onto 0..1 over each row's candidates
+    (`row_scaled`), or with `scale="catalogue"` over every item of the catalogue. Serving scores the whole
+    catalogue, so only the catalogue scale ranks 101 candidates in the evaluation exactly as serving ranks them
+    (over the candidates, the held-out item's score is divided by the best of 101 items, not of every item).
 
     `fit` holds out the last item of each training sequence of >= 2 items (in the test mode of the protocol that
     is the validation item), ranks it among 100 uniform negatives for up to `tune_users` users with every weight
-    of the grid, keeps the weights with the best NDCG@10, then refits every recall on the whole training data.
+    of the grid (or, with `search="coordinate"`, one weight at a time), keeps the weights with the best NDCG@10,
+    then refits every recall on the whole training data.
     """
     name = "blend"
 
     def __init__(self, components: Sequence[Recall] | None = None,
-                 grid: dict[str, tuple[float, ...]] | None = None, tune_users: int = 5000, seed: int = 0) -> None:
+                 grid: dict[str, tuple[float, ...]] | None = None, tune_users: int = 5000,
+                 search: Literal["grid", "coordinate"] = "grid",
+                 scale: Literal["candidates", "catalogue"] = "candidates", seed: int = 0) -> None:
         self.components = list(components) if components is not None else default_components()
         self.grid = grid or DEFAULT_GRID
         self.tune_users = tune_users
+        self.search = search
+        self.scale = scale
+        self.n_items = 0
         self.seed = seed
         self.weights = {c.name: 1.0 for c in self.components}
         self.tuning: Tuning | None = None
 
-    def _component_scores(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> list[np.ndarray]:
+    def _component_scores(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
+                          components: Sequence[Recall] | None = None) -> list[np.ndarray]:
         out = []
-        for component in self.components:
+        for component in self.components if components is None else components:
             scores = component.score_batch(histories, candidates)
-            out.append(scores if isinstance(component, Popularity) else _row_max_scaled(scores))
+            if isinstance(component, Popularity):
+                out.append(scores)
+            elif self.scale == "candidates" or candidates.shape[1] == self.n_items:
+                out.append(row_scaled(scores))
+            else:
+                low = component.catalogue_low(histories, self.n_items)[:, None]
+                span = component.catalogue_max(histories, self.n_items)[:, None] - low
+                out.append(np.divide(scores - low, span, out=np.zeros_like(scores), where=span > 0))
         return out
 
-    def fit(self, train: Sequence[np.ndarray], n_items: int) -> Self:
-        self.tuning = self._tune(train, n_items)
+    def fit(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None = None) -> Self:
+        self.n_items = n_items
+        self.tuning = self._tune(train, n_items, item_features)
         self.weights = dict(self.tuning.weights)
         for component in self.components:
-            component.fit(train, n_items)
+            component.fit(train, n_items, item_features)
         return self
 
-    def _tune(self, train: Sequence[np.ndarray], n_items: int) -> Tuning:
+    def _tune(self, train: Sequence[np.ndarray], n_items: int, item_features: ItemFeatures | None) -> Tuning:
         rng = np.random.default_rng(self.seed)
-        held = np.flatnonzero([len(s) >= 2 for s in train])
+        # SASRec's 100 negatives, or half the catalogue when it is small (a shop's first weeks, the demo); a user
+        # who touched too many items to leave that many is not held out.
+        negatives = min(100, n_items // 2)
+        held = np.flatnonzero([len(s) >= 2 and n_items - len(np.unique(s)) >= negatives for s in train])
         if len(held) > self.tune_users:
             held = np.sort(rng.choice(held, size=self.tune_users, replace=False))
         held_set = set(held.tolist())
         tune_train = [s[:-1] if u in held_set else s for u, s in enumerate(train)]
         for component in self.components:
-            component.fit(tune_train, n_items)
+            component.fit(tune_train, n_items, item_features)
         histories = [tune_train[u] for u in held]
-        candidates = np.empty((len(held), 101), dtype=np.int64)
+        candidates = np.empty((len(held), 1 + negatives), dtype=np.int64)
         for row, u in enumerate(held.tolist()):
             candidates[row, 0] = train[u][-1]
-            candidates[row, 1:] = sample_negatives(rng, n_items, np.asarray(train[u]), 100)
+            candidates[row, 1:] = sample_negatives(rng, n_items, np.asarray(train[u]), negatives)
         parts: list[list[np.ndarray]] = [[] for _ in self.components]
         for start in range(0, len(held), 256):
             for i, scores in enumerate(self._component_scores(histories[start:start + 256],
                                                               candidates[start:start + 256])):
                 parts[i].append(scores)
-        stacked = [np.concatenate(p) if p else np.empty((0, 101)) for p in parts]
+        stacked = [np.concatenate(p) if p else np.empty((0, 1 + negatives)) for p in parts]
         names = [c.name for c in self.components]
-        best: Tuning | None = None
-        for combo in itertools.product(*(self.grid.get(name, (1.0,)) for name in names)):
-            if not any(combo):
-                continue
+        grids = [self.grid.get(name, (1.0,)) for name in names]
+
+        def tried(combo: Sequence[float]) -> Tuning:
             total = sum(w * s for w, s in zip(combo, stacked, strict=True))
             hr, ndcg = hit_and_ndcg(ranks(np.asarray(total), np.random.default_rng(self.seed)))
-            if best is None or ndcg > best.ndcg:
-                best = Tuning(weights=dict(zip(names, combo, strict=True)), ndcg=ndcg, hr=hr, users=len(held))
+            return Tuning(weights=dict(zip(names, combo, strict=True)), ndcg=ndcg, hr=hr, users=len(held))
+
+        if self.search == "coordinate":
+            return self._coordinate_ascent(grids, tried)
+        best: Tuning | None = None
+        for combo in itertools.product(*grids):
+            if not any(combo):
+                continue
+            tuning = tried(combo)
+            if best is None or tuning.ndcg > best.ndcg:
+                best = tuning
         assert best is not None
         return best
 
+    @staticmethod
+    def _coordinate_ascent(grids: Sequence[tuple[float, ...]],
+                           tried: Callable[[Sequence[float]], Tuning], rounds: int = 4) -> Tuning:
+        """One weight at a time over its grid values, the others held, until a round changes nothing: the grid's
+        product grows with every recall added (eight recalls of six values are 1.7 million blends), this by their
+        sum."""
+        combo = [1.0 if 1.0 in grid else grid[len(grid) // 2] for grid in grids]
+        best = tried(combo)
+        for _ in range(rounds):
+            improved = False
+            for position, grid in enumerate(grids):
+                for weight in grid:
+                    candidate = [*combo[:position], weight, *combo[position + 1:]]
+                    if weight == combo[position] or not any(candidate):
+                        continue
+                    tuning = tried(candidate)
+                    if tuning.ndcg > best.ndcg:
+                        best, combo, improved = tuning, candidate, True
+            if not improved:
+                break
+        return best
+
     def score_batch(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray:
-        parts = self._component_scores(histories, candidates)
+        candidates = per_history(candidates, len(histories))
+        # A recall the tuning switched off (weight 0) is not scored: serving pays only for the ones that count.
+        active = [c for c in self.components if self.weights[c.name]]
+        parts = self._component_scores(histories, candidates, active)
         total = np.zeros(candidates.shape, dtype=np.float64)
-        for component, scores in zip(self.components, parts, strict=True):
+        for component, scores in zip(active, parts, strict=True):
             total += self.weights[component.name] * scores
         return total

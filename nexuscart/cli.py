@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from nexuscart.registry import SUBGRAPHS, get_subgraph, migration_plan
 
@@ -188,6 +189,37 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain_recommendations(args: argparse.Namespace) -> int:
+    from kernel.db import create_engine, create_session_factory
+    from kernel.logs import configure_logging
+    from kernel.redis import create_redis
+    from kernel.settings import get_settings
+    from subgraphs.recommendations.service import MIN_TRAINING_INTERACTIONS, retrain_now
+
+    settings = get_settings()
+    configure_logging("retrain-recommendations", settings.log_level)
+    if settings.recommendations_model_dir is None:
+        print("RECOMMENDATIONS_MODEL_DIR is not set: there is no model registry to train into", file=sys.stderr)
+        return 2
+
+    async def run() -> Any:
+        engine, redis = create_engine(settings), create_redis(settings)
+        try:
+            return await retrain_now(create_session_factory(engine), redis, settings)
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    outcome = asyncio.run(run())
+    if outcome is None:
+        print(f"not retrained: fewer than {MIN_TRAINING_INTERACTIONS} stored interactions", flush=True)
+        return 0
+    verdict = "promoted" if outcome.promoted else "saved, not promoted (its offline metrics are below the current's)"
+    metrics = ", ".join(f"{k}={v:.3f}" for k, v in outcome.metrics.items() if isinstance(v, float))
+    print(f"{outcome.version}: {verdict}; {metrics}", flush=True)
+    return 0
+
+
 async def subgraph_sdl(name: str) -> str:
     result = await get_subgraph(name).schema().execute("{ _service { sdl } }")
     if result.errors:
@@ -223,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("seed", help="create the demo data once").set_defaults(func=cmd_seed)
     sub.add_parser("reindex", help="rebuild the search index from the catalog (no downtime)").set_defaults(
         func=cmd_reindex)
+    sub.add_parser("retrain-recommendations", help="train a recommendation model from the stored interactions; "
+                   "promoted only when its offline metrics are at least the current model's").set_defaults(
+        func=cmd_retrain_recommendations)
     export = sub.add_parser("export-schema", help="write each subgraph's SDL to schema/")
     export.add_argument("--out", default=str(REPO_ROOT / "schema"))
     export.set_defaults(func=cmd_export_schema)

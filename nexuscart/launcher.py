@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import json
 import logging
 import os
 import secrets
@@ -26,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,6 +55,11 @@ log = logging.getLogger("nexuscart.launcher")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROUTER_DIR = REPO_ROOT / "router"
+# ROUTER_ENGINE=grafbase (opt-in; docs/router-evaluation.md): the Grafbase CLI's `dev` server, which runs the
+# Grafbase gateway engine. The standalone gateway binary is not on npm; the CLI is (router-grafbase/package.json).
+GRAFBASE_DIR = REPO_ROOT / "router-grafbase"
+GRAFBASE_BINARY = GRAFBASE_DIR / "node_modules/@grafbase/cli-x86_64-unknown-linux-musl/grafbase"
+ROUTER_ENGINES = ("hive", "grafbase")
 # LOG_LEVEL too: it is the services' (INFO, DEBUG, ...), and Hive Gateway's logger refuses to start on an
 # upper-case level; the router's own is ROUTER_LOG_LEVEL.
 _GATEWAY_CLI_ENV = ("PORT", "HOST", "CONFIG_PATH", "POLLING", "FORK", "LOG_LEVEL")
@@ -109,6 +115,57 @@ class PlatformConfig:
         if self.start_router:
             ports.insert(0, (self.router_port, "router", "ROUTER_PORT"))
         return ports
+
+
+def router_engine(env: Mapping[str, str]) -> str:
+    """ROUTER_ENGINE: `hive` (Hive Gateway, router/; the default) or `grafbase` (router-grafbase/)."""
+    engine = env.get("ROUTER_ENGINE", "").strip().lower() or "hive"
+    if engine not in ROUTER_ENGINES:
+        raise StartupError(f"ROUTER_ENGINE must be one of {', '.join(ROUTER_ENGINES)}, got {engine!r}")
+    return engine
+
+
+def write_grafbase_config(path: Path, subgraph_urls: Mapping[str, str], cors_origins: str = "") -> Path:
+    """The Grafbase gateway's config: router-grafbase/gateway.toml, CORS from ROUTER_CORS_ORIGINS (read as Hive
+    Gateway reads it), then each subgraph's HTTP URL, WebSocket URL and schema file (Grafbase composes the
+    subgraph schemas itself). Subscriptions go to the subgraphs over graphql-transport-ws: they speak no SSE."""
+    # A JSON string of these values (URLs, paths, origins) is also a valid TOML basic string.
+    parts = [(GRAFBASE_DIR / "gateway.toml").read_text()]
+    origins = [origin.strip().rstrip("/") for origin in cors_origins.split(",") if origin.strip()]
+    if origins:
+        # Any origin ("*", `make run` only) goes without credentials: Grafbase refuses to start with both, where
+        # Hive Gateway reflects the caller's origin.
+        any_origin = "*" in origins
+        parts.append(f"""
+[cors]
+allow_origins = {json.dumps("any" if any_origin else origins)}
+allow_credentials = {json.dumps(not any_origin)}
+allow_headers = ["content-type", "authorization", "x-api-key", "x-request-id", "accept"]
+expose_headers = ["retry-after", "x-request-id"]
+max_age = "600s"
+""")
+    for name, url in subgraph_urls.items():
+        schema = REPO_ROOT / "schema" / f"{name}.graphql"
+        if not schema.exists():
+            raise StartupError(f"no schema file for subgraph {name} at {schema} (run: make schema)")
+        websocket_url = "ws" + url.removeprefix("http")
+        parts.append(f"""
+[subgraphs.{name}]
+url = {json.dumps(url)}
+websocket_url = {json.dumps(websocket_url)}
+subscription_protocol = "websocket"
+schema_path = {json.dumps(str(schema))}
+""")
+    path.write_text("".join(parts))
+    return path
+
+
+def grafbase_argv(config_path: Path, port: int) -> list[str]:
+    """The Grafbase gateway on 127.0.0.1:`port` with `config_path`; StartupError if its CLI is not installed."""
+    if not GRAFBASE_BINARY.exists():
+        raise StartupError(f"ROUTER_ENGINE=grafbase needs the Grafbase CLI at {GRAFBASE_BINARY}: run `npm ci` in "
+                           f"{GRAFBASE_DIR.name}/")
+    return [str(GRAFBASE_BINARY), "dev", "--config", str(config_path), "--listen-address", f"127.0.0.1:{port}"]
 
 
 def busy_port(port: int) -> bool:
@@ -208,6 +265,9 @@ class Platform:
                         "INVENTORY_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['inventory']}",
                         # Orders asks shipping for the shipping price at placeOrder.
                         "SHIPPING_SERVICE_URL": f"http://127.0.0.1:{cfg.subgraph_ports['shipping']}",
+                        # Recommendations' model registry: trained by the seed and the worker, served by the subgraph.
+                        "RECOMMENDATIONS_MODEL_DIR": os.environ.get("RECOMMENDATIONS_MODEL_DIR",
+                                                                    str(cfg.data_dir / "models" / "recommendations")),
                         DIE_WITH_PARENT_ENV: "1",
                         **cfg.extra_env}
             stripe_webhook_secret = self._start_local_stripe()
@@ -265,6 +325,9 @@ class Platform:
         self._report(f"  email: no SMTP_URL set, so messages are kept as .eml files in {mail_dir}")
 
     def _spawn_router(self) -> None:
+        if router_engine(self.env) == "grafbase":
+            self._spawn_grafbase_router()
+            return
         cfg = self.config
         router_env = {"ROUTER_PORT": str(cfg.router_port), "ROUTER_HOST": "127.0.0.1",
                       # Two gateway workers: the router's JavaScript is the browse bottleneck on this 2-core
@@ -282,6 +345,16 @@ class Platform:
                     cwd=ROUTER_DIR, extra_env=router_env,
                     drop_env=tuple(k for k in _GATEWAY_CLI_ENV if k not in router_env),
                     death_signal=signal.SIGKILL, ready_url=f"http://127.0.0.1:{cfg.router_port}/readiness")
+
+    def _spawn_grafbase_router(self) -> None:
+        """ROUTER_ENGINE=grafbase: its config is written into the data dir (each platform has its own ports).
+        WebSocket clients connect to /ws there, not /graphql."""
+        cfg = self.config
+        config_path = write_grafbase_config(cfg.data_dir / "grafbase.toml",
+                                            {name: self.subgraph_url(name) for name in cfg.subgraph_ports},
+                                            self.env.get("ROUTER_CORS_ORIGINS", ""))
+        self._spawn("router", grafbase_argv(config_path, cfg.router_port), cwd=GRAFBASE_DIR,
+                    death_signal=signal.SIGKILL, ready_url=f"http://127.0.0.1:{cfg.router_port}/health")
 
     def _spawn(self, name: str, argv: list[str], *, cwd: Path = REPO_ROOT, extra_env: dict[str, str] | None = None,
                drop_env: tuple[str, ...] = (), death_signal: int = signal.SIGTERM,

@@ -44,6 +44,7 @@ SUBGRAPHS: tuple[Subgraph, ...] = (
     Subgraph("reviews", 4010),
     Subgraph("notifications", 4011),
     Subgraph("shipping", 4012),
+    Subgraph("recommendations", 4013),
 )
 
 

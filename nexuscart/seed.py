@@ -16,9 +16,11 @@ from kernel.db import create_engine, create_session_factory
 from kernel.redis import create_redis
 from kernel.settings import Settings
 from kernel.uow import unit_of_work
+from ml.demo import Item
 from nexuscart.demo_data import CATEGORY_PLAN, LOW, SELLERS, SOLD_OUT, WAREHOUSES, demo_products, demo_stock
 from subgraphs.catalog import service as catalog
 from subgraphs.inventory import service as inventory
+from subgraphs.recommendations import service as recommendations
 from subgraphs.shipping import service as shipping
 from subgraphs.shipping.models import RateKind
 from subgraphs.users import repository as users_repository
@@ -54,6 +56,7 @@ async def seed_demo_data(settings: Settings) -> str:
 
             products = demo_products()
             variants: list[tuple[int, int]] = []
+            catalogue: list[Item] = []  # what recommendations learns from the demo shoppers
             for product in products:
                 seller = sellers[product.seller_index]
                 doc = await catalog.create_product(
@@ -66,12 +69,17 @@ async def seed_demo_data(settings: Settings) -> str:
                                                     weight_grams=int(str(product.specifications["weight_g"])))
                                   for v in product.variants]))
                 variants += [(doc["id"], v["id"]) for v in doc["variants"]]
+                catalogue.append(Item(product_id=doc["id"], category_id=category_ids[product.category],
+                                      brand=product.brand, price=float(min(v.price for v in product.variants)),
+                                      tags=tuple(product.tags)))
             # Stock in two warehouses; the catalog events above reach inventory and the cart's projections
             # through the outbox once the relay and the worker run.
             stock_summary = await seed_demo_stock(session, variants, random.Random(7), redis=redis)
             shipping_summary = await seed_demo_shipping(session, as_admin)
+            recommendations_summary = await recommendations.seed_demo_history(session, settings, catalogue)
         return (f"seeded demo data: {len(sellers) + 2} users, {len(category_ids)} categories, "
-                f"{len(products)} products, {len(variants)} variants; {stock_summary}; {shipping_summary}")
+                f"{len(products)} products, {len(variants)} variants; {stock_summary}; {shipping_summary}; "
+                f"{recommendations_summary}")
     finally:
         await redis.aclose()
         await engine.dispose()

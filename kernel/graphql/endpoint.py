@@ -29,7 +29,12 @@ class GraphQLEndpoint(GraphQL[RequestContext, None]):
     def decode_json(self, data: str | bytes) -> object:
         # orjson bounds nesting depth (a JSONDecodeError, answered 400) where json.loads would raise
         # RecursionError out of the app as a bare 500.
-        return orjson.loads(data)
+        decoded = orjson.loads(data)
+        # graphql-transport-ws lets `connection_init` omit its payload; some gateways send `"payload": null`
+        # instead (Grafbase, for its SSE clients), which Strawberry refuses with 4400. Both mean no parameters.
+        if type(decoded) is dict and decoded.get("type") == "connection_init" and decoded.get("payload", 0) is None:
+            decoded["payload"] = {}
+        return decoded
 
     def encode_json(self, data: object) -> str:
         # Text, not bytes: Strawberry sends bytes as binary WebSocket frames, which graphql-transport-ws

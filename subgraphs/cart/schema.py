@@ -60,7 +60,7 @@ class CartCoupon:
                     "outside its window): placeOrder would then refuse the code")
 
 
-@strawberry.type
+@strawberry.federation.type(keys=["id"])
 class Cart:
     id: strawberry.ID = strawberry.field(description="Unguessable; whoever holds a guest cart's id can use it")
     items: list[CartItem]
@@ -70,6 +70,14 @@ class Cart:
     total: Money = strawberry.field(description="subtotal - discount")
     item_count: int = strawberry.field(description="Total units over all lines")
     updated_at: datetime
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Cart | None:
+        """An entity: other subgraphs add fields to a cart (recommendations: `Cart.recommendations`, which needs
+        its lines). Resolved as `cart(id)` is: the same access rules, the same one Redis round trip."""
+        ctx = _ctx(info)
+        cart = await service.get_cart(ctx.redis, caller=ctx.user, cart_id=str(id))
+        return cls.from_view(cart) if cart else None
 
     @classmethod
     def from_view(cls, cart: CartView) -> Cart:

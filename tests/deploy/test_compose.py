@@ -203,3 +203,23 @@ def test_observability_is_provisioned_from_committed_files(services):
         if "OTEL_EXPORTER_OTLP_ENDPOINT" in environment:
             host = re.match(r"http://([^:/]+)", environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
             assert host and host.group(1) in services, name
+
+
+def test_recommendation_models_live_in_one_named_volume_the_worker_trains_into_and_the_subgraph_serves_from(
+        compose, services):
+    """RECOMMENDATIONS_MODEL_DIR is a path inside the containers: only a volume both mount there lets the model the
+    worker promotes reach the subgraph, and survive a restart. Both write there (the registry's file lock)."""
+    model_dir = _environment(services["recommendations"])["RECOMMENDATIONS_MODEL_DIR"]
+    volumes = set()
+    for name in ("recommendations", "worker"):
+        assert _environment(services[name])["RECOMMENDATIONS_MODEL_DIR"] == model_dir, name
+        mounts = {m.split(":")[1]: m.split(":") for m in services[name]["volumes"]}
+        assert model_dir in mounts, f"{name} does not mount {model_dir}"
+        volume, _target, *mode = mounts[model_dir]
+        assert volume in compose["volumes"], f"{name}: {model_dir} is not a named volume"
+        assert mode != ["ro"], f"{name} must be able to write {model_dir}"
+        volumes.add(volume)
+    assert len(volumes) == 1, f"the worker and the subgraph mount different volumes: {sorted(volumes)}"
+    # A fresh named volume takes the owner of the image's mount point: the app user must own it to write there.
+    assert re.search(rf"^RUN .*chown[^\n]*\s{re.escape(model_dir)}\b", (DEPLOY / "Dockerfile").read_text(),
+                     re.MULTILINE | re.DOTALL)

@@ -208,6 +208,22 @@ def test_python_pods_read_only_real_settings_from_existing_config(objects):
                 assert {i["key"] for i in volume["secret"].get("items", [])} <= set(secret["stringData"])
 
 
+def test_recommendations_serve_the_model_registry_from_a_volume_every_replica_shares(objects):
+    """RECOMMENDATIONS_MODEL_DIR (ConfigMap) is where the worker promotes a model and every recommendations replica
+    reads (and locks) it: a writable claim that pods on different nodes can mount at once."""
+    model_dir = _by_kind(objects, "ConfigMap")["nexuscart-config"]["data"]["RECOMMENDATIONS_MODEL_DIR"]
+    claims = set()
+    for name in ("recommendations", "worker"):  # the worker's periodic retrain promotes into the same registry
+        deployment = _by_kind(objects, "Deployment")[name]
+        (mount,) = [m for m in _container(deployment)["volumeMounts"] if m["mountPath"] == model_dir]
+        assert not mount.get("readOnly"), name
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        claims.add(volumes[mount["name"]]["persistentVolumeClaim"]["claimName"])
+    (claim_name,) = claims
+    claim = _by_kind(objects, "PersistentVolumeClaim")[claim_name]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
 def test_only_users_and_the_router_mount_the_private_key(objects):
     """users signs sign-in tokens; the router signs the short-lived partner tokens for X-Api-Key callers."""
     for name, deployment in _by_kind(objects, "Deployment").items():

@@ -80,6 +80,14 @@ async def test_product_updates_stream_over_websocket(router, platform, make_user
         reader.cancel()
 
 
+async def test_a_subgraph_accepts_a_connection_init_with_a_null_payload(platform) -> None:
+    """What a gateway sends when its client gave no connection parameters (Grafbase does, for SSE clients)."""
+    url = platform.subgraph_url("catalog").replace("http://", "ws://")
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": None}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+
+
 async def test_unknown_product_subscription_is_not_found_over_websocket(platform) -> None:
     url = platform.router_url.replace("http://", "ws://")
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:

@@ -28,3 +28,13 @@ def write_csv(path: Path, sequences: list[np.ndarray]) -> Path:
         lines += [f"{user},{item + 1},{position}" for position, item in enumerate(seq, start=1)]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def synthetic_categories(n_items: int = 600, n_categories: int = 12, seed: int = 7) -> np.ndarray:
+    """The category of each item of `synthetic(n_items=..., seed=...)`: its first draw from the seeded generator.
+    (ml.datasets does not expose it; the tests below check that the categories explain the data.)"""
+    return np.random.default_rng(seed).integers(0, n_categories, size=n_items)
+
+
+def category_tokens(categories: np.ndarray) -> list[list[str]]:
+    return [[f"category:{c}"] for c in categories.tolist()]

@@ -44,7 +44,8 @@ def test_synthetic_sequences_are_reproducible_and_well_formed() -> None:
     assert max(int(s.max()) for s in one.sequences) < one.n_items
 
 
-def test_the_cli_prints_the_table_and_ends_with_the_blend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_prints_the_table_and_ends_with_the_served_pipeline(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(tmp_path / "synthetic.csv", synthetic(n_users=400, n_items=300, seed=1).sequences)
     assert main(["eval", "--data", str(path), "--users", "200", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -1,0 +1,116 @@
+"""Recommendations end to end, through the router and real processes: products reach the subgraph through the
+catalog's and inventory's events; a shopper's views change recommendedForYou at once and favour that category;
+a guest session gets recommendations; bought, out-of-stock and deleted products disappear; the product lists are
+Products the catalog resolves; bad input is refused with its code."""
+from __future__ import annotations
+
+import uuid
+
+from tests.e2e.test_commerce import (
+    ADD_TO_CART,
+    eventually,
+    place_order,
+    stocked_variant,
+    wait_for_status,
+)
+
+TRACK = "mutation($input: TrackInteractionInput!) { trackInteraction(input: $input) }"
+FOR_YOU = "query($first: Int, $s: String) { recommendedForYou(first: $first, sessionId: $s) { id name } }"
+LISTS = """query($id: ID!) { product(id: $id) { id similarProducts(first: 5) { id name }
+  frequentlyBoughtTogether(first: 5) { id name } } }"""
+CART_RECOMMENDATIONS = "query { cart { items { productId } recommendations(first: 5) { id name } } }"
+DELETE_PRODUCT = "mutation($id: ID!) { deleteProduct(id: $id) }"
+ADJUST = """mutation($v: ID!, $w: ID!, $d: Int!) { adjustStock(variantId: $v, warehouseId: $w, delta: $d,
+  reason: "e2e") { onHand } }"""
+
+
+async def _known(router, token: str | None, product_id: str, **extra: str) -> None:
+    """Track one view once recommendations has heard of the product (NOT_FOUND until product.created arrives)."""
+    async def tracked() -> bool:
+        body = await router.raw(TRACK, {"input": {"productId": product_id, "kind": "VIEW", **extra}}, token)
+        if body.get("errors"):
+            assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND", body
+            return False
+        return True
+
+    await eventually(tracked, what="recommendations to learn the product")
+
+
+def _ids(body: dict) -> list[str]:
+    return [p["id"] for p in body["recommendedForYou"]]
+
+
+async def test_views_purchases_stock_and_deletion_shape_recommendations(router, make_user) -> None:
+    _, admin = await make_user("ADMIN")
+    _, ada = await make_user()
+    viewed, sibling = [await stocked_variant(router, admin, 5) for _ in range(2)]
+
+    # ada views one: the next answer already reflects it, and the product lists resolve in the catalog
+    await _known(router, ada, viewed[0])
+
+    async def recommends(token: str | None, wanted: str, **variables: str) -> dict | None:
+        body = await router.ok(FOR_YOU, {"first": 50, **variables}, token)
+        return body if wanted in _ids(body) else None
+
+    body = await eventually(lambda: recommends(ada, sibling[0]), what="the sibling to be recommendable")
+    names = {p["id"]: p["name"] for p in body["recommendedForYou"]}
+    assert names[sibling[0]].startswith("Spine Widget"), "resolved by the catalog through the router"
+    assert _ids(body)[-1] == viewed[0] or viewed[0] not in names, "what she just viewed comes last"
+    lists = (await router.ok(LISTS, {"id": viewed[0]}))["product"]
+    assert all(p["name"] for p in lists["similarProducts"] + lists["frequentlyBoughtTogether"])
+
+    # A guest with a session gets recommendations too; without one, tracking is UNAUTHENTICATED
+    session_id = f"guest-{uuid.uuid4().hex[:12]}"
+    await _known(router, None, viewed[0], sessionId=session_id)
+    assert (await router.ok(FOR_YOU, {"first": 5, "s": session_id}))["recommendedForYou"]
+    assert await router.error_code(TRACK, {"input": {"productId": viewed[0], "kind": "VIEW"}}) == "UNAUTHENTICATED"
+
+    # ada buys the sibling: once order.paid is consumed, it is never recommended to her
+    await router.ok(ADD_TO_CART, {"cartId": None, "v": sibling[1], "q": 1}, ada)
+    # Cart.recommendations: the cart's lines reach recommendations through the router (@requires), the answer
+    # never holds the cart's own products, and the catalog resolves each one
+    cart = (await router.ok(CART_RECOMMENDATIONS, {}, ada))["cart"]
+    assert [item["productId"] for item in cart["items"]] == [sibling[0]]
+    assert sibling[0] not in {p["id"] for p in cart["recommendations"]}
+    assert all(p["name"] for p in cart["recommendations"])
+    order = await place_order(router, ada)
+    await wait_for_status(router, ada, order["id"], {"PAID"})
+
+    async def bought_gone() -> bool:
+        return sibling[0] not in _ids(await router.ok(FOR_YOU, {"first": 50}, ada))
+
+    await eventually(bought_gone, what="order.paid to exclude the bought product")
+
+    # Out of stock (inventory's event) and deleted (catalog's event): never shown to anyone
+    sold_out = await stocked_variant(router, admin, 1)
+    deleted = await stocked_variant(router, admin, 1)
+    _, bob = await make_user()
+    for product in (sold_out, deleted):
+        await _known(router, bob, product[0])
+    await eventually(lambda: recommends(bob, sold_out[0]), what="the product to be recommendable")
+    await eventually(lambda: recommends(bob, deleted[0]), what="the product to be recommendable")
+    await router.ok(ADD_TO_CART, {"cartId": None, "v": sold_out[1], "q": 1}, bob)
+    await wait_for_status(router, bob, (await place_order(router, bob))["id"], {"PAID"})
+    await router.ok(DELETE_PRODUCT, {"id": deleted[0]}, admin)
+
+    async def both_gone() -> bool:
+        # Until recommendations has consumed product.deleted, the catalog already answers null for the deleted
+        # product (a null in the list, with an error): that answer is not yet the one awaited.
+        body = await router.raw(FOR_YOU, {"first": 50}, bob)
+        shown = (body.get("data") or {}).get("recommendedForYou")
+        if shown is None or None in shown:
+            return False
+        return not set(_ids(body["data"])) & {sold_out[0], deleted[0]}
+
+    await eventually(both_gone, what="stock_changed and product.deleted to remove the products")
+    assert await router.error_code(TRACK, {"input": {"productId": deleted[0], "kind": "VIEW"}}, bob) == "NOT_FOUND"
+
+
+async def test_bad_input_through_the_router(router, make_user) -> None:
+    _, token = await make_user()
+    assert await router.error_code(FOR_YOU, {"first": 0}, token) == "BAD_USER_INPUT"
+    assert await router.error_code(FOR_YOU, {"first": 51}, token) == "BAD_USER_INPUT"
+    assert await router.error_code(TRACK, {"input": {"productId": "123456789", "kind": "VIEW"}},
+                                   token) == "NOT_FOUND"
+    assert await router.error_code(TRACK, {"input": {"productId": "1", "kind": "VIEW",
+                                                     "sessionId": "not valid!"}}) == "BAD_USER_INPUT"
