@@ -23,8 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.httpload import LoadResult, graphql_body, run_load
-from bench.run import post_graphql
+from bench.httpload import LoadResult, graphql_body, post_graphql, run_load
 from bench.search_bench import shown
 
 PRODUCT_REVIEWS = """query ProductReviews($id: ID!) { product(id: $id) { id name

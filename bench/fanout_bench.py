@@ -21,8 +21,8 @@ import orjson
 import websockets
 from websockets.typing import Subprotocol
 
-from bench.flash_sale_bench import PURCHASE, _issue_tokens, _open_sale, _post
-from bench.httpload import LoadResult
+from bench.flash_sale_bench import PURCHASE, _issue_tokens, _open_sale
+from bench.httpload import LoadResult, post_graphql
 
 SUBSCRIBERS = 1_000
 CHANGES = 10
@@ -83,7 +83,7 @@ async def fanout_scenario(router_url: str, promotions_url: str, admin: str, buye
         try:
             await asyncio.wait_for(asyncio.gather(*(c.until(10**9) for c in clients)), timeout=180)
             for access, token in pairs:
-                answer = await _post(http, router_url, PURCHASE, {"id": sale_id, "token": token,
+                answer = await post_graphql(http, router_url, PURCHASE, {"id": sale_id, "token": token,
                                                                  "key": uuid.uuid4().hex}, token=access)
                 sent_at = time.perf_counter()
                 remaining = int(answer["purchaseFlashSale"]["remainingStock"])

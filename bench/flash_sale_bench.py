@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from bench.httpload import LoadResult, graphql_body, run_load
+from bench.httpload import LoadResult, graphql_body, post_graphql, run_load
 from kernel.db import asyncpg_dsn
 
 SALE_STOCK = 500
@@ -44,26 +44,18 @@ BENCH_ENV = {"FLASH_SALE_IP_RATE_PER_SECOND": "1000000", "FLASH_SALE_IP_BURST": 
              "FLASH_SALE_TOKEN_ISSUE_PER_MINUTE": "1000"}
 
 
-async def _post(http: httpx.AsyncClient, url: str, query: str, variables: dict | None = None,
-                token: str | None = None) -> dict:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    body = (await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)).json()
-    if body.get("errors"):
-        raise RuntimeError(f"flash-sale bench setup failed: {body['errors'][0]}")
-    return body["data"]
-
-
 async def _open_sale(http: httpx.AsyncClient, router_url: str, admin: str) -> str:
-    variant_id = (await _post(http, router_url, FIRST_VARIANT))["products"]["edges"][0]["node"]["variants"][0]["id"]
-    warehouse = (await _post(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
-    await _post(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": SALE_STOCK}, token=admin)
+    products = (await post_graphql(http, router_url, FIRST_VARIANT))["products"]
+    variant_id = products["edges"][0]["node"]["variants"][0]["id"]
+    warehouse = (await post_graphql(http, router_url, WAREHOUSES, token=admin))["warehouses"][0]["id"]
+    await post_graphql(http, router_url, ADJUST, {"v": variant_id, "w": warehouse, "d": SALE_STOCK}, token=admin)
     now = datetime.now(UTC)
-    sale_id = (await _post(http, router_url, CREATE, {"input": {
+    sale_id = (await post_graphql(http, router_url, CREATE, {"input": {
         "variantId": variant_id, "salePrice": "1.00", "stock": SALE_STOCK, "perUserLimit": PER_USER_LIMIT,
         "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=30)).isoformat()}},
         token=admin))["createFlashSale"]["id"]
     deadline = time.monotonic() + 60
-    while (await _post(http, router_url, SALE, {"id": sale_id}))["flashSale"]["status"] != "ACTIVE":
+    while (await post_graphql(http, router_url, SALE, {"id": sale_id}))["flashSale"]["status"] != "ACTIVE":
         if time.monotonic() > deadline:
             raise RuntimeError("the bench sale never opened (inventory hold over Kafka)")
         await asyncio.sleep(0.2)  # poll the sale's status
@@ -186,7 +178,7 @@ async def flash_sale_scenarios(router_url: str, promotions_url: str, redis_url: 
             result, statuses = await _purchase_run(f"flash sale: purchaseFlashSale {label}", url, sale_id, pairs,
                                                    buyers, concurrency=concurrency, duration=duration)
             results.append(result)
-            remaining = (await _post(http, router_url, SALE, {"id": sale_id}))["flashSale"]["remainingStock"]
+            remaining = (await post_graphql(http, router_url, SALE, {"id": sale_id}))["flashSale"]["remainingStock"]
             orders, units = await _sold_units(database_url, sale_id)
             oversell = max(0, units - SALE_STOCK)
             notes.append(f"    c={concurrency} {label}: {dict(statuses)}; sold {SALE_STOCK - remaining} of "

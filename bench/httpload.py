@@ -8,11 +8,15 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from bench.cpu import CpuProbe, cpu_ms_per_request
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclasses.dataclass
@@ -152,3 +156,13 @@ async def run_load(name: str, url: str, make_request: RequestFactory, *, concurr
 
 def graphql_body(query: str, variables: dict | None = None) -> bytes:
     return orjson.dumps({"query": query, "variables": variables or {}})
+
+
+async def post_graphql(http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None,
+                       token: str | None = None) -> dict[str, Any]:
+    """A benchmark's setup request: its data, or RuntimeError with the first GraphQL error."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    body = (await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)).json()
+    if body.get("errors"):
+        raise RuntimeError(f"benchmark setup failed: {body['errors'][0]}")
+    return body["data"]

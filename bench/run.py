@@ -37,14 +37,13 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
-from bench.httpload import LoadResult, RequestFactory, graphql_body, graphql_ok, run_load
+from bench.httpload import LoadResult, RequestFactory, graphql_body, graphql_ok, post_graphql, run_load
 
 if TYPE_CHECKING:
-    import httpx
 
     from kernel.auth import TokenIssuer
 
@@ -100,16 +99,6 @@ ADJUST = """mutation($v: ID!, $w: ID!, $d: Int!) { adjustStock(variantId: $v, wa
 GUEST_ADD = "mutation Add($v: ID!) { addToCart(variantId: $v, quantity: 1) { id } }"
 PLACE_ORDER = """mutation Place($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }"""
 ADDRESS = {"line1": "1 Bench Road", "city": "Porto", "postalCode": "4000-001", "country": "PT"}
-
-
-async def post_graphql(http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None,
-                       token: str | None = None) -> dict[str, Any]:
-    """A benchmark's setup request: its data, or RuntimeError with the first GraphQL error."""
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    body = (await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)).json()
-    if body.get("errors"):
-        raise RuntimeError(f"benchmark setup failed: {body['errors'][0]}")
-    return body["data"]
 
 
 async def stock_scenarios(router_url: str, concurrency: int, duration: float, token: str | None) -> list[LoadResult]:

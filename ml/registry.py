@@ -28,12 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ml.serving import ServingModel
-
-if TYPE_CHECKING:
-    from ml.train import TrainedModel
 
 VERSION_PATTERN = re.compile(r"v(\d{4,})")
 MODEL_FILE = "model.pkl"
@@ -47,6 +44,14 @@ class NoPreviousVersionError(LookupError):
 
 class NoCurrentVersionError(LookupError):
     """load() of the current model before any version was promoted."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What a training produces and the registry stores (ml.train.train)."""
+    model: ServingModel
+    metrics: dict[str, float]
+    snapshot: dict[str, Any]
 
 
 @dataclass(frozen=True)

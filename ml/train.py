@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ml.evaluation import MIN_INTERACTIONS, evaluate, prepare
 from ml.pipeline import served_pipeline
 from ml.recalls import ItemFeatures, Recall
-from ml.registry import ModelRegistry, ModelVersion
+from ml.registry import ModelRegistry, ModelVersion, TrainedModel
 from ml.serving import NO_CATEGORY, ItemTables, ServingModel
 
 KINDS = ("VIEW", "CLICK", "ADD_TO_CART", "WISHLIST", "PURCHASE")
@@ -63,13 +63,6 @@ class Interaction:
     product_id: int
     kind: str
     occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    model: ServingModel
-    metrics: dict[str, float]
-    snapshot: dict[str, Any]
 
 
 @dataclass(frozen=True)
