@@ -166,7 +166,8 @@ class Worker:
         while not stop.is_set():
             tracker = AssignmentTracker()
             self.trackers[spec.name] = tracker
-            consumer = create_consumer(settings.kafka_bootstrap_servers, spec.name, list(spec.topics))
+            consumer = create_consumer(settings.kafka_bootstrap_servers, spec.name, list(spec.topics),
+                                       prompt=spec.prompt)
             consumer.subscribe(list(spec.topics), listener=tracker)
             self.consumers[spec.name] = (consumer, spec.topics)
             runner = IdempotentConsumer(

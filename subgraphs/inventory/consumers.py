@@ -104,7 +104,7 @@ def handlers(redis: Any = None) -> dict[type[EventPayload], PayloadHandler]:
 
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
-    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(resources.redis))]
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(resources.redis), prompt=True)]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

@@ -11,9 +11,9 @@ from subgraphs.promotions.events import FlashSalePurchased
 
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
-    return [ConsumerSpec(name="orders-saga", schema=SCHEMA, handlers=saga.saga_handlers(resources)),
+    return [ConsumerSpec(name="orders-saga", schema=SCHEMA, handlers=saga.saga_handlers(resources), prompt=True),
             ConsumerSpec(name="orders-flash-sales", schema=SCHEMA,
-                         handlers={FlashSalePurchased: saga.flash_sale_order_handler(resources)}),
+                         handlers={FlashSalePurchased: saga.flash_sale_order_handler(resources)}, prompt=True),
             ConsumerSpec(name="orders-shipping", schema=SCHEMA, handlers=saga.shipment_handlers(resources))]
 
 

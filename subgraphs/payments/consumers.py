@@ -46,7 +46,7 @@ def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
 
     # One event per transaction: a charge is made at the provider before its result commits. In a batch
     # rolled back for another event's failure, the record of an act that stays done would vanish with it.
-    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, transaction_batch=1,
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, transaction_batch=1, prompt=True,
                          handlers={OrderConfirmed: on_order_confirmed, OrderCancelled: on_order_cancelled})]
 
 
