@@ -104,14 +104,16 @@ class ProductVariant:
 @strawberry.federation.type(keys=["id"])
 class Product:
     id: strawberry.ID
-    slug: str
-    name: str
+    # Shareable: search answers these from its index for its own results (subgraphs/search/schema.py).
+    slug: str = strawberry.federation.field(shareable=True)
+    name: str = strawberry.federation.field(shareable=True)
     description: str | None
-    brand: str | None
+    brand: str | None = strawberry.federation.field(shareable=True)
     category: Category
     seller: User | None = strawberry.field(description="The selling user (resolved by the users subgraph)")
     variants: list[ProductVariant]
-    min_price: Money = strawberry.field(description="The lowest variant price ('from' price)")
+    min_price: Money = strawberry.federation.field(shareable=True,
+                                                   description="The lowest variant price ('from' price)")
     tags: list[str]
     images: list[ProductImage]
     specifications: JSON

@@ -1,31 +1,40 @@
 """GraphQL adapter of the search domain: validates the shape of input, calls service.py, maps the page.
 
-`Product` is catalog's entity: search returns references by key and the router fetches the fields the
-client asked for from catalog (one `_entities` call for the whole page).
+`Product` is catalog's entity. Search answers the fields a result list shows (id, slug, name, brand,
+minPrice: its index has them, and catalog marks them shareable) and the router asks catalog, in one
+`_entities` call for the whole page, only for any other field the client wants. Search's key is not
+resolvable: the router never asks search for a product it did not return itself, so these copies serve only
+search's own results (which follow the catalog within about a second, like the results themselves).
 """
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 import strawberry
+from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 
-from kernel.graphql import Info, PageInfo, build_schema
+from kernel.graphql import Info, Money, PageInfo, build_schema
 from kernel.ids import parse_id
 from subgraphs.search import service
 from subgraphs.search.backends.base import Facet as FacetData
-from subgraphs.search.backends.base import SearchEngine
+from subgraphs.search.backends.base import ProductCard, SearchEngine
 from subgraphs.search.cache import OperationCacheState, SearchResponseCache
 
 
-@strawberry.federation.type(keys=["id"])
+@strawberry.federation.type(directives=[Key(fields=FieldSet("id"), resolvable=False)])
 class Product:
-    """Catalog's product, by key only (search adds no fields)."""
+    """Catalog's product, with the card fields of a search result from the index (descriptions: catalog's)."""
     id: strawberry.ID
+    slug: str = strawberry.federation.field(shareable=True)
+    name: str = strawberry.federation.field(shareable=True)
+    brand: str | None = strawberry.federation.field(shareable=True)
+    min_price: Money = strawberry.federation.field(shareable=True)
 
     @classmethod
-    def resolve_reference(cls, id: strawberry.ID, **_unknown: Any) -> Product:
-        return cls(id=id)
+    def from_card(cls, product_id: int, card: ProductCard) -> Product:
+        return cls(id=strawberry.ID(str(product_id)), slug=card.slug, name=card.name, brand=card.brand,
+                   min_price=Money.of(card.min_price, card.currency))
 
 
 @strawberry.enum
@@ -78,8 +87,9 @@ class SearchHighlight:
 class SearchEdge:
     cursor: str
     node: Product | None = strawberry.field(description=(
-        "Null only for a product deleted in the instant before the index heard of it (the index follows the "
-        "catalog within about a second): the rest of the page still answers."))
+        "Null only when a field catalog answers (not id, slug, name, brand or minPrice) is asked of a product "
+        "deleted in the instant before the index heard of it (the index follows the catalog within about a "
+        "second): the rest of the page still answers."))
     highlights: list[SearchHighlight]
 
 
@@ -159,7 +169,7 @@ class Query:
             filter_in=filter.to_service() if filter else None, sort=sort.value, user_id=_user_id(info),
             cached=ctx.loader(OperationCacheState))
         edges = [SearchEdge(cursor=service.encode_cursor(request.offset + i + 1),
-                            node=Product(id=strawberry.ID(str(hit.product_id))),
+                            node=Product.from_card(hit.product_id, hit.card),
                             highlights=[SearchHighlight(field=h.field, snippet=h.snippet) for h in hit.highlights])
                  for i, hit in enumerate(page.hits)]
         has_next = request.offset + len(edges) < min(page.total, service.MAX_OFFSET)
@@ -173,7 +183,8 @@ class Query:
         found = await service.suggestions(await ctx.session(), _engine(info), prefix=prefix, first=first,
                                           cached=ctx.loader(OperationCacheState))
         return [SearchSuggestion(text=s.text, kind=SearchSuggestionKind(s.kind),
-                                 product=Product(id=strawberry.ID(str(s.product_id))) if s.product_id else None)
+                                 product=Product.from_card(s.product_id, s.card)
+                                 if s.product_id is not None and s.card is not None else None)
                 for s in found]
 
     @strawberry.field(description="ADMIN only: every synonym group.")

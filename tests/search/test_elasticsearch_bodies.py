@@ -12,7 +12,7 @@ import pytest
 from elastic_transport import JsonSerializer, SerializerCollection
 
 from subgraphs.search.backends import elasticsearch as es
-from subgraphs.search.backends.base import IndexDocument, SearchFilters, SearchRequest
+from subgraphs.search.backends.base import IndexDocument, ProductCard, SearchFilters, SearchRequest
 from subgraphs.search.service import clauses_with_synonyms, parse_request
 
 DOC = IndexDocument(
@@ -117,9 +117,11 @@ def test_a_response_becomes_hits_facets_and_did_you_mean() -> None:
     request = request_for("hedphones", SearchFilters(brands=("sonora",)))
     response = {
         "hits": {"total": {"value": 2}, "hits": [
-            {"_id": "42", "highlight": {"description": ["Closed-back <em>headphones</em>"],
-                                        "name": ["Sonora Aero <em>Headphones</em>"]}},
-            {"_id": "43"}]},
+            {"_id": "42", "_source": es.document_source(DOC),
+             "highlight": {"description": ["Closed-back <em>headphones</em>"],
+                           "name": ["Sonora Aero <em>Headphones</em>"]}},
+            {"_id": "43", "_source": {"slug": "studio-43", "name": "Studio 43", "brand": None, "min_price": 19.9,
+                                      "currency": "EUR"}}]},
         "aggregations": {
             "category": {"values": {"buckets": [{"key": "audio", "doc_count": 2}]}},
             "brand": {"values": {"buckets": [{"key": "Sonora", "doc_count": 2}, {"key": "Voltix", "doc_count": 1}]}},
@@ -129,6 +131,9 @@ def test_a_response_becomes_hits_facets_and_did_you_mean() -> None:
         "suggest": {"did_you_mean": [{"text": "hedphones", "options": [{"text": "headphones"}]}]}}
     page = es.parse_search(request, response)
     assert [h.product_id for h in page.hits] == [42, 43] and page.total == 2
+    # The card comes back from the document as it was indexed (the price to the catalogue's 2 places).
+    assert page.hits[0].card == ProductCard(DOC.slug, DOC.name, DOC.brand, DOC.min_price, DOC.currency)
+    assert page.hits[1].card == ProductCard("studio-43", "Studio 43", None, Decimal("19.90"), "EUR")
     assert [h.field for h in page.hits[0].highlights] == ["name", "description"]
     facets = {f.name: f for f in page.facets}
     assert [(v.value, v.count, v.selected) for v in facets["brand"].values] == [("Sonora", 2, True),
@@ -136,6 +141,16 @@ def test_a_response_becomes_hits_facets_and_did_you_mean() -> None:
     assert [v.value for v in facets["price"].values] == ["100-200"]
     assert facets["color"].values[0].value == "Black"
     assert page.did_you_mean == "headphones"
+
+
+def test_hits_and_product_suggestions_bring_back_the_card_fields_only() -> None:
+    assert es.search_body(request_for("kettle"))["_source"] == es.CARD_FIELDS
+    assert set(es.CARD_FIELDS) <= set(es.document_source(DOC))
+    prefix = request_for("sonora ae")
+    assert es.suggest_body(prefix, 5)["_source"] == es.CARD_FIELDS
+    found = es.parse_suggestions(prefix, {"hits": {"hits": [{"_id": "42", "_source": es.document_source(DOC)}]}}, 5)
+    assert [(s.text, s.kind, s.product_id, s.card and s.card.slug) for s in found] == [
+        ("Sonora Aero Headphones", "PRODUCT", 42, "sonora-aero-headphones")]
 
 
 def test_synonym_rules() -> None:

@@ -69,8 +69,20 @@ class Highlight:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProductCard:
+    """What a result list shows of a product, as the index holds it. The search subgraph answers these
+    `Product` fields itself (shareable with catalog), so a results page needs no catalog call for them."""
+    slug: str
+    name: str
+    brand: str | None
+    min_price: Decimal
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Hit:
     product_id: int
+    card: ProductCard
     highlights: tuple[Highlight, ...] = ()
 
 
@@ -101,6 +113,7 @@ class Suggestion:
     text: str
     kind: SuggestionKind
     product_id: int | None = None
+    card: ProductCard | None = None  # with product_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from subgraphs.search.backends.base import (
     Highlight,
     Hit,
     IndexDocument,
+    ProductCard,
     SearchFilters,
     SearchPage,
     SearchRequest,
@@ -109,6 +110,17 @@ def document_source(document: IndexDocument) -> dict[str, Any]:
         "min_price": float(document.min_price), "currency": document.currency, "in_stock": document.in_stock,
         "popularity": document.popularity, "created_at": document.created_at.isoformat(),
         "updated_at": document.updated_at.isoformat()}
+
+
+# What a hit brings back of its document: the product card the subgraph answers itself (base.ProductCard).
+CARD_FIELDS = ["slug", "name", "brand", "min_price", "currency"]
+
+
+def card_of(source: dict[str, Any]) -> ProductCard:
+    # min_price is indexed as a float (a scaled number would do too): back to the catalogue's 2 places.
+    return ProductCard(slug=source["slug"], name=source["name"], brand=source.get("brand"),
+                       min_price=Decimal(str(source["min_price"])).quantize(Decimal("0.01")),
+                       currency=source["currency"])
 
 
 def bulk_actions(index: str, documents: Sequence[IndexDocument]) -> list[dict[str, Any]]:
@@ -199,7 +211,7 @@ def search_body(request: SearchRequest) -> dict[str, Any]:
             "NEWEST": [{"created_at": "desc"}, {"product_id": "desc"}]}[request.sort]
     body: dict[str, Any] = {
         "query": _text_query(request), "post_filter": _scoped(clauses), "aggs": aggs, "sort": sort,
-        "from": request.offset, "size": request.limit, "track_total_hits": True, "_source": False,
+        "from": request.offset, "size": request.limit, "track_total_hits": True, "_source": CARD_FIELDS,
         "highlight": {"pre_tags": ["<em>"], "post_tags": ["</em>"],
                       "fields": {"name": {"number_of_fragments": 0}, "description": {"fragment_size": 150}}},
     }
@@ -221,7 +233,7 @@ def parse_search(request: SearchRequest, response: dict[str, Any]) -> SearchPage
     for hit in response["hits"]["hits"]:
         highlights = [Highlight(field, fragments[0]) for field, fragments in sorted(
             (hit.get("highlight") or {}).items(), key=lambda item: item[0] != "name") if fragments]
-        hits.append(Hit(int(hit["_id"]), tuple(highlights)))
+        hits.append(Hit(int(hit["_id"]), card_of(hit["_source"]), tuple(highlights)))
     aggs = response.get("aggregations", {})
 
     def buckets(name: str) -> list[dict[str, Any]]:
@@ -276,7 +288,7 @@ def suggest_body(prefix: SearchRequest, first: int) -> dict[str, Any]:
     typed = " ".join(w for c in prefix.clauses for w in c.words)
     fields = ["name.suggest", "name.suggest._2gram", "name.suggest._3gram"]
     return {
-        "size": first, "_source": ["name"],
+        "size": first, "_source": CARD_FIELDS,
         "query": {"multi_match": {"query": typed, "type": "bool_prefix", "fields": fields, "fuzziness": "AUTO:4,8"}},
         "aggs": {
             "brands": {"filter": {"multi_match": {"query": typed, "type": "bool_prefix", "fuzziness": "AUTO:4,8",
@@ -304,7 +316,8 @@ def parse_suggestions(prefix: SearchRequest, response: dict[str, Any], first: in
     for hit in response["hits"]["hits"]:
         if len(found) >= first:
             break
-        found.append(Suggestion(hit["_source"]["name"], "PRODUCT", int(hit["_id"])))
+        card = card_of(hit["_source"])
+        found.append(Suggestion(card.name, "PRODUCT", int(hit["_id"]), card))
     return found
 
 

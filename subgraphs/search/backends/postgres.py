@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,7 @@ from subgraphs.search.backends.base import (
     Highlight,
     Hit,
     IndexDocument,
+    ProductCard,
     SearchPage,
     SearchRequest,
     Suggestion,
@@ -176,25 +178,26 @@ class PostgresSearch:
                     LIMIT :limit OFFSET :offset) p
             )
             SELECT 'hit' AS kind, p.product_id::text AS value, {name_headline} AS label, p.position AS n,
-                   {description_headline} AS extra
+                   {description_headline} AS extra,
+                   json_build_array(d.slug, d.name, d.brand, d.min_price::text, d.currency)::text AS card
             FROM page p JOIN search.documents d USING (product_id){highlight_source}
             UNION ALL
-            SELECT 'total', NULL, NULL, count(*), NULL FROM matched m WHERE {everything}
+            SELECT 'total', NULL, NULL, count(*), NULL, NULL FROM matched m WHERE {everything}
             UNION ALL
-            SELECT 'category', c.slug, min(c.name), count(*), NULL
+            SELECT 'category', c.slug, min(c.name), count(*), NULL, NULL
             FROM matched m, unnest(m.category_slugs, m.category_names) AS c(slug, name)
             WHERE {all_but('category')} GROUP BY c.slug
             UNION ALL
-            SELECT 'brand', m.brand, m.brand, count(*), NULL FROM matched m
+            SELECT 'brand', m.brand, m.brand, count(*), NULL, NULL FROM matched m
             WHERE m.brand IS NOT NULL AND {all_but('brand')} GROUP BY m.brand
             UNION ALL
-            SELECT 'price', CASE {bucket_case} END, NULL, count(*), NULL FROM matched m
+            SELECT 'price', CASE {bucket_case} END, NULL, count(*), NULL, NULL FROM matched m
             WHERE {all_but('price')} GROUP BY 2
             UNION ALL
-            SELECT 'inStock', m.in_stock::text, NULL, count(*), NULL FROM matched m
+            SELECT 'inStock', m.in_stock::text, NULL, count(*), NULL, NULL FROM matched m
             WHERE {all_but('in_stock')} GROUP BY m.in_stock
             UNION ALL
-            SELECT 'attribute', a.key, v.value, count(*), NULL
+            SELECT 'attribute', a.key, v.value, count(*), NULL, NULL
             FROM matched m, jsonb_each(m.attributes) AS a(key, vals), jsonb_array_elements_text(a.vals) AS v(value)
             WHERE {' OR '.join(attribute_scope)} GROUP BY a.key, v.value
         """
@@ -238,12 +241,14 @@ class PostgresSearch:
         hits: list[tuple[int, Hit]] = []
         total = 0
         grouped: dict[str, list[FacetValue]] = {}
-        for kind, value, label, n, extra in rows:
+        for kind, value, label, n, extra, card in rows:
             if kind == "hit":
                 highlights = [Highlight("name", label)] if label and "<em>" in label else []
                 if extra and "<em>" in extra:
                     highlights.append(Highlight("description", extra))
-                hits.append((n, Hit(int(value), tuple(highlights))))
+                slug, name, brand, min_price, currency = orjson.loads(card)
+                hits.append((n, Hit(int(value), ProductCard(slug, name, brand, Decimal(min_price), currency),
+                                    tuple(highlights))))
             elif kind == "total":
                 total = n
             elif kind == "category":
@@ -296,16 +301,8 @@ class PostgresSearch:
                 seen.add((kind, label))
                 suggestions.append(Suggestion(label, kind))
         page = await self.search(session, prefix)
-        if page.hits:
-            rows = (await session.execute(text("SELECT product_id, name FROM search.documents "
-                                               "WHERE product_id = ANY(CAST(:ids AS bigint[]))"),
-                                          {"ids": [h.product_id for h in page.hits]})).all()
-            names_by_id: dict[int, str] = {product_id: name for product_id, name in rows}
-            for hit in page.hits:
-                if len(suggestions) >= first:
-                    break
-                if hit.product_id in names_by_id:
-                    suggestions.append(Suggestion(names_by_id[hit.product_id], "PRODUCT", hit.product_id))
+        for hit in page.hits[:max(0, first - len(suggestions))]:
+            suggestions.append(Suggestion(hit.card.name, "PRODUCT", hit.product_id, hit.card))
         return suggestions
 
     # ---- writes: the projection in repository.py already is this backend's index ---------------------------
