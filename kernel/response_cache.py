@@ -7,11 +7,16 @@ hit costs one Redis round trip. A hit skips the resolvers, and with them any aut
 so only operations whose root fields are on the subgraph's allowlist are cached, and a resolver whose
 answer depends on the caller calls `context.mark_uncacheable()`.
 
+A hit also skips whatever the resolvers record. Where that record must count every answer served (search logs
+every search), a `ReplayedLog` stores the operation's entries with its answer, and every hit appends them to a
+Redis stream in the same round trip as the lookup.
+
 The generation never restarts from a small number: a missing key (Redis flushed or evicted) is re-seeded
 with a random 48-bit value, so a copy keyed by an old generation can never pass for the current one.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +46,36 @@ local g = redis.call('GET', KEYS[1])
 if not g then return {false, false} end
 return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
 """
+# The same, for answers stored as `<entries as JSON>\n<answer>`: a hit appends each entry to a stream, with the
+# request's own fields. KEYS: generation, stream; ARGV: response prefix, digest, stream bound, then the request's
+# fields as name, value pairs.
+_LOOKUP_AND_REPLAY_LUA = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {false, false} end
+local stored = redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])
+if not stored then return {g, false} end
+local head_end = string.find(stored, '\\n', 1, true)
+for _, entry in ipairs(cjson.decode(string.sub(stored, 1, head_end - 1))) do
+  local fields = {}
+  for name, value in pairs(entry) do table.insert(fields, name); table.insert(fields, value) end
+  for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+end
+return {g, string.sub(stored, head_end + 1)}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayedLog:
+    """Stream entries an operation's resolvers record, appended for every answer served, cached or not.
+
+    entries: what this operation recorded (read after it ran; stored with its answer). request_fields: added to
+    every entry for this request (read before the lookup, e.g. the caller, so a bad token is refused on a hit
+    too). A refused operation (errors) records nothing."""
+    stream: str
+    max_entries: int
+    entries: Callable[[RequestContext], list[dict[str, str]]]
+    request_fields: Callable[[RequestContext], dict[str, str]]
 
 
 class Generation:
@@ -48,7 +83,7 @@ class Generation:
 
     def __init__(self, namespace: str) -> None:
         self.key = f"{namespace}:gen"
-        self._response_prefix = f"{namespace}:response:"
+        self.response_prefix = f"{namespace}:response:"
 
     async def current(self, redis: Redis) -> int:
         raw = await redis.get(self.key)
@@ -66,11 +101,21 @@ class Generation:
         return int(await redis.eval(_BUMP_LUA, 1, self.key, secrets.randbits(48)))
 
     def response_key(self, generation: int, digest: str) -> str:
-        return f"{self._response_prefix}{generation}:{digest}"
+        return f"{self.response_prefix}{generation}:{digest}"
 
     async def lookup_response(self, redis: Redis, digest: str) -> tuple[int | None, bytes | None]:
-        raw_gen, blob = await lua_script(redis, _LOOKUP_LUA)(keys=[self.key], args=[self._response_prefix, digest],
+        raw_gen, blob = await lua_script(redis, _LOOKUP_LUA)(keys=[self.key], args=[self.response_prefix, digest],
                                                              client=redis)
+        return (int(raw_gen) if raw_gen is not None else None), blob
+
+    async def lookup_and_replay(self, redis: Redis, digest: str, log: ReplayedLog,
+                                fields: dict[str, str]) -> tuple[int | None, bytes | None]:
+        """As `lookup_response`, for answers stored with `log`'s entries: a hit appends them to its stream."""
+        args: list[Any] = [self.response_prefix, digest, log.max_entries]
+        for name, value in fields.items():
+            args += [name, value]
+        raw_gen, blob = await lua_script(redis, _LOOKUP_AND_REPLAY_LUA)(keys=[self.key, log.stream], args=args,
+                                                                       client=redis)
         return (int(raw_gen) if raw_gen is not None else None), blob
 
 
@@ -93,11 +138,12 @@ def operation_root_fields(execution: Any) -> set[str] | None:
 
 def response_cache_extension(*, generation: Generation, root_fields: frozenset[str] | None = None,
                              on_generation: Callable[[RequestContext, int], None] | None = None,
-                             ) -> type[SchemaExtension]:
+                             replayed_log: ReplayedLog | None = None) -> type[SchemaExtension]:
     """A schema extension caching `query` results under `generation`.
 
     root_fields: the only root fields a cached operation may select (None: any; use it only when every
     query of the subgraph is public). on_generation: told the generation read on a miss (saves a round trip).
+    replayed_log: entries the operation records, appended to a stream for every answer served (see above).
     """
 
     class ResponseCacheExtension(SchemaExtension):
@@ -113,13 +159,20 @@ def response_cache_extension(*, generation: Generation, root_fields: frozenset[s
                     yield
                     return
             try:
-                identity = orjson.dumps([execution.query, execution.operation_name, execution.variables],
+                # With a replayed log, its stream is part of the key: an answer stored in another format (without
+                # entries, or by an earlier version) is never read as one with entries.
+                identity = orjson.dumps([execution.query, execution.operation_name, execution.variables,
+                                         *([replayed_log.stream] if replayed_log is not None else [])],
                                         option=orjson.OPT_SORT_KEYS)
             except orjson.JSONEncodeError:  # variables orjson cannot key (huge ints, deep nesting): no caching
                 yield
                 return
             digest = hashlib.blake2b(identity, digest_size=16).hexdigest()
-            current, blob = await generation.lookup_response(ctx.redis, digest)
+            fields = replayed_log.request_fields(ctx) if replayed_log is not None else {}
+            if replayed_log is not None:
+                current, blob = await generation.lookup_and_replay(ctx.redis, digest, replayed_log, fields)
+            else:
+                current, blob = await generation.lookup_response(ctx.redis, digest)
             if blob is not None:
                 execution.result = GraphQLExecutionResult(data=orjson.loads(blob), errors=None)
                 yield
@@ -130,12 +183,23 @@ def response_cache_extension(*, generation: Generation, root_fields: frozenset[s
                 on_generation(ctx, current)
             yield
             result = execution.result
-            if (not isinstance(result, GraphQLExecutionResult) or result.errors
-                    or result.data is None or not ctx.cacheable):
-                return
+            if not isinstance(result, GraphQLExecutionResult) or result.errors or result.data is None:
+                return  # refused: not stored, and nothing logged
             payload = orjson.dumps(result.data)
-            if len(payload) <= _MAX_RESPONSE_BYTES:
-                await ctx.redis.set(generation.response_key(current, digest), payload,
-                                    ex=ctx.settings.response_cache_ttl_seconds)
+            storing = ctx.cacheable and len(payload) <= _MAX_RESPONSE_BYTES
+            if replayed_log is None:
+                if storing:
+                    await ctx.redis.set(generation.response_key(current, digest), payload,
+                                        ex=ctx.settings.response_cache_ttl_seconds)
+                return
+            entries = replayed_log.entries(ctx)
+            async with ctx.redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    entry_fields: dict[Any, Any] = {**entry, **fields}
+                    pipe.xadd(replayed_log.stream, entry_fields, maxlen=replayed_log.max_entries, approximate=True)
+                if storing:
+                    pipe.set(generation.response_key(current, digest), orjson.dumps(entries) + b"\n" + payload,
+                             ex=ctx.settings.response_cache_ttl_seconds)
+                await pipe.execute()
 
     return ResponseCacheExtension

@@ -10,9 +10,9 @@ Keys
                                   search.query_log (and searchInsights drains first, so insights are exact)
 
 Why: a search with facets resolves ~270 GraphQL values (~10 us each in graphql-core) and runs several
-statements; a repeated search costs one Redis round trip instead. The kernel's response cache
-(kernel/response_cache.py) cannot log what it serves, and searchInsights must count every search, so this one
-appends the search to the query-log stream in the same script that finds the answer.
+statements; a repeated search costs one Redis round trip instead. It is the kernel's response cache
+(kernel/response_cache.py) with a `ReplayedLog`: searchInsights must count every search, so a cached answer
+carries the searches it logs, and a hit appends them to the query-log stream in the same script that finds it.
 
 Not bumped by trackSearchClick: a click's popularity point only breaks relevance ties, and bumping on every
 click would empty the cache as fast as shoppers browse; such an order lags by the TTL at most.
@@ -25,51 +25,28 @@ after the bump that follows it. A miss also hands its generation to the in-proce
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from graphql import ExecutionResult as GraphQLExecutionResult
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 
 from kernel.graphql import RequestContext
 from kernel.ids import next_id
-from kernel.redis import lua_script, reply_text
-from kernel.response_cache import Generation, operation_root_fields
+from kernel.redis import reply_text
+from kernel.response_cache import Generation, ReplayedLog, response_cache_extension
 from kernel.uow import after_commit
 from subgraphs.search import repository
 
 GENERATION = Generation("search")
-RESPONSE_PREFIX = "search:response:"
 QUERY_LOG_STREAM = "search:query-log"
 # Bounds the stream while no worker drains it; far above what one drain interval collects.
 QUERY_LOG_MAX_ENTRIES = 1_000_000
 DRAIN_BATCH = 5_000
 # Only these root fields are cached: public reads whose answer does not depend on the caller.
 CACHED_ROOT_FIELDS = frozenset({"search", "searchSuggestions"})
-_MAX_RESPONSE_BYTES = 512 * 1024
 _INVALIDATION_QUEUED = "search_cache_invalidation_queued"
-
-# A hit's answer and its query-log entries in one round trip. KEYS: generation, stream; ARGV: response prefix,
-# digest, user id ('' when anonymous), stream bound. The stored value is `<searches as JSON>\n<answer>`.
-# It builds a key from a value it read, which Redis Cluster would refuse; one Redis is assumed, as in the kernel.
-_LOOKUP_AND_LOG_LUA = """
-local g = redis.call('GET', KEYS[1])
-if not g then return {false, false} end
-local stored = redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])
-if not stored then return {g, false} end
-local head_end = string.find(stored, '\\n', 1, true)
-for _, logged in ipairs(cjson.decode(string.sub(stored, 1, head_end - 1))) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'q', logged[1], 'n', logged[2], 'u', ARGV[3])
-end
-return {g, stored}
-"""
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoggedSearch:
@@ -103,59 +80,25 @@ def invalidate_after_commit(session: AsyncSession, redis: Redis | None) -> None:
     after_commit(session, lambda: invalidate(redis))
 
 
-def _append_searches(pipe: Any, searches: Sequence[LoggedSearch], user: str) -> None:
-    for logged in searches:
-        pipe.xadd(QUERY_LOG_STREAM, {"q": logged.query, "n": logged.result_count, "u": user},
-                  maxlen=QUERY_LOG_MAX_ENTRIES, approximate=True)
+def _note_generation(ctx: RequestContext, generation: int) -> None:
+    ctx.loader(OperationCacheState).generation = generation
 
 
-class SearchResponseCache(SchemaExtension):
-    """Caches `search` / `searchSuggestions` answers under the search generation; logs every search served,
-    from the cache or not, to the query-log stream."""
+def _logged(ctx: RequestContext) -> list[dict[str, str]]:
+    return [{"q": s.query, "n": str(s.result_count)} for s in ctx.loader(OperationCacheState).searches]
 
-    async def on_execute(self) -> AsyncIterator[None]:
-        execution = self.execution_context
-        ctx = execution.context
-        if not isinstance(ctx, RequestContext) or execution.operation_type != OperationType.QUERY:
-            yield
-            return
-        names = operation_root_fields(execution)
-        if names is None or not names <= CACHED_ROOT_FIELDS:
-            yield
-            return
-        try:
-            identity = orjson.dumps([execution.query, execution.operation_name, execution.variables],
-                                    option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:  # variables orjson cannot key (huge ints, deep nesting): no caching
-            yield
-            return
-        user = ctx.user  # a bad or expired token is refused here (UNAUTHENTICATED), cached answer or not
-        user_field = str(user.user_id) if user is not None else ""
-        digest = hashlib.blake2b(identity, digest_size=16).hexdigest()
-        raw_generation, stored = await lua_script(ctx.redis, _LOOKUP_AND_LOG_LUA)(
-            keys=[GENERATION.key, QUERY_LOG_STREAM],
-            args=[RESPONSE_PREFIX, digest, user_field, QUERY_LOG_MAX_ENTRIES],
-            client=ctx.redis)
-        if stored is not None:
-            execution.result = GraphQLExecutionResult(data=orjson.loads(stored[stored.index(b"\n") + 1:]),
-                                                      errors=None)
-            yield
-            return
-        generation = int(raw_generation) if raw_generation is not None else await GENERATION.current(ctx.redis)
-        state = ctx.loader(OperationCacheState)
-        state.generation = generation
-        yield
-        result = execution.result
-        if not isinstance(result, GraphQLExecutionResult) or result.errors or result.data is None:
-            return  # refused: nothing logged, as the failed transaction logs nothing either
-        answer = orjson.dumps(result.data)
-        async with ctx.redis.pipeline(transaction=False) as pipe:
-            _append_searches(pipe, state.searches, user_field)
-            if ctx.cacheable and len(answer) <= _MAX_RESPONSE_BYTES:
-                head = orjson.dumps([[s.query, str(s.result_count)] for s in state.searches])
-                pipe.set(f"{RESPONSE_PREFIX}{generation}:{digest}", head + b"\n" + answer,
-                         ex=ctx.settings.response_cache_ttl_seconds)
-            await pipe.execute()
+
+def _searcher(ctx: RequestContext) -> dict[str, str]:
+    user = ctx.user  # a bad or expired token is refused here (UNAUTHENTICATED), cached answer or not
+    return {"u": str(user.user_id) if user is not None else ""}
+
+
+# `search` / `searchSuggestions` answers under the search generation; every search served, from the cache or
+# not, goes to the query-log stream (a hit's in the lookup's own round trip).
+QUERY_LOG = ReplayedLog(stream=QUERY_LOG_STREAM, max_entries=QUERY_LOG_MAX_ENTRIES, entries=_logged,
+                        request_fields=_searcher)
+SearchResponseCache = response_cache_extension(generation=GENERATION, root_fields=CACHED_ROOT_FIELDS,
+                                               on_generation=_note_generation, replayed_log=QUERY_LOG)
 
 
 # ---- the query-log stream, drained into search.query_log ----------------------------------------------------

@@ -28,7 +28,7 @@ async def _ids(search_api, query: str, **filters) -> list[int]:
 
 
 async def _cached_answers(redis) -> int:
-    return len([key async for key in redis.scan_iter(match=f"{cache.RESPONSE_PREFIX}*")])
+    return len([key async for key in redis.scan_iter(match=f"{cache.GENERATION.response_prefix}*")])
 
 
 async def _apply(service_engine, redis, event) -> None:
