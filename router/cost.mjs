@@ -44,6 +44,9 @@ function listDepth(type) {
   return depth;
 }
 
+const fieldWeights = new WeakMap();
+const mutationRootWeights = new WeakMap();
+
 class CostWalker {
   constructor(schema, document, operation, variables, defaultListSize) {
     this.schema = schema;
@@ -59,7 +62,19 @@ class CostWalker {
     this.defaultListSize = defaultListSize;
   }
 
+  // Memoised per field definition (schema objects; a new supergraph brings new ones): `actual` asks once per
+  // value in the result, and reading the directives each time was a visible share of the router's CPU.
   weight(def, isMutationRoot) {
+    const memo = isMutationRoot ? mutationRootWeights : fieldWeights;
+    let weight = memo.get(def);
+    if (weight === undefined) {
+      weight = this.weightOf(def, isMutationRoot);
+      memo.set(def, weight);
+    }
+    return weight;
+  }
+
+  weightOf(def, isMutationRoot) {
     const own = directiveArgument(def.astNode, 'cost', 'weight');
     if (own != null) return Number(own) || 0;
     const named = getNamedType(def.type);
