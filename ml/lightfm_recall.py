@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM  # type: ignore[import-untyped]
 
-from ml.recalls import ItemFeatures, Recall, history_matrix, interaction_matrix
+from ml.recalls import ItemFeatures, Recall, history_matrix, interaction_matrix, recency_weights
 
 
 def _row_normalised(matrix: sp.csr_array) -> sp.csr_array:
@@ -110,8 +110,13 @@ class LightFMRecall(Recall):
         return np.asarray(users @ self.item_vectors.T + self.item_bias)
 
     def score_batch(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray:
-        users = np.asarray(self.user_features(histories) @ self.history_embeddings, dtype=np.float32)
-        if len(candidates) == 1 and len(histories) != 1:  # one candidate row shared by every history
+        if len(histories) == 1:  # serving: one shopper, without scipy matrices
+            recent, weights = recency_weights(histories[0], self.last_k, self.decay)
+            total = weights.sum() or 1.0
+            users = np.asarray((weights / total) @ self.history_embeddings[recent], dtype=np.float32)[None, :]
+        else:
+            users = np.asarray(self.user_features(histories) @ self.history_embeddings, dtype=np.float32)
+        if len(candidates) == 1:  # one candidate row shared by every history
             shared = candidates[0]
             return (users @ self.item_vectors[shared].T + self.item_bias[shared]).astype(np.float64)
         picked = self.item_vectors[candidates]  # rows x candidates x components

@@ -37,6 +37,28 @@ def history_matrix(histories: Sequence[np.ndarray], n_items: int, last_k: int | 
     return matrix.tocsr()
 
 
+def recency_weights(history: np.ndarray, last_k: int | None, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """One history's row of `history_matrix` as (items, weights), most recent first (an item seen twice is listed
+    twice, which sums the same)."""
+    recent = np.asarray(history[-last_k:] if last_k else history, dtype=np.int64)[::-1]
+    return recent, decay ** np.arange(len(recent), dtype=np.float64)
+
+
+def weighted_row_sum(matrix: sp.csr_array, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum_i weights[i] * matrix[rows[i]] as a dense vector: one row of `weights-as-a-sparse-row @ matrix`, read
+    straight from the CSR arrays. Serving scores one shopper at a time, and building scipy matrices for it
+    (~0.1 ms each, several per recall) was most of a recommendation's CPU."""
+    starts = matrix.indptr[rows]
+    lengths = matrix.indptr[rows + 1] - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(matrix.shape[1])
+    # The positions of every listed row's entries in indices/data, row after row.
+    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+    return np.bincount(matrix.indices[positions], weights=matrix.data[positions] * np.repeat(weights, lengths),
+                       minlength=matrix.shape[1])
+
+
 def per_history(candidates: np.ndarray, histories: int) -> np.ndarray:
     """One candidate row per history: serving passes a single row (the whole catalogue) for every history."""
     if len(candidates) == 1 and histories != 1:
@@ -121,6 +143,8 @@ class _ItemToItem(Recall):
         self.matrix = sp.csr_array((0, 0))
 
     def score_batch(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        if len(histories) == 1 and len(candidates) == 1:  # serving: one shopper, dense
+            return weighted_row_sum(self.matrix, *recency_weights(histories[0], self.last_k, self.decay))[candidates]
         weights = history_matrix(histories, self.n_items, self.last_k, self.decay)
         return gather(sp.csr_array(weights @ self.matrix), candidates)
 
@@ -276,7 +300,19 @@ class SessionKNN(Recall):
                              shape=similarity.shape)
         return sp.csr_array(votes @ self.items_of_users)
 
+    def _scores_of_one(self, history: np.ndarray) -> np.ndarray:
+        """`_scores` of a single history, dense and without scipy matrices (serving)."""
+        recent, weights = recency_weights(history, self.last_k, self.decay)
+        similarity = weighted_row_sum(self.profiles, recent, weights * self.idf[recent])
+        k = min(self.neighbours, len(similarity))
+        if k == 0:
+            return np.zeros(self.n_items)
+        nearest = np.argpartition(-similarity, k - 1)[:k]
+        return weighted_row_sum(self.items_of_users, nearest, similarity[nearest])
+
     def score_batch(self, histories: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        if len(histories) == 1 and len(candidates) == 1:
+            return self._scores_of_one(histories[0])[candidates]
         return gather(self._scores(histories), per_history(candidates, len(histories)))
 
     def catalogue_max(self, histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import scipy.sparse as sp
 
-from ml.recalls import Recall
+from ml.recalls import Recall, weighted_row_sum
 
 # similar(): co-viewing decides the order; feature similarity (category, brand, tags, price band) only orders what
 # co-viewing leaves tied (and everything for an item nobody co-viewed yet), popularity breaks what remains tied.
@@ -114,7 +114,8 @@ class ServingModel:
     def _similarity(self, indices: np.ndarray) -> np.ndarray:
         covisits = _row_sum(self.tables.covisits, indices)
         features = self.tables.features
-        shared = np.asarray((features[indices] @ features.T).sum(axis=0)).ravel() if features.shape[1] else 0.0
+        # sum over i of features[i] . features[j] for every j: the summed feature rows against every item.
+        shared = np.asarray(features @ _row_sum(features, indices)) if features.shape[1] else 0.0
         return self._with_tie_break(covisits + FEATURE_WEIGHT * shared)
 
     def _with_tie_break(self, scores: np.ndarray) -> np.ndarray:
@@ -152,5 +153,5 @@ class ServingModel:
 
 
 def _row_sum(matrix: sp.csr_array, rows: np.ndarray) -> np.ndarray:
-    return np.asarray(matrix[rows].sum(axis=0)).ravel()
+    return weighted_row_sum(matrix, rows, np.ones(len(rows)))
 
