@@ -101,10 +101,13 @@ async def set_variant_stock(session: AsyncSession, variant_id: int, available: i
 
 
 async def refresh_in_stock_of(session: AsyncSession, product_ids: Sequence[int]) -> None:
-    """refresh_in_stock for many products in one statement."""
+    """refresh_in_stock for many products in one statement. Only documents whose flag changes are written: a
+    rebuild's documents were just written, and rewriting every one of them again doubled the table (a new
+    row version each) and the GIN index entries a search walks."""
     any_in_stock = (select(func.coalesce(func.bool_or(VariantRow.in_stock), False))
                     .where(VariantRow.product_id == DocumentRow.product_id).scalar_subquery())
-    await session.execute(update(DocumentRow).where(DocumentRow.product_id.in_(product_ids))
+    await session.execute(update(DocumentRow).where(DocumentRow.product_id.in_(product_ids),
+                                                    DocumentRow.in_stock.is_distinct_from(any_in_stock))
                           .values(in_stock=any_in_stock))
 
 
@@ -127,9 +130,23 @@ async def add_vocabulary(session: AsyncSession, entries: Sequence[tuple[str, str
         return
     counts: dict[tuple[str, str], int] = {}
     labels: dict[tuple[str, str], str] = {}
+    count_vocabulary(entries, counts, labels)
+    await add_counted_vocabulary(session, counts, labels)
+
+
+def count_vocabulary(entries: Sequence[tuple[str, str, str]], counts: dict[tuple[str, str], int],
+                     labels: dict[tuple[str, str], str]) -> None:
+    """Adds (word, kind, label) entries to running counts and labels (the last label seen wins)."""
     for word, kind, label in entries:
         counts[(word, kind)] = counts.get((word, kind), 0) + 1
         labels[(word, kind)] = label
+
+
+async def add_counted_vocabulary(session: AsyncSession, counts: dict[tuple[str, str], int],
+                                 labels: dict[tuple[str, str], str]) -> None:
+    """add_vocabulary of entries already counted (count_vocabulary)."""
+    if not counts:
+        return
     # In index order (kind, word): two workers indexing products that share words lock those rows in the same
     # order, so they queue instead of deadlocking.
     rows = [{"word": w, "kind": k, "label": labels[(w, k)], "frequency": counts[(w, k)]}

@@ -130,8 +130,12 @@ class PostgresSearch:
             params["full"] = tsquery_text(request.clauses, corrections, expanded=True, at_least=at_least)
             params["exact"] = tsquery_text(request.clauses, corrections, expanded=False, at_least=at_least)
             params["sku"] = request.sku or ""
+            # ts_rank_cd of a document the query does not match is 0 (it has no cover), so the words as typed
+            # are ranked only where they match: a typo query's words match nothing, and ranking is most of the
+            # cost of a large match set.
             rank = (f"(ts_rank_cd('{RANK_WEIGHTS}'::real[], d.document, q.full) + "
-                    f"ts_rank_cd('{RANK_WEIGHTS}'::real[], d.document, q.exact) + "
+                    f"CASE WHEN d.document @@ q.exact "
+                    f"THEN ts_rank_cd('{RANK_WEIGHTS}'::real[], d.document, q.exact) ELSE 0 END + "
                     f"CASE WHEN d.skus @> ARRAY[CAST(:sku AS text)] THEN {SKU_BONUS} ELSE 0 END)::float8")
             source = ("search.documents d, (SELECT to_tsquery('english', :full) AS full, "
                       "to_tsquery('english', :exact) AS exact) q")
@@ -184,9 +188,11 @@ class PostgresSearch:
             UNION ALL
             SELECT 'total', NULL, NULL, count(*), NULL, NULL FROM matched m WHERE {everything}
             UNION ALL
-            SELECT 'category', c.slug, min(c.name), count(*), NULL, NULL
-            FROM matched m, unnest(m.category_slugs, m.category_names) AS c(slug, name)
-            WHERE {all_but('category')} GROUP BY c.slug
+            SELECT 'category', c.slug, min(c.name), count(*), NULL, NULL FROM (
+                -- in the select list (ProjectSet, in step as ROWS FROM): no function scan per match
+                SELECT unnest(m.category_slugs) AS slug, unnest(m.category_names) AS name FROM matched m
+                WHERE {all_but('category')}) c
+            GROUP BY c.slug
             UNION ALL
             SELECT 'brand', m.brand, m.brand, count(*), NULL, NULL FROM matched m
             WHERE m.brand IS NOT NULL AND {all_but('brand')} GROUP BY m.brand
