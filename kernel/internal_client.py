@@ -119,6 +119,21 @@ async def post_json(http: PeerClient, url: str, body: dict[str, Any], *, authori
     return _decode(status, content, what)
 
 
+async def fetch_entity(http: PeerClient, service_url: str, typename: str, entity_id: int, query: str, *,
+                       what: str) -> dict[str, Any] | None:
+    """One entity as its owning subgraph answers the router's `_entities` fetch (`query` selects
+    `... on <typename> { ... }`); None when the owner does not know it. Used where an event-fed projection
+    has not heard of an entity yet and asks the owner instead of waiting for the event."""
+    body = await post_json(http, f"{service_url.rstrip('/')}/graphql",
+                           {"query": query, "variables": {"r": [{"__typename": typename, "id": str(entity_id)}]}},
+                           authorization=None, what=what)
+    try:
+        entity = body["data"]["_entities"][0]
+    except (KeyError, IndexError, TypeError):
+        raise PeerUnavailable(f"{what}: unexpected _entities answer") from None
+    return entity or None
+
+
 def _decode(status: int, content: bytes, what: str) -> dict[str, Any]:
     try:
         body = orjson.loads(content)

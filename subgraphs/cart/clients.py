@@ -7,7 +7,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, post_json
+from kernel.internal_client import (
+    INTERNAL_HTTP,
+    PeerClient,
+    PeerUnavailable,
+    build_internal_client,
+    fetch_entity,
+    post_json,
+)
 
 __all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_variant_product",
            "fetch_variant_stock", "quote_coupon"]
@@ -20,28 +27,16 @@ _VARIANT_STOCK_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
   ... on ProductVariant { stock { available } } } }"""
 
 
-async def _variant_entity(http: PeerClient, service_url: str, query: str, variant_id: int,
-                          what: str) -> dict[str, Any] | None:
-    body = await post_json(http, f"{service_url.rstrip('/')}/graphql",
-                           {"query": query,
-                            "variables": {"r": [{"__typename": "ProductVariant", "id": str(variant_id)}]}},
-                           authorization=None, what=what)
-    try:
-        entity = body["data"]["_entities"][0]
-    except (KeyError, IndexError, TypeError):
-        raise PeerUnavailable(f"{what}: unexpected _entities answer") from None
-    return entity or None
-
-
 async def fetch_variant_product(http: PeerClient, catalog_url: str, variant_id: int) -> dict[str, Any] | None:
     """{id, product: {id, name, variants: [{id, sku, price: {amount, currency}}]}}, or None for a variant the
     catalog does not sell (unknown, or its product deleted)."""
-    return await _variant_entity(http, catalog_url, _VARIANT_PRODUCT_QUERY, variant_id, "catalog")
+    return await fetch_entity(http, catalog_url, "ProductVariant", variant_id, _VARIANT_PRODUCT_QUERY, what="catalog")
 
 
 async def fetch_variant_stock(http: PeerClient, inventory_url: str, variant_id: int) -> int | None:
     """The variant's available units as inventory knows them now (None when it does not answer for it)."""
-    entity = await _variant_entity(http, inventory_url, _VARIANT_STOCK_QUERY, variant_id, "inventory")
+    entity = await fetch_entity(http, inventory_url, "ProductVariant", variant_id, _VARIANT_STOCK_QUERY,
+                                what="inventory")
     stock = (entity or {}).get("stock")
     return int(stock["available"]) if isinstance(stock, dict) else None
 

@@ -114,14 +114,16 @@ async def get_cart(redis: Redis, *, caller: Principal | None, cart_id: str | Non
 
 
 async def learn_from_owners(redis: Redis, http: clients.PeerClient, settings: Settings, variant_id: int, *,
-                            refused_for_stock: bool) -> bool:
+                            refused_at_stock: int | None) -> bool:
     """The projections learn products and stock from events, which can lag a first request (a product listed a
     moment ago, a restock a moment ago, consumers rebalancing). For a variant they have not heard of, ask its
     owners (catalog, then inventory; each call bounded by INTERNAL_HTTP_TIMEOUT_SECONDS) and store their answers
     as the events would. A refusal for stock, or the stock of a variant just learned, is checked with
     inventory (at most once a second per variant) when the projection holds less than inventory has. A variant
-    the projection knows as gone is not asked about: its deletion came by event. Returns whether anything was
-    learned (worth trying again); a peer that does not answer leaves the refusal as it was."""
+    the projection knows as gone is not asked about: its deletion came by event. `refused_at_stock`: the units
+    a refusal for stock saw (None when the refusal was not for stock); an event that raised the projection
+    since then counts as learned too. Returns whether anything was learned (worth trying again); a peer that
+    does not answer leaves the refusal as it was."""
     try:
         if not await repository.variant_heard_of(redis, variant_id):
             found = await clients.fetch_variant_product(http, settings.catalog_service_url, variant_id)
@@ -142,7 +144,10 @@ async def learn_from_owners(redis: Redis, http: clients.PeerClient, settings: Se
             if available is not None:
                 await repository.put_stock_if_unknown(redis, variant_id=variant_id, available=available)
                 learned = True
-        elif ((refused_for_stock or learned)  # a variant just learned is refused for stock next if its stock lags
+        elif refused_at_stock is not None and projected > refused_at_stock:
+            # inventory.stock_changed arrived between the refusal and now: the projection already knows more.
+            learned = True
+        elif ((refused_at_stock is not None or learned)  # a variant just learned is refused next if its stock lags
               and await repository.claim_stock_recheck(redis, variant_id, every_seconds=1)):
             available = await clients.fetch_variant_stock(http, settings.inventory_service_url, variant_id)
             if available is not None and available > projected:
@@ -174,7 +179,8 @@ async def add_to_cart(session: AsyncSession, redis: Redis, settings: Settings, *
     outcome = await add()
     if (isinstance(outcome, Rejection) and outcome.code in ("VARIANT_NOT_FOUND", "OUT_OF_STOCK")
             and http is not None and await learn_from_owners(
-                redis, http, settings, variant_id, refused_for_stock=outcome.code == "OUT_OF_STOCK")):
+                redis, http, settings, variant_id,
+                refused_at_stock=int(outcome.detail) if outcome.code == "OUT_OF_STOCK" else None)):
         outcome = await add()
     cart = _cart(outcome, variant_id=variant_id)
     # Redis has the line now; the event row is written in the request's transaction, which the edge commits

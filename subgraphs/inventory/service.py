@@ -23,7 +23,7 @@ from kernel.auth import Principal
 from kernel.ids import next_id
 from kernel.outbox import add_event
 from kernel.uow import after_commit
-from subgraphs.inventory import cache, repository
+from subgraphs.inventory import cache, clients, repository
 from subgraphs.inventory.errors import (
     InvalidDelta,
     InvalidReason,
@@ -431,19 +431,42 @@ def _valid_reason(reason: str) -> str:
     return reason
 
 
+async def learn_variant_from_catalog(session: AsyncSession, http: clients.PeerClient, catalog_url: str,
+                                     variant_id: int) -> bool:
+    """Inventory learns variants from catalog's product events, which can lag a first request (a product
+    created a moment ago, consumers rebalancing). For a variant it has not heard of, ask the catalog (bounded by
+    INTERNAL_HTTP_TIMEOUT_SECONDS) and register it as the event would; the event, when it comes, finds it
+    registered and changes nothing. Returns whether the catalog sells it; a catalog that does not answer
+    counts as no."""
+    try:
+        product_id = await clients.fetch_variant_product_id(http, catalog_url, variant_id)
+    except clients.PeerUnavailable as exc:
+        log.warning("could not ask the catalog about a variant", extra={"variant_id": variant_id, "error": repr(exc)})
+        return False
+    if product_id is None:
+        return False
+    await register_variants(session, [(product_id, variant_id)])
+    return True
+
+
 async def adjust_stock(session: AsyncSession, caller: Principal, variant_id: int, warehouse_id: int,
-                       delta: int, reason: str, *, redis: Redis | None = None) -> StockLevel:
+                       delta: int, reason: str, *, redis: Redis | None = None,
+                       http: clients.PeerClient | None = None, catalog_url: str | None = None) -> StockLevel:
     """ADMIN: add (receiving, returns found) or remove (damage, shrinkage) units in one warehouse.
 
     Refused with CONFLICT when on_hand would drop below the units reserved there (hence never below zero):
     reserved units belong to orders, and the admin must cancel those first. Writes an audit row and the
     stock events, and (given the subgraph's `redis`) drops its cached stock answers once the change commits.
+    Given `http` and `catalog_url`, a variant inventory has not heard of yet is checked with the catalog
+    (`learn_variant_from_catalog`), so a product created a moment ago can be stocked at once.
     Returns the variant's totals over all warehouses after the change."""
     caller.require_role("ADMIN")
     if isinstance(delta, bool) or delta == 0 or abs(delta) > MAX_ADJUST_DELTA:
         raise InvalidDelta(delta, MAX_ADJUST_DELTA)
     reason = _valid_reason(reason)
-    if not await repository.variant_exists(session, variant_id):
+    if not await repository.variant_exists(session, variant_id) and not (
+            http is not None and catalog_url is not None
+            and await learn_variant_from_catalog(session, http, catalog_url, variant_id)):
         raise VariantNotFound(variant_id)
     if not await repository.warehouse_exists(session, warehouse_id):
         raise WarehouseNotFound(warehouse_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.internal_client import PeerClient, PeerUnavailable, post_json
+from kernel.internal_client import PeerClient, fetch_entity, post_json
 from subgraphs.promotions.events import FlashSalePurchased
 
 _VARIANT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
@@ -15,15 +15,7 @@ _VARIANT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
 async def fetch_variant(http: PeerClient, catalog_url: str, variant_id: int) -> dict[str, Any] | None:
     """{id, sku, price: {amount, currency}, product: {id, name}}, or None for a variant the catalog does not
     know. PeerUnavailable when the answer is not the `_entities` shape."""
-    body = await post_json(http, f"{catalog_url.rstrip('/')}/graphql",
-                           {"query": _VARIANT_QUERY,
-                            "variables": {"r": [{"__typename": "ProductVariant", "id": str(variant_id)}]}},
-                           authorization=None, what="catalog")
-    try:
-        variant = body["data"]["_entities"][0]
-    except (KeyError, IndexError, TypeError):
-        raise PeerUnavailable("catalog: unexpected _entities answer") from None
-    return variant or None
+    return await fetch_entity(http, catalog_url, "ProductVariant", variant_id, _VARIANT_QUERY, what="catalog")
 
 
 async def create_flash_sale_order(http: PeerClient, orders_url: str, reservation: FlashSalePurchased, *,

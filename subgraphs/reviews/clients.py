@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, post_json
+from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, fetch_entity
 
 __all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_product"]
 
@@ -15,12 +15,4 @@ _PRODUCT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) { ... o
 async def fetch_product(http: PeerClient, catalog_url: str, product_id: int) -> dict[str, Any] | None:
     """{id, seller: {id} | null}, or None for a product the catalog does not sell (unknown, or deleted).
     PeerUnavailable when the answer is not the `_entities` shape."""
-    body = await post_json(http, f"{catalog_url.rstrip('/')}/graphql",
-                           {"query": _PRODUCT_QUERY,
-                            "variables": {"r": [{"__typename": "Product", "id": str(product_id)}]}},
-                           authorization=None, what="catalog")
-    try:
-        product = body["data"]["_entities"][0]
-    except (KeyError, IndexError, TypeError):
-        raise PeerUnavailable("catalog: unexpected _entities answer") from None
-    return product or None
+    return await fetch_entity(http, catalog_url, "Product", product_id, _PRODUCT_QUERY, what="catalog")

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from kernel.auth import Principal
+from kernel.internal_client import PeerClient
 from subgraphs.cart import service
 from subgraphs.cart.consumers import project_product_deleted
 from subgraphs.cart.errors import CartFull, CartNotFound, OutOfStock, VariantNotFound
@@ -86,3 +87,22 @@ async def test_money_is_decimal_to_the_cent(session, redis, settings, make_varia
 
     assert cart.subtotal == Decimal("0.30")  # 3 x 0.1 in binary floats would be 0.30000000000000004
     assert service.checkout_payload(cart)["subtotal"] == "0.30"
+
+
+async def test_a_restock_heard_between_a_refusal_and_its_recheck_lets_the_add_retry(redis, settings,
+                                                                                    make_variant) -> None:
+    # A refusal saw 0 units; inventory.stock_changed (5 units) reached the projection before the refusal was
+    # checked. The projection already knows more, so it is worth trying again, without asking inventory
+    # (which here answers nothing: an inventory call would end in "nothing learned").
+    restocked = await make_variant(stock=5)
+    nobody_answers = settings.model_copy(update={"inventory_service_url": "http://127.0.0.1:9",
+                                                 "catalog_service_url": "http://127.0.0.1:9"})
+    http = PeerClient(1.0)
+    try:
+        assert await service.learn_from_owners(redis, http, nobody_answers, restocked["variant_id"],
+                                               refused_at_stock=0)
+        # a refusal at the figure the projection holds is not news: nothing learned without inventory's answer
+        assert not await service.learn_from_owners(redis, http, nobody_answers, restocked["variant_id"],
+                                                   refused_at_stock=5)
+    finally:
+        await http.aclose()
