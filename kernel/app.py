@@ -119,12 +119,8 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
         renewal = asyncio.create_task(ids.renew_node_lease(resources.redis, lease_key))
         yield
         renewal.cancel()
-        for extra in resources.extras.values():
-            if hasattr(extra, "aclose"):  # e.g. a service's pooled HTTP client to its peers
-                await extra.aclose()
         await resources.redis.delete(lease_key)
-        await resources.redis.aclose()
-        await engine.dispose()
+        await resources.aclose()
 
     app = Starlette(
         routes=[Route("/graphql", graphql_app, methods=["GET", "POST"]),

@@ -3,6 +3,7 @@ DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS are set), clean tables and Re
 in-process subgraph clients, user/token factories, and the full platform behind the router for e2e."""
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -68,6 +69,7 @@ async def _reset(stack: Infrastructure) -> None:
             "AND tablename <> 'schema_migrations'", [s.name for s in SUBGRAPHS])
         if tables:
             statement = "TRUNCATE " + ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables) + " CASCADE"
+            await conn.execute("SET lock_timeout = '20s'")
             for attempt in range(5):
                 try:
                     await conn.execute(statement)
@@ -75,6 +77,15 @@ async def _reset(stack: Infrastructure) -> None:
                 except asyncpg.DeadlockDetectedError:
                     # The e2e platform keeps running between tests (workers, reconciler); its transactions
                     # and this TRUNCATE's table locks can cross. Postgres picked us as the victim: again.
+                    if attempt == 4:
+                        raise
+                except asyncpg.LockNotAvailableError:
+                    # A test that failed mid-request can leave an in-process app's transaction open (its task
+                    # abandoned), holding its locks for as long as the session lasts: without this every later
+                    # test would wait on this TRUNCATE for ever. End such transactions, then again.
+                    await conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state = 'idle in transaction' AND now() - state_change > interval '10 seconds'")
                     if attempt == 4:
                         raise
     finally:
@@ -154,21 +165,31 @@ class GraphQLClient:
         return body["errors"][0]["extensions"]["code"]
 
 
-def _in_process_client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://subgraph")
+@contextlib.asynccontextmanager
+async def served_in_process(app: Any, base_url: str = "http://subgraph",
+                            **client_options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling a subgraph's ASGI app in process. ASGITransport runs no lifespan, so what the
+    app's shutdown would close (kernel's ServiceResources.aclose: pooled peer clients, Redis, the engine) is
+    closed when the block ends."""
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url,
+                                     **client_options) as http:
+            yield http
+    finally:
+        await app.app.state.resources.aclose()  # CorrelationMiddleware -> Starlette app
 
 
 @pytest.fixture(scope="session")
 async def users_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     from subgraphs.users.app import build_app
-    async with _in_process_client(build_app(settings)) as http:
+    async with served_in_process(build_app(settings)) as http:
         yield GraphQLClient(http, "/graphql")
 
 
 @pytest.fixture(scope="session")
 async def catalog_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     from subgraphs.catalog.app import build_app
-    async with _in_process_client(build_app(settings)) as http:
+    async with served_in_process(build_app(settings)) as http:
         yield GraphQLClient(http, "/graphql")
 
 

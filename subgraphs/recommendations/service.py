@@ -35,7 +35,7 @@ from kernel.uow import after_commit, unit_of_work
 from subgraphs.catalog.events import ProductDeleted, ProductSnapshot
 from subgraphs.inventory.events import StockChanged
 from subgraphs.orders.events import OrderPaid
-from subgraphs.recommendations import experiments, repository, signals
+from subgraphs.recommendations import clients, experiments, repository, signals
 from subgraphs.recommendations.errors import (
     InteractionsRateLimited,
     InvalidRecommendationInput,
@@ -117,12 +117,28 @@ def subjects_of(caller: Principal | None, session_id: str | None) -> list[str]:
 
 # ---- tracking ---------------------------------------------------------------------------------------------
 
+async def _product_on_sale(session: AsyncSession, http: clients.PeerClient | None, settings: Settings,
+                           product_id: int) -> bool:
+    """Whether the product is on sale, as catalog's events told this domain, or, for one no event has told about
+    yet (listed a moment ago), as the catalog answers now. A product known as deleted is not asked about (its
+    deletion came by event); a catalog that does not answer counts as no (logged)."""
+    product = await repository.get_product(session, product_id)
+    if product is not None or http is None:
+        return product is not None and not product.deleted
+    try:
+        return await clients.catalog_sells(http, settings.catalog_service_url, product_id)
+    except clients.PeerUnavailable as exc:
+        log.warning("could not ask the catalog about a product", extra={"product_id": product_id, "error": repr(exc)})
+        return False
+
+
 async def track_interaction(session: AsyncSession, redis: Redis, settings: Settings, *, caller: Principal | None,
-                            interaction: InteractionIn) -> bool:
+                            interaction: InteractionIn, http: clients.PeerClient | None = None) -> bool:
     """Record what the shopper did: their recent products change at once (Redis, after commit) and
     `interaction.recorded` goes out (the worker stores it for training). A guest needs a sessionId
-    (UNAUTHENTICATED without); an unknown or deleted product is NOT_FOUND; more than
-    RECOMMENDATIONS_INTERACTIONS_PER_MINUTE per shopper is RATE_LIMITED (refused attempts count too)."""
+    (UNAUTHENTICATED without); an unknown or deleted product is NOT_FOUND (given `http`, a product not heard of
+    yet is checked with the catalog); more than RECOMMENDATIONS_INTERACTIONS_PER_MINUTE per shopper is
+    RATE_LIMITED (refused attempts count too)."""
     if interaction.kind not in TRACKED_KINDS:
         raise InvalidRecommendationInput("'kind' must be VIEW, CLICK, ADD_TO_CART or WISHLIST", field="kind")
     session_id = check_session_id(interaction.session_id)
@@ -133,19 +149,19 @@ async def track_interaction(session: AsyncSession, redis: Redis, settings: Setti
                else signals.session_subject(session_id or ""))
     if await count_in_minute(redis, f"recs:track:{subject}") > settings.recommendations_interactions_per_minute:
         raise InteractionsRateLimited()
-    product = await repository.get_product(session, interaction.product_id)
-    if product is None or product.deleted:
+    if not await _product_on_sale(session, http, settings, interaction.product_id):
         raise ProductNotFound(interaction.product_id)
+    product_id = interaction.product_id
     now = utc_now()
     if caller is not None and session_id is not None:
         await repository.link_session(session, session_id, caller.user_id, now)
     await add_event(session, SCHEMA, InteractionRecorded(
         interaction_id=str(uuid.uuid4()), subject=subject, user_id=caller.user_id if caller else None,
-        session_id=session_id, product_id=product.product_id, kind=interaction.kind.value, source=source,
+        session_id=session_id, product_id=product_id, kind=interaction.kind.value, source=source,
         occurred_at=now), key=subject)
 
     async def remember() -> None:
-        await signals.push_recent(redis, subject, product.product_id)
+        await signals.push_recent(redis, subject, product_id)
 
     after_commit(session, remember)
     return True

@@ -17,7 +17,7 @@ from subgraphs.cart.consumers import project_product, project_stock
 from subgraphs.catalog.events import ProductCreated
 from subgraphs.inventory.events import StockChanged
 from subgraphs.orders.events import OrderPlaced
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 
 CART_FIELDS = """id itemCount updatedAt subtotal { amount currency }
   items { id quantity name sku productId available variant { id }
@@ -38,8 +38,7 @@ _ids = itertools.count(7_000_000_000)
 @pytest.fixture(scope="session")
 async def cart_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     from subgraphs.cart.app import build_app
-    transport = httpx.ASGITransport(app=build_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://subgraph") as http:
+    async with served_in_process(build_app(settings)) as http:
         yield http
 
 

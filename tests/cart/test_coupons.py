@@ -34,16 +34,13 @@ async def coupon_promotions(settings: Settings) -> AsyncIterator[tuple[str, Grap
 @contextlib.asynccontextmanager
 async def cart_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     from subgraphs.cart.app import build_app
-    from subgraphs.cart.clients import INTERNAL_HTTP
     app = build_app(settings)
     resources: ServiceResources = app.app.state.resources
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cart") as http:
             yield http
     finally:
-        await resources.extras[INTERNAL_HTTP].aclose()
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 @pytest.fixture(scope="module")

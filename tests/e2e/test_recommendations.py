@@ -24,16 +24,11 @@ ADJUST = """mutation($v: ID!, $w: ID!, $d: Int!) { adjustStock(variantId: $v, wa
   reason: "e2e") { onHand } }"""
 
 
-async def _known(router, token: str | None, product_id: str, **extra: str) -> None:
-    """Track one view once recommendations has heard of the product (NOT_FOUND until product.created arrives)."""
-    async def tracked() -> bool:
-        body = await router.raw(TRACK, {"input": {"productId": product_id, "kind": "VIEW", **extra}}, token)
-        if body.get("errors"):
-            assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND", body
-            return False
-        return True
-
-    await eventually(tracked, what="recommendations to learn the product")
+async def _view(router, token: str | None, product_id: str, **extra: str) -> None:
+    """Track one view, at once: a product whose product.created has not reached recommendations yet is checked
+    with the catalog."""
+    assert (await router.ok(TRACK, {"input": {"productId": product_id, "kind": "VIEW", **extra}},
+                            token))["trackInteraction"] is True
 
 
 def _ids(body: dict) -> list[str]:
@@ -46,7 +41,7 @@ async def test_views_purchases_stock_and_deletion_shape_recommendations(router, 
     viewed, sibling = [await stocked_variant(router, admin, 5) for _ in range(2)]
 
     # ada views one: the next answer already reflects it, and the product lists resolve in the catalog
-    await _known(router, ada, viewed[0])
+    await _view(router, ada, viewed[0])
 
     async def recommends(token: str | None, wanted: str, **variables: str) -> dict | None:
         body = await router.ok(FOR_YOU, {"first": 50, **variables}, token)
@@ -61,7 +56,7 @@ async def test_views_purchases_stock_and_deletion_shape_recommendations(router, 
 
     # A guest with a session gets recommendations too; without one, tracking is UNAUTHENTICATED
     session_id = f"guest-{uuid.uuid4().hex[:12]}"
-    await _known(router, None, viewed[0], sessionId=session_id)
+    await _view(router, None, viewed[0], sessionId=session_id)
     assert (await router.ok(FOR_YOU, {"first": 5, "s": session_id}))["recommendedForYou"]
     assert await router.error_code(TRACK, {"input": {"productId": viewed[0], "kind": "VIEW"}}) == "UNAUTHENTICATED"
 
@@ -86,7 +81,7 @@ async def test_views_purchases_stock_and_deletion_shape_recommendations(router, 
     deleted = await stocked_variant(router, admin, 1)
     _, bob = await make_user()
     for product in (sold_out, deleted):
-        await _known(router, bob, product[0])
+        await _view(router, bob, product[0])
     await eventually(lambda: recommends(bob, sold_out[0]), what="the product to be recommendable")
     await eventually(lambda: recommends(bob, deleted[0]), what="the product to be recommendable")
     await router.ok(ADD_TO_CART, {"cartId": None, "v": sold_out[1], "q": 1}, bob)
@@ -114,3 +109,23 @@ async def test_bad_input_through_the_router(router, make_user) -> None:
                                    token) == "NOT_FOUND"
     assert await router.error_code(TRACK, {"input": {"productId": "1", "kind": "VIEW",
                                                      "sessionId": "not valid!"}}) == "BAD_USER_INPUT"
+
+
+async def test_a_view_of_a_product_recommendations_has_not_heard_of_is_checked_with_the_catalog(
+        router, make_user, db_admin) -> None:
+    _, admin = await make_user("ADMIN")
+    _, ada = await make_user()
+    product_id, _ = await stocked_variant(router, admin, 2)
+
+    async def projected() -> bool:
+        return await db_admin.fetchval("SELECT count(*) FROM recommendations.products WHERE product_id = $1",
+                                       int(product_id)) == 1
+
+    await eventually(projected, what="recommendations to consume product.created")
+    # As if product.created had not reached recommendations yet (it has, and will not come again).
+    await db_admin.execute("DELETE FROM recommendations.products WHERE product_id = $1", int(product_id))
+
+    await _view(router, ada, product_id)
+
+    # a product the catalog does not sell is still NOT_FOUND
+    assert await router.error_code(TRACK, {"input": {"productId": "9" * 15, "kind": "VIEW"}}, ada) == "NOT_FOUND"

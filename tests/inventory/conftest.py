@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,7 +14,7 @@ from kernel.db import create_engine, create_session_factory
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
 from kernel.settings import Settings
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 
 
@@ -35,8 +34,7 @@ def sessions(service_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture(scope="session")
 async def inventory_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     from subgraphs.inventory.app import build_app
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(settings)),
-                                 base_url="http://subgraph") as http:
+    async with served_in_process(build_app(settings)) as http:
         yield GraphQLClient(http, "/graphql")
 
 

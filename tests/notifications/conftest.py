@@ -100,8 +100,7 @@ async def api(notifications_settings: Settings) -> AsyncIterator[GraphQLClient]:
                                      timeout=30) as http:
             yield GraphQLClient(http, "/graphql")
     finally:
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 # ---- the events, as their producers write them ----------------------------------------------------------------

@@ -157,16 +157,13 @@ async def orders_client(settings: Settings, peers_url: str) -> AsyncIterator[Gra
     """The in-process orders app whose cart and users peers are at `peers_url`. Its lifespan does not run under
     ASGITransport, so the resources it would close at shutdown are closed here."""
     from subgraphs.orders.app import build_app
-    from subgraphs.orders.clients import INTERNAL_HTTP
     app = build_app(settings.model_copy(update={"cart_service_url": peers_url, "users_service_url": peers_url}))
     resources: ServiceResources = app.app.state.resources  # CorrelationMiddleware -> Starlette app
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as http:
             yield GraphQLClient(http, "/graphql")
     finally:
-        await resources.extras[INTERNAL_HTTP].aclose()
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,7 @@ async def partners(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://partners") as http:
             yield http, GraphQLClient(http, "/graphql")
     finally:
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 @pytest.fixture

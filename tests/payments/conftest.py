@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,14 +15,13 @@ from kernel.ids import next_id
 from kernel.settings import Settings
 from subgraphs.payments.consumers import consumer_specs
 from subgraphs.payments.providers import SimulatedProvider
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 
 
 @pytest.fixture(scope="session")
 async def payments_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     from subgraphs.payments.app import build_app
-    transport = httpx.ASGITransport(app=build_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://subgraph") as http:
+    async with served_in_process(build_app(settings)) as http:
         yield GraphQLClient(http, "/graphql")
 
 

@@ -23,6 +23,7 @@ from nexuscart.infra import free_port
 from nexuscart.localstripe import LocalStripe, start_localstripe
 from subgraphs.payments import service
 from subgraphs.payments.consumers import consumer_specs, worker_providers
+from tests.conftest import served_in_process
 from tests.payments.helpers import cancelled, confirmed, outbox, payment
 
 WEBHOOK_SECRET = "whsec_nexuscart_tests"
@@ -76,8 +77,7 @@ def sdk(localstripe) -> stripe.StripeClient:
 @pytest.fixture
 async def payments_app(settings, localstripe) -> AsyncIterator[httpx.AsyncClient]:
     from subgraphs.payments.app import build_app
-    transport = httpx.ASGITransport(app=build_app(stripe_settings(settings, localstripe)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://payments") as http:
+    async with served_in_process(build_app(stripe_settings(settings, localstripe)), "http://payments") as http:
         yield http
 
 

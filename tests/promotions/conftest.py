@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kernel.db import create_engine, create_session_factory
 from kernel.graphql import ServiceResources
-from kernel.internal_client import INTERNAL_HTTP
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.orders.conftest import serve_locally
@@ -51,6 +50,5 @@ async def apps(settings: Settings) -> AsyncIterator[dict[str, Any]]:
                        "orders": GraphQLClient(orders_http, "/graphql")}
         finally:
             # Served without lifespans: close what the apps would close at shutdown.
-            await orders.app.state.resources.extras[INTERNAL_HTTP].aclose()
-            await resources.extras[INTERNAL_HTTP].aclose()
-            await resources.redis.aclose()
+            await orders.app.state.resources.aclose()
+            await resources.aclose()

@@ -42,11 +42,7 @@ async def promotions_app(settings: Settings) -> AsyncIterator[tuple[Any, GraphQL
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://promotions") as http:
             yield app, GraphQLClient(http, "/graphql")
     finally:
-        for extra in resources.extras.values():
-            if hasattr(extra, "aclose"):
-                await extra.aclose()
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 async def create_coupon(api: GraphQLClient, admin_token: str, **overrides: Any) -> dict[str, Any]:

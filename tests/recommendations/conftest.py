@@ -86,8 +86,7 @@ async def api(settings: Settings) -> AsyncIterator[Subgraph]:
                                      timeout=30) as http:
             yield Subgraph(GraphQLClient(http, "/graphql"), recommender, resources)
     finally:
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
 from kernel.graphql import ServiceResources
-from kernel.internal_client import INTERNAL_HTTP
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.event_contracts import as_consumed
@@ -90,9 +89,7 @@ async def reviews_client(settings: Settings, **overrides: Any) -> AsyncIterator[
             yield GraphQLClient(http, "/graphql")
     finally:
         # Served without a lifespan: close what the app would close at shutdown.
-        await resources.extras[INTERNAL_HTTP].aclose()
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +17,7 @@ from nexuscart.demo_data import CATEGORY_PLAN, demo_products
 from subgraphs.catalog.events import ProductCreated, VariantSnapshot
 from subgraphs.catalog.service import slugify
 from subgraphs.search import repository, service
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 
 BASE_ID = 10**15
 
@@ -72,8 +71,7 @@ async def demo_index(service_engine: AsyncEngine) -> list[ProductCreated]:
 @pytest.fixture(scope="session")
 async def search_api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     from subgraphs.search.app import build_app
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(settings)),
-                                 base_url="http://subgraph") as http:
+    async with served_in_process(build_app(settings)) as http:
         yield GraphQLClient(http, "/graphql")
 
 

@@ -15,7 +15,6 @@ import pytest
 from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
 from kernel.graphql import ServiceResources
-from kernel.internal_client import INTERNAL_HTTP
 from kernel.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.event_contracts import as_consumed
@@ -73,9 +72,7 @@ async def _closing(app: Any) -> AsyncIterator[ServiceResources]:
     try:
         yield resources
     finally:
-        await resources.extras[INTERNAL_HTTP].aclose()
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+        await resources.aclose()
 
 
 @pytest.fixture(scope="session")
