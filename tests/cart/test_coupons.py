@@ -10,11 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from subgraphs.cart.consumers import take_ordered_items
 from tests.cart.conftest import ADD, MERGE, REMOVE, next_id, placed
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.orders.conftest import serve_locally
 from tests.promotions.coupon_support import create_coupon, promotions_app
 
@@ -35,12 +34,8 @@ async def coupon_promotions(settings: Settings) -> AsyncIterator[tuple[str, Grap
 async def cart_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     from subgraphs.cart.app import build_app
     app = build_app(settings)
-    resources: ServiceResources = app.app.state.resources
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cart") as http:
-            yield http
-    finally:
-        await resources.aclose()
+    async with served_in_process(app, "http://cart") as http:
+        yield http
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,15 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
 from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
-from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from nexuscart.infra import free_port
 from nexuscart.smtp_sink import FileSink
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 from tests.event_driver import EventDriver
 
@@ -94,13 +92,8 @@ def consumer(notifications_settings, service_engine, redis) -> Consumer:
 async def api(notifications_settings: Settings) -> AsyncIterator[GraphQLClient]:
     from subgraphs.notifications.app import build_app
     app = build_app(notifications_settings)
-    resources: ServiceResources = app.app.state.resources
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications",
-                                     timeout=30) as http:
-            yield GraphQLClient(http, "/graphql")
-    finally:
-        await resources.aclose()
+    async with served_in_process(app, "http://notifications", timeout=30) as http:
+        yield GraphQLClient(http, "/graphql")
 
 
 # ---- the events, as their producers write them ----------------------------------------------------------------

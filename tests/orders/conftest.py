@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -26,7 +25,7 @@ from kernel.consumer import WorkerResources
 from kernel.errors import AppError
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 from tests.event_driver import EventDriver
 
@@ -158,12 +157,8 @@ async def orders_client(settings: Settings, peers_url: str) -> AsyncIterator[Gra
     ASGITransport, so the resources it would close at shutdown are closed here."""
     from subgraphs.orders.app import build_app
     app = build_app(settings.model_copy(update={"cart_service_url": peers_url, "users_service_url": peers_url}))
-    resources: ServiceResources = app.app.state.resources  # CorrelationMiddleware -> Starlette app
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as http:
-            yield GraphQLClient(http, "/graphql")
-    finally:
-        await resources.aclose()
+    async with served_in_process(app, "http://orders") as http:
+        yield GraphQLClient(http, "/graphql")
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,8 @@ import orjson
 import pytest
 
 from kernel.auth import TokenIssuer
-from kernel.graphql import ServiceResources
 from kernel.settings import Settings
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 
 CREATE = """mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) {
   secret apiKey { id name scopes persistedOnly rateLimitPerMinute revokedAt } } }"""
@@ -26,12 +25,8 @@ USAGE = "query($id: ID!, $days: Int) { apiKeyUsage(id: $id, days: $days) { date 
 async def partners(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, GraphQLClient]]:
     from subgraphs.partners.app import build_app
     app = build_app(settings)
-    resources: ServiceResources = app.app.state.resources
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://partners") as http:
-            yield http, GraphQLClient(http, "/graphql")
-    finally:
-        await resources.aclose()
+    async with served_in_process(app, "http://partners") as http:
+        yield http, GraphQLClient(http, "/graphql")
 
 
 @pytest.fixture

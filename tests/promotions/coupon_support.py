@@ -8,11 +8,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
-from kernel.graphql import ServiceResources
 from kernel.settings import Settings
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 
 COUPON_FIELDS = """id code kind value currency minSubtotal startsAt endsAt usageLimit perUserLimit timesRedeemed
   remaining active createdAt"""
@@ -37,12 +34,8 @@ async def promotions_app(settings: Settings) -> AsyncIterator[tuple[Any, GraphQL
     ASGITransport (nor under serve_locally), so what it would close at shutdown is closed here."""
     from subgraphs.promotions.app import build_app
     app = build_app(settings)
-    resources: ServiceResources = app.app.state.resources  # CorrelationMiddleware -> Starlette app
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://promotions") as http:
-            yield app, GraphQLClient(http, "/graphql")
-    finally:
-        await resources.aclose()
+    async with served_in_process(app, "http://promotions") as http:
+        yield app, GraphQLClient(http, "/graphql")
 
 
 async def create_coupon(api: GraphQLClient, admin_token: str, **overrides: Any) -> dict[str, Any]:

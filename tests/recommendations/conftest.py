@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from kernel.consumer import WorkerResources
@@ -19,7 +18,7 @@ from kernel.db import create_session_factory
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from subgraphs.recommendations.serving import Recommender
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 from tests.event_driver import EventDriver
 
@@ -80,13 +79,8 @@ async def api(settings: Settings) -> AsyncIterator[Subgraph]:
     recommender = Recommender(None, refresh_seconds=3600)
     app = build_app(settings.model_copy(update={"recommendations_interactions_per_minute": 30}),
                     recommender=recommender)
-    resources: ServiceResources = app.app.state.resources
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://recommendations",
-                                     timeout=30) as http:
-            yield Subgraph(GraphQLClient(http, "/graphql"), recommender, resources)
-    finally:
-        await resources.aclose()
+    async with served_in_process(app, "http://recommendations", timeout=30) as http:
+        yield Subgraph(GraphQLClient(http, "/graphql"), recommender, app.app.state.resources)
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import numpy as np
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kernel.db import create_session_factory
-from kernel.graphql import ServiceResources
 from kernel.settings import Settings
 from kernel.uow import unit_of_work
 from subgraphs.recommendations import experiment_stats, experiments
@@ -25,7 +23,7 @@ from subgraphs.recommendations.app import build_app
 from subgraphs.recommendations.experiments import RunningExperiment, assign_variant, choose_variant
 from subgraphs.recommendations.models import ExperimentRecord, ExperimentStatus, VariantSpec
 from subgraphs.recommendations.serving import Recommender
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 
 CREATE = """mutation($input: CreateExperimentInput!) { createExperiment(input: $input) {
@@ -42,14 +40,8 @@ RESULTS = """query($key: String!) { experimentResults(key: $key) { key status sa
 async def api(settings: Settings) -> AsyncIterator[GraphQLClient]:
     """The recommendations subgraph in process, without a model (popularity answers recommendedForYou)."""
     app = build_app(settings, recommender=Recommender(None, refresh_seconds=3600))
-    resources: ServiceResources = app.app.state.resources
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://recommendations",
-                                     timeout=30) as http:
-            yield GraphQLClient(http, "/graphql")
-    finally:
-        await resources.redis.aclose()
-        await resources.session_factory.kw["bind"].dispose()
+    async with served_in_process(app, "http://recommendations", timeout=30) as http:
+        yield GraphQLClient(http, "/graphql")
 
 
 @pytest.fixture(autouse=True)

@@ -10,14 +10,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
-from kernel.graphql import ServiceResources
 from kernel.settings import Settings
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 from tests.event_driver import EventDriver
 from tests.orders.conftest import closed_port
@@ -82,14 +80,8 @@ async def reviews_client(settings: Settings, **overrides: Any) -> AsyncIterator[
     """The reviews app in process, with `overrides` applied to its settings."""
     from subgraphs.reviews.app import build_app
     app = build_app(settings.model_copy(update=overrides))
-    resources: ServiceResources = app.app.state.resources
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reviews",
-                                     timeout=30) as http:
-            yield GraphQLClient(http, "/graphql")
-    finally:
-        # Served without a lifespan: close what the app would close at shutdown.
-        await resources.aclose()
+    async with served_in_process(app, "http://reviews", timeout=30) as http:
+        yield GraphQLClient(http, "/graphql")
 
 
 @pytest.fixture(scope="module")

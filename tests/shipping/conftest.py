@@ -16,7 +16,7 @@ from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
 from kernel.graphql import ServiceResources
 from kernel.settings import Settings
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, served_in_process
 from tests.event_contracts import as_consumed
 from tests.event_driver import EventDriver
 from tests.orders.conftest import (  # noqa: F401  (fixtures shared with the orders tests)
@@ -96,8 +96,7 @@ async def orders_api(settings: Settings, fake_peers_url: str,  # noqa: F811
     from subgraphs.orders.app import build_app
     app = build_app(settings.model_copy(update={
         "cart_service_url": fake_peers_url, "users_service_url": fake_peers_url, "shipping_service_url": shipping_url}))
-    transport = httpx.ASGITransport(app=app)
-    async with _closing(app), httpx.AsyncClient(transport=transport, base_url="http://orders") as http:
+    async with served_in_process(app, "http://orders") as http:
         yield GraphQLClient(http, "/graphql")
 
 
