@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,8 +46,27 @@ class InfraError(RuntimeError):
     """An embedded server could not start; the message says why in one line."""
 
 
+# Below Linux's default ephemeral range (32768-60999). A port bind(0) hands out comes from that range, which
+# outgoing connections draw from too: between the pick and the service's own bind, a connection could take it
+# (seen once in CI: a subgraph failed to start with EADDRINUSE). Outgoing connections never take these.
+_LISTEN_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port on 127.0.0.1 for a service to listen on, never one this process handed out before."""
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # that range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
