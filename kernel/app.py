@@ -20,6 +20,7 @@ from kernel import ids
 from kernel.auth import TokenVerifier
 from kernel.db import create_engine, create_session_factory
 from kernel.graphql import GraphQLEndpoint, NexusSchema, ServiceResources
+from kernel.internal_client import PeerClient
 from kernel.logs import configure_logging, correlation_id_var
 from kernel.process import die_with_parent_if_asked
 from kernel.redis import create_redis
@@ -80,6 +81,7 @@ def create_app(service: str, schema: NexusSchema, *, extras: dict[str, Any] | No
     engine = create_engine(settings)
     resources = ServiceResources(settings=settings, session_factory=create_session_factory(engine),
                                  redis=create_redis(settings), verifier=TokenVerifier.from_settings(settings),
+                                 peers=PeerClient(settings.internal_http_timeout_seconds),
                                  extras=dict(extras or {}))
     graphql_app = GraphQLEndpoint(schema, resources, graphql_ide="graphiql",
                                   subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],

@@ -33,8 +33,6 @@ from kernel.errors import (
 
 log = logging.getLogger("nexuscart.internal_client")
 
-INTERNAL_HTTP = "internal_http"  # key of the client in ServiceResources.extras
-
 _ERROR_CLASS: dict[ErrorCode, type[AppError]] = {
     ErrorCode.BAD_USER_INPUT: BadUserInput, ErrorCode.UNAUTHENTICATED: Unauthenticated, ErrorCode.FORBIDDEN: Forbidden,
     ErrorCode.NOT_FOUND: NotFound, ErrorCode.CONFLICT: Conflict, ErrorCode.OUT_OF_STOCK: OutOfStock,
@@ -54,8 +52,8 @@ class PeerClient:
     """The pooled HTTP client a service uses to call its peers' internal endpoints (the body read in full).
 
     aiohttp binds a session to the running event loop, so the session is created on first use, inside the
-    loop that serves requests, not when the app is built. `aclose()` (called by kernel/app.py at shutdown for
-    every extra that has one) closes it; a later call would open a fresh one.
+    loop that serves requests, not when the app is built. `aclose()` (ServiceResources.aclose, at shutdown) closes
+    it; a later call would open a fresh one.
     """
 
     def __init__(self, timeout_seconds: float, *, limit: int = 200, keepalive_timeout: float = 30.0) -> None:
@@ -89,10 +87,6 @@ class PeerClient:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
-
-
-def build_internal_client(timeout_seconds: float) -> PeerClient:
-    return PeerClient(timeout_seconds)
 
 
 async def get_json(http: PeerClient, url: str, *, params: dict[str, str] | None = None,

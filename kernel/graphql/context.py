@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 
 from kernel.auth import Principal, TokenVerifier
 from kernel.errors import Unauthenticated
+from kernel.internal_client import PeerClient
 from kernel.settings import Settings
 from kernel.uow import finish
 
@@ -28,12 +29,17 @@ class ServiceResources:
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis
     verifier: TokenVerifier
+    # The one pooled client the process calls its peers' internal endpoints with (kernel/internal_client.py).
+    # Every service has one: it opens no connection until a first call, so a service that never calls a peer
+    # pays nothing for it.
+    peers: PeerClient
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     async def aclose(self) -> None:
-        """Close what the process opened for its requests: each extra that has `aclose` (e.g. a pooled HTTP
-        client to its peers), Redis and the database engine. The app's shutdown calls it, and so does a test
-        that serves the app in process (without a lifespan)."""
+        """Close what the process opened for its requests: the peer client, each extra that has `aclose`, Redis
+        and the database engine. The app's shutdown calls it, and so does a test that serves the app in process
+        (without a lifespan)."""
+        await self.peers.aclose()
         for extra in self.extras.values():
             if hasattr(extra, "aclose"):
                 await extra.aclose()

@@ -8,15 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 from kernel.internal_client import (
-    INTERNAL_HTTP,
     PeerClient,
     PeerUnavailable,
-    build_internal_client,
     fetch_entity,
     post_json,
 )
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_variant_product",
+__all__ = ["PeerClient", "PeerUnavailable", "fetch_variant_product",
            "fetch_variant_stock", "quote_coupon"]
 
 # The whole product: the projection stores a product's variant list, and a partial one would mark the

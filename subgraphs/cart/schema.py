@@ -15,7 +15,7 @@ from strawberry.federation.types import FieldSet
 
 from kernel.graphql import Info, Money, RequestContext, build_schema
 from kernel.ids import parse_id
-from subgraphs.cart import clients, service
+from subgraphs.cart import service
 from subgraphs.cart.models import CartLine, CartView
 
 
@@ -121,7 +121,7 @@ class Mutation:
         caller, variant = ctx.user, parse_id(variant_id, field="variantId")
         cart = await service.add_to_cart(await ctx.session(), ctx.redis, ctx.settings, caller=caller,
                                          cart_id=cart_id or None, variant_id=variant, quantity=quantity,
-                                         http=ctx.resources.extras[clients.INTERNAL_HTTP])
+                                         http=ctx.resources.peers)
         return Cart.from_view(cart)
 
     @strawberry.mutation(description="Set a line's quantity (1..100).")
@@ -152,7 +152,7 @@ class Mutation:
     async def apply_coupon(self, info: Info, cart_id: strawberry.ID | None = UNSET, *,
                            code: str) -> Cart:
         ctx = _ctx(info)
-        cart = await service.apply_coupon(ctx.redis, ctx.resources.extras[clients.INTERNAL_HTTP], ctx.settings,
+        cart = await service.apply_coupon(ctx.redis, ctx.resources.peers, ctx.settings,
                                           caller=ctx.user, authorization=ctx.authorization, cart_id=cart_id or None,
                                           code=code)
         return Cart.from_view(cart)

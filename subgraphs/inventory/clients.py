@@ -3,9 +3,9 @@ yet (catalog's product.created still on its way), the catalog's own answer throu
 as the cart does."""
 from __future__ import annotations
 
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, fetch_entity
+from kernel.internal_client import PeerClient, PeerUnavailable, fetch_entity
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_variant_product_id"]
+__all__ = ["PeerClient", "PeerUnavailable", "fetch_variant_product_id"]
 
 _VARIANT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) {
   ... on ProductVariant { product { id } } } }"""

@@ -14,7 +14,7 @@ import strawberry
 from kernel.graphql import Info, build_schema
 from kernel.ids import entity_key, parse_id
 from kernel.response_cache import response_cache_extension
-from subgraphs.inventory import cache, clients, service
+from subgraphs.inventory import cache, service
 from subgraphs.inventory.dataloaders import StockByVariantIdLoader, StockRowsByVariantIdLoader, WarehouseByIdLoader
 from subgraphs.inventory.models import WarehouseRow
 
@@ -110,7 +110,7 @@ class Mutation:
         level = await service.adjust_stock(
             await ctx.session(), caller, parse_id(variant_id, field="variantId"),
             parse_id(warehouse_id, field="warehouseId"), delta, reason, redis=ctx.redis,
-            http=ctx.resources.extras.get(clients.INTERNAL_HTTP), catalog_url=ctx.settings.catalog_service_url)
+            http=ctx.resources.peers, catalog_url=ctx.settings.catalog_service_url)
         return StockLevel.from_level(level)
 
     @strawberry.mutation(description="ADMIN only. `code` (e.g. WH-EAST) is unique and stored upper-case.")

@@ -6,19 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from kernel.internal_client import (
-    INTERNAL_HTTP,
     PeerClient,
     PeerUnavailable,
-    build_internal_client,
     get_json,
     post_json,
 )
 
 __all__ = [
-    "INTERNAL_HTTP",
     "PeerClient",
     "PeerUnavailable",
-    "build_internal_client",
     "fetch_address",
     "fetch_checkout",
     "get_json",

@@ -13,7 +13,7 @@ from strawberry.federation.types import FieldSet
 from kernel.errors import BadUserInput
 from kernel.graphql import Info, Money, PageInfo, PostalAddressInput, build_schema
 from kernel.ids import entity_key, parse_id
-from subgraphs.orders import clients, service
+from subgraphs.orders import service
 from subgraphs.orders.dataloaders import HistoryByOrderIdLoader, ItemsByOrderIdLoader, OrderByIdLoader
 from subgraphs.orders.models import CancellationReason, HistoryRecord, OrderItemRecord, OrderRecord, OrderStatus
 
@@ -273,7 +273,7 @@ class Mutation:
         ctx = info.context
         caller = ctx.require_user()
         placed = await service.place_order(
-            await ctx.session(), http=ctx.resources.extras[clients.INTERNAL_HTTP], settings=ctx.settings,
+            await ctx.session(), http=ctx.resources.peers, settings=ctx.settings,
             caller_id=caller.user_id, authorization=ctx.authorization, order_in=input.to_service())
         # The new order's lines and history are already in hand: prime the loaders instead of re-reading them.
         if placed.items is not None:
@@ -287,7 +287,7 @@ class Mutation:
                                       "once a payment was submitted or the order left AWAITING_PAYMENT.")
     async def pay_order(self, info: Info, input: PayOrderInput) -> Order:
         ctx = info.context
-        order = await service.pay_order(await ctx.session(), http=ctx.resources.extras[clients.INTERNAL_HTTP],
+        order = await service.pay_order(await ctx.session(), http=ctx.resources.peers,
                                         settings=ctx.settings, caller=ctx.require_user(),
                                         authorization=ctx.authorization, pay_in=input.to_service())
         return Order.from_record(order)

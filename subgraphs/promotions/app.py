@@ -1,23 +1,19 @@
 """ASGI app of the promotions subgraph, plus its internal endpoints (internal.py: what the cart
 and orders ask of coupons). Flash-sale purchases create their order through orders' internal endpoint, and
-the catalog is asked for a variant's name and price when a sale is created, through one pooled client."""
+the catalog is asked for a variant's name and price when a sale is created, through the process's peer client."""
 from __future__ import annotations
 
 from typing import Any
 
 from kernel.app import create_app
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, build_internal_client
-from kernel.settings import Settings, get_settings
+from kernel.settings import Settings
 from subgraphs.promotions import internal
 from subgraphs.promotions.purchase_fast_path import PurchaseFastPath
 from subgraphs.promotions.schema import schema
 
 
-def build_app(settings: Settings | None = None, *, internal_http: PeerClient | None = None) -> Any:
-    settings = settings or get_settings()
-    http = internal_http or build_internal_client(settings.internal_http_timeout_seconds)
-    app = create_app("promotions", schema, settings=settings, extras={INTERNAL_HTTP: http},
-                     routes=internal.ROUTES)
+def build_app(settings: Settings | None = None) -> Any:
+    app = create_app("promotions", schema, settings=settings, routes=internal.ROUTES)
     # Inside the correlation/metrics middleware, in front of the GraphQL endpoint: purchaseFlashSale's own path.
     app.app = PurchaseFastPath(app.app, app.app.state.resources, schema.graphql_schema)
     return app

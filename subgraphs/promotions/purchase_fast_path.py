@@ -34,7 +34,6 @@ from graphql import (
 from kernel.errors import AppError
 from kernel.graphql import RequestContext, ServiceResources
 from kernel.ids import parse_id
-from kernel.internal_client import INTERNAL_HTTP
 from subgraphs.promotions import flash_sales
 
 log = logging.getLogger("nexuscart.promotions.fast_path")
@@ -230,7 +229,7 @@ class PurchaseFastPath:
         peer = scope.get("client")
         try:
             result = await flash_sales.purchase_in_sale(
-                context.session, context.redis, context.settings, self.resources.extras[INTERNAL_HTTP],
+                context.session, context.redis, context.settings, self.resources.peers,
                 caller=caller, purchase_in=flash_sales.PurchaseIn(sale_id=sale_id, token=purchase_token,
                                                                   quantity=quantity, idempotency_key=key),
                 forwarded_for=forwarded.decode("latin-1") if forwarded else None, peer=peer[0] if peer else None,

@@ -3,9 +3,9 @@ has not heard of yet (catalog's product.created still on its way), the catalog's
 `_entities` endpoint, as the cart and reviews do."""
 from __future__ import annotations
 
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, fetch_entity
+from kernel.internal_client import PeerClient, PeerUnavailable, fetch_entity
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "catalog_sells"]
+__all__ = ["PeerClient", "PeerUnavailable", "catalog_sells"]
 
 _PRODUCT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id } } }"""
 

@@ -16,8 +16,8 @@ from strawberry.scalars import JSON
 
 from kernel.graphql import Info, RequestContext, build_schema
 from kernel.ids import entity_key, parse_id
-from subgraphs.recommendations import clients, service
 from subgraphs.recommendations import experiments as experiment_service
+from subgraphs.recommendations import service
 from subgraphs.recommendations.models import ExperimentRecord, ExperimentStatus, InteractionKind, VariantSpec
 from subgraphs.recommendations.serving import Recommender
 
@@ -259,7 +259,7 @@ class Mutation:
         ctx.mark_uncacheable()
         return await service.track_interaction(await ctx.session(), ctx.redis, ctx.settings, caller=ctx.user,
                                                interaction=input.to_service(),
-                                               http=ctx.resources.extras.get(clients.INTERNAL_HTTP))
+                                               http=ctx.resources.peers)
 
     @strawberry.mutation(description=(
         "ADMIN: start an experiment of recommendedForYou (the newest RUNNING one applies). Shoppers are split by "

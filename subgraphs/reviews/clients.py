@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, fetch_entity
+from kernel.internal_client import PeerClient, PeerUnavailable, fetch_entity
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_product"]
+__all__ = ["PeerClient", "PeerUnavailable", "fetch_product"]
 
 _PRODUCT_QUERY = """query($r: [_Any!]!) { _entities(representations: $r) { ... on Product { id seller { id } } } }"""
 

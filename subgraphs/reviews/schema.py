@@ -17,7 +17,7 @@ from strawberry.federation.types import FieldSet
 
 from kernel.graphql import Info, PageInfo, RequestContext, build_schema
 from kernel.ids import entity_key, parse_id
-from subgraphs.reviews import clients, service
+from subgraphs.reviews import service
 from subgraphs.reviews.dataloaders import (
     RatingByProductIdLoader,
     ReviewByIdLoader,
@@ -210,7 +210,7 @@ class Mutation:
         caller = ctx.require_user()
         review = await service.create_review(await ctx.session(), ctx.redis, ctx.settings, caller=caller,
                                              review_in=input.to_service(),
-                                             http=ctx.resources.extras.get(clients.INTERNAL_HTTP))
+                                             http=ctx.resources.peers)
         return Review.from_record(review)
 
     @strawberry.mutation(description=(

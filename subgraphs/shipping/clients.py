@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.internal_client import INTERNAL_HTTP, PeerClient, PeerUnavailable, build_internal_client, get_json
+from kernel.internal_client import PeerClient, PeerUnavailable, get_json
 
-__all__ = ["INTERNAL_HTTP", "PeerClient", "PeerUnavailable", "build_internal_client", "fetch_checkout"]
+__all__ = ["PeerClient", "PeerUnavailable", "fetch_checkout"]
 
 
 async def fetch_checkout(http: PeerClient, cart_service_url: str, *, cart_id: str | None,

@@ -12,7 +12,7 @@ import strawberry
 
 from kernel.graphql import Info, Money, PostalAddressInput, RequestContext, build_schema
 from kernel.ids import entity_key, parse_id
-from subgraphs.shipping import carriers, clients, service
+from subgraphs.shipping import carriers, service
 from subgraphs.shipping.dataloaders import ShipmentsByOrderIdLoader
 from subgraphs.shipping.models import MethodRecord, RateKind, ShipmentRecord, ShipmentStatus, ZoneRecord
 
@@ -224,7 +224,7 @@ class Query:
                                address: AddressInput) -> list[ShippingMethod]:
         ctx = _ctx(info)
         offers = await service.shipping_methods(
-            await ctx.session(), ctx.resources.extras.get(clients.INTERNAL_HTTP), ctx.settings, caller=ctx.user,
+            await ctx.session(), ctx.resources.peers, ctx.settings, caller=ctx.user,
             authorization=ctx.authorization, cart_id=str(cart_id) if cart_id is not None else None,
             address=address.to_postal_address())
         return [ShippingMethod.from_offer(o) for o in offers]

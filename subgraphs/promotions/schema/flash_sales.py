@@ -12,7 +12,6 @@ from strawberry.federation.types import FieldSet
 
 from kernel.graphql import Info, Money
 from kernel.ids import parse_id
-from kernel.internal_client import INTERNAL_HTTP
 from subgraphs.promotions import flash_sales
 from subgraphs.promotions.models import FlashSaleStatus
 
@@ -118,7 +117,7 @@ class FlashSaleMutation:
     async def create_flash_sale(self, info: Info, input: CreateFlashSaleInput) -> FlashSale:
         ctx = info.context
         sale = await flash_sales.create_flash_sale(
-            await ctx.session(), http=ctx.resources.extras[INTERNAL_HTTP], settings=ctx.settings,
+            await ctx.session(), http=ctx.resources.peers, settings=ctx.settings,
             caller=ctx.require_user(),
             sale_in=flash_sales.FlashSaleIn(variant_id=parse_id(input.variant_id, field="variantId"),
                                             sale_price=input.sale_price, starts_at=input.starts_at,
@@ -146,7 +145,7 @@ class FlashSaleMutation:
                                              idempotency_key=idempotency_key)
         request = ctx.request
         result = await flash_sales.purchase_in_sale(
-            ctx.session, ctx.redis, ctx.settings, ctx.resources.extras[INTERNAL_HTTP], caller=caller,
+            ctx.session, ctx.redis, ctx.settings, ctx.resources.peers, caller=caller,
             purchase_in=purchase_in,
             forwarded_for=request.headers.get("x-forwarded-for") if request is not None else None,
             peer=request.client.host if request is not None and request.client else None,
