@@ -47,6 +47,7 @@ from subgraphs.search.text import edit_distance, fold, singular, typo_budget
 # ts_rank_cd weights for D, C, B, A.
 RANK_WEIGHTS = "{0.1, 0.3, 0.6, 1.0}"
 SKU_BONUS = 100
+FACET_KEY_SEPARATOR = chr(31)  # in search.documents.facet_keys (migration 0003)
 FUZZY_CANDIDATES = 12
 MAX_RELAXED_CLAUSES = 4  # the relaxed query lists every combination of half the clauses: keep it small
 
@@ -143,11 +144,14 @@ class PostgresSearch:
         else:
             rank, source, match = "0::float8", "search.documents d", "true"
 
+        # Each active filter is evaluated once per match, in `matched`, as a flag; the page and the total need
+        # every flag, each facet every flag but its own.
         filters = self._filters(request, params)
-        everything = " AND ".join(filters.values()) or "true"
+        flags = "".join(f", ({condition}) AS pass_{name}" for name, condition in filters.items())
+        everything = " AND ".join(f"m.pass_{name}" for name in filters) or "true"
 
         def all_but(*names: str) -> str:
-            return " AND ".join(v for k, v in filters.items() if k not in names) or "true"
+            return " AND ".join(f"f.pass_{name}" for name in filters if name not in names) or "true"
 
         order = {"RELEVANCE": "rank DESC, in_stock DESC, popularity DESC, product_id DESC",
                  "PRICE_ASC": "min_price ASC, product_id ASC",
@@ -156,11 +160,17 @@ class PostgresSearch:
         bucket_case = " ".join(
             f"WHEN min_price >= {low}" + (f" AND min_price < {high}" if high is not None else "")
             + f" THEN '{price_bucket_key(low, high)}'" for low, high in PRICE_BUCKETS)
-        attribute_names = [name for name, _ in request.filters.attributes]
-        params["attribute_names"] = attribute_names
-        attribute_scope = [f"(a.key <> ALL(CAST(:attribute_names AS text[])) AND {all_but()})"]
-        for i in range(len(attribute_names)):
-            attribute_scope.append(f"(a.key = :attr_name_{i} AND {all_but(f'attr_{i}')})")
+        # The scope of a facet key (migration 0003): the matches that pass every filter but the facet's own. A
+        # chosen attribute's keys start with 'a', its name and the separator.
+        attribute_scope = "".join(
+            f"WHEN starts_with(f.key, :attr_prefix_{i}) THEN {all_but(f'attr_{i}')} "
+            for i, _ in enumerate(request.filters.attributes))
+        for i, (name, _) in enumerate(request.filters.attributes):
+            params[f"attr_prefix_{i}"] = f"a{name}{FACET_KEY_SEPARATOR}"
+        attribute_key_scope = f"CASE {attribute_scope}ELSE {all_but()} END" if attribute_scope else all_but()
+        key_scope = (f"CASE left(f.key, 1) WHEN 'c' THEN {all_but('category')} WHEN 'b' THEN {all_but('brand')} "
+                     f"ELSE {attribute_key_scope} END") if filters else "true"
+        flag_columns = "".join(f", m.pass_{name}" for name in filters)
         if request.clauses:
             name_headline = ("ts_headline('english', d.name, q.full, "
                              "'StartSel=<em>, StopSel=</em>, HighlightAll=true')")
@@ -173,8 +183,8 @@ class PostgresSearch:
         # text(): see the module docstring.
         statement = f"""
             WITH matched AS MATERIALIZED (
-                SELECT d.product_id, d.category_slugs, d.category_names, d.brand, d.min_price, d.in_stock,
-                       d.popularity, d.created_at, d.attributes, {rank} AS rank
+                SELECT d.product_id, d.min_price, d.in_stock, d.popularity, d.created_at, d.facet_keys,
+                       {rank} AS rank{flags}
                 FROM {source} WHERE {match}
             ), page AS (
                 SELECT product_id, row_number() OVER () AS position FROM (
@@ -188,24 +198,16 @@ class PostgresSearch:
             UNION ALL
             SELECT 'total', NULL, NULL, count(*), NULL, NULL FROM matched m WHERE {everything}
             UNION ALL
-            SELECT 'category', c.slug, min(c.name), count(*), NULL, NULL FROM (
-                -- in the select list (ProjectSet, in step as ROWS FROM): no function scan per match
-                SELECT unnest(m.category_slugs) AS slug, unnest(m.category_names) AS name FROM matched m
-                WHERE {all_but('category')}) c
-            GROUP BY c.slug
+            SELECT 'facet', f.key, NULL, count(*), NULL, NULL FROM (
+                -- in the select list (ProjectSet): no function scan per match
+                SELECT unnest(m.facet_keys) AS key{flag_columns} FROM matched m) f
+            WHERE {key_scope} GROUP BY f.key
             UNION ALL
-            SELECT 'brand', m.brand, m.brand, count(*), NULL, NULL FROM matched m
-            WHERE m.brand IS NOT NULL AND {all_but('brand')} GROUP BY m.brand
-            UNION ALL
-            SELECT 'price', CASE {bucket_case} END, NULL, count(*), NULL, NULL FROM matched m
+            SELECT 'price', CASE {bucket_case} END, NULL, count(*), NULL, NULL FROM matched f
             WHERE {all_but('price')} GROUP BY 2
             UNION ALL
-            SELECT 'inStock', m.in_stock::text, NULL, count(*), NULL, NULL FROM matched m
-            WHERE {all_but('in_stock')} GROUP BY m.in_stock
-            UNION ALL
-            SELECT 'attribute', a.key, v.value, count(*), NULL, NULL
-            FROM matched m, jsonb_each(m.attributes) AS a(key, vals), jsonb_array_elements_text(a.vals) AS v(value)
-            WHERE {' OR '.join(attribute_scope)} GROUP BY a.key, v.value
+            SELECT 'inStock', f.in_stock::text, NULL, count(*), NULL, NULL FROM matched f
+            WHERE {all_but('in_stock')} GROUP BY f.in_stock
         """
         rows = (await session.execute(text(statement), params)).all()
         did_you_mean = None
@@ -220,25 +222,25 @@ class PostgresSearch:
         filters: dict[str, str] = {}
         if f.category_slugs:
             params["categories"] = list(f.category_slugs)
-            filters["category"] = "m.category_slugs && CAST(:categories AS text[])"
+            filters["category"] = "d.category_slugs && CAST(:categories AS text[])"
         if f.brands:
             params["brands"] = list(f.brands)
-            filters["brand"] = "search.fold(m.brand) = ANY(CAST(:brands AS text[]))"
+            filters["brand"] = "search.fold(d.brand) = ANY(CAST(:brands AS text[]))"
         price = []
         if f.price_min is not None:
             params["price_min"] = f.price_min
-            price.append("m.min_price >= :price_min")
+            price.append("d.min_price >= :price_min")
         if f.price_max is not None:
             params["price_max"] = f.price_max
-            price.append("m.min_price <= :price_max")
+            price.append("d.min_price <= :price_max")
         if price:
             filters["price"] = "(" + " AND ".join(price) + ")"
         if f.in_stock:
-            filters["in_stock"] = "m.in_stock"
+            filters["in_stock"] = "d.in_stock"
         for i, (name, values) in enumerate(f.attributes):
             params[f"attr_name_{i}"] = name
             params[f"attr_values_{i}"] = list(values)
-            filters[f"attr_{i}"] = f"(m.attributes -> :attr_name_{i}) ?| CAST(:attr_values_{i} AS text[])"
+            filters[f"attr_{i}"] = f"(d.attributes -> :attr_name_{i}) ?| CAST(:attr_values_{i} AS text[])"
         return filters
 
     @staticmethod
@@ -247,6 +249,7 @@ class PostgresSearch:
         hits: list[tuple[int, Hit]] = []
         total = 0
         grouped: dict[str, list[FacetValue]] = {}
+        categories: dict[str, tuple[str, int]] = {}
         for kind, value, label, n, extra, card in rows:
             if kind == "hit":
                 highlights = [Highlight("name", label)] if label and "<em>" in label else []
@@ -257,19 +260,26 @@ class PostgresSearch:
                                     tuple(highlights))))
             elif kind == "total":
                 total = n
-            elif kind == "category":
-                grouped.setdefault("category", []).append(FacetValue(value, label, n, value in f.category_slugs))
-            elif kind == "brand":
-                grouped.setdefault("brand", []).append(FacetValue(value, label, n, fold(value) in f.brands))
+            elif kind == "facet":
+                facet, rest = value[0], value[1:]
+                if facet == "c":
+                    slug, name = rest.split(FACET_KEY_SEPARATOR, 1)
+                    categories[slug] = (categories.get(slug, (name, 0))[0], categories.get(slug, (name, 0))[1] + n)
+                elif facet == "b":
+                    grouped.setdefault("brand", []).append(FacetValue(rest, rest, n, fold(rest) in f.brands))
+                else:
+                    attribute, label = rest.split(FACET_KEY_SEPARATOR, 1)
+                    chosen = dict(f.attributes).get(attribute, ())
+                    grouped.setdefault(attribute, []).append(FacetValue(label, label, n, label in chosen))
             elif kind == "price" and value is not None:
                 grouped.setdefault("price", []).append(FacetValue(value, value, n, False))
             elif kind == "inStock":
                 grouped.setdefault("inStock", []).append(
                     FacetValue(value, "In stock" if value == "true" else "Out of stock", n,
                                f.in_stock and value == "true"))
-            elif kind == "attribute":
-                chosen = dict(f.attributes).get(value, ())
-                grouped.setdefault(value, []).append(FacetValue(label, label, n, label in chosen))
+        # A category renamed while the index catches up has two names for a while: one value, the first name.
+        grouped["category"] = [FacetValue(slug, name, n, slug in f.category_slugs)
+                               for slug, (name, n) in categories.items()]
         facets = []
         for name in ("category", "brand", "price", "inStock"):
             values = grouped.pop(name, [])
