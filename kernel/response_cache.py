@@ -7,6 +7,10 @@ hit costs one Redis round trip. A hit skips the resolvers, and with them any aut
 so only operations whose root fields are on the subgraph's allowlist are cached, and a resolver whose
 answer depends on the caller calls `context.mark_uncacheable()`.
 
+An answer this cache holds (or could hold) is the same for every caller, so it is also marked shared
+(`context.mark_shared()`, Cache-Control: public) and the router may keep it too. Not one with a replayed log:
+each answer served must be recorded, which only this cache does on a hit.
+
 A hit also skips whatever the resolvers record. Where that record must count every answer served (search logs
 every search), a `ReplayedLog` stores the operation's entries with its answer, and every hit appends them to a
 Redis stream in the same round trip as the lookup.
@@ -175,6 +179,8 @@ def response_cache_extension(*, generation: Generation, root_fields: frozenset[s
                 current, blob = await generation.lookup_response(ctx.redis, digest)
             if blob is not None:
                 execution.result = GraphQLExecutionResult(data=orjson.loads(blob), errors=None)
+                if replayed_log is None:
+                    ctx.mark_shared()
                 yield
                 return
             if current is None:  # first use, or Redis was flushed: seed the counter
@@ -191,6 +197,7 @@ def response_cache_extension(*, generation: Generation, root_fields: frozenset[s
                 if storing:
                     await ctx.redis.set(generation.response_key(current, digest), payload,
                                         ex=ctx.settings.response_cache_ttl_seconds)
+                    ctx.mark_shared()
                 return
             entries = replayed_log.entries(ctx)
             async with ctx.redis.pipeline(transaction=False) as pipe:

@@ -592,16 +592,40 @@ if (otlpEndpoint) {
 // ------------------------------------------------------------------- config
 const metricsEnabled = envBool('ROUTER_METRICS', true);
 
-// Anonymous query responses are cached for a short TTL, the way an edge cache serves public listing pages:
-// on a hit the router plans nothing and calls no subgraph, and planning + fan-out are its main cost. Any
-// request with an Authorization header bypasses it (its answer may depend on the caller); mutations and
-// subscriptions are never cached, and a mutation through the router evicts the entities it returns.
-// Staleness is bounded by the TTL. ROUTER_RESPONSE_CACHE_TTL_MS=0 turns it off.
+// Query responses that are the same for every caller are cached for a short TTL, the way an edge cache serves
+// public listing pages, for anonymous and signed-in shoppers alike: on a hit the router plans nothing and calls no
+// subgraph, and planning + fan-out are its main cost. Whether an answer is shared is the subgraphs' call, never a
+// guess here: every subgraph answer carries Cache-Control, `private, max-age=0` unless the subgraph's own response
+// cache found the answer independent of the caller (allowlisted root fields, no resolver that read the caller;
+// kernel/response_cache.py), then `public`. The gateway's response cache takes the lowest max-age of the answers
+// an operation needed, so one caller-dependent part (`me`, a cart, an order) keeps the whole response out.
+// Mutations and subscriptions are never cached, and a mutation through the router evicts the entities it returns
+// from that worker's cache. Staleness is bounded by the TTL; staff tokens and a request with `Cache-Control:
+// no-cache` skip the cache (see responseCacheable). ROUTER_RESPONSE_CACHE_TTL_MS=0 turns it off.
 // It lives in each worker's memory (the gateway's default cache), not in Redis: the response cache
 // writes two keys per entity per response and invalidates with SCAN over the whole keyspace.
 const responseCacheTtlMs = envInt('ROUTER_RESPONSE_CACHE_TTL_MS', 1000);
-// Any request with an Authorization header or an API key bypasses the cache (its answer may depend on the caller).
-const responseCacheable = (request) => !request.headers.get('authorization') && !request.headers.has(apiKeyHeader);
+// An API key's answers go through its scope checks, cost and usage accounting in the router and the subgraphs:
+// never from this cache. Staff (a token with a role other than CUSTOMER) skip it too, so an admin or seller reads
+// their own writes at once; the claim is only read, not verified, which is safe because skipping the cache
+// grants nothing (the subgraphs verify the token).
+const STAFF_ROLES = new Set(['ADMIN', 'SELLER']);
+function isStaff(request) {
+  const authorization = request.headers.get('authorization');
+  if (!authorization) return false;
+  const payload = authorization.replace(/^bearer\s+/i, '').split('.')[1];
+  if (!payload) return false;
+  try {
+    const roles = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')).roles;
+    return Array.isArray(roles) && roles.some((role) => STAFF_ROLES.has(role));
+  } catch {
+    return false;
+  }
+}
+const responseCacheable = (request) =>
+  !request.headers.has(apiKeyHeader) &&
+  !/no-cache/i.test(request.headers.get('cache-control') ?? '') &&
+  !isStaff(request);
 
 // The cache's own key (2.15.1: SHA-256 through WebCrypto, awaited) is built for EVERY request, before the plugin asks
 // whether the request may use the cache at all: a CPU profile of signed-in searches put it at ~5% of the router's
@@ -688,16 +712,10 @@ export const gatewayConfig = defineConfig({
   ...(responseCacheTtlMs > 0
     ? {
         responseCaching: {
-          session: () => null,
-          // An API key's answers go through its scope checks in the subgraphs: never from this cache.
+          session: () => null,  // shared: an answer reaches the cache only when every subgraph said so
           enabled: responseCacheable,
           buildResponseCacheKey: responseCacheKey,
           ttl: responseCacheTtlMs,
-          // A guest cart is read without a token, but it is one shopper's state and changes with every
-          // click: never served from a cache (a mutation's eviction only reaches one gateway worker). The same
-          // holds for what is computed from a guest's cart or session: the shipping quote of the cart, and the
-          // recommendations that a guest's last view must change at once.
-          ttlPerSchemaCoordinate: { 'Query.cart': 0, 'Query.shippingMethods': 0, 'Query.recommendedForYou': 0 },
           includeExtensionMetadata: false,
         },
       }

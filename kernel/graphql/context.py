@@ -11,6 +11,7 @@ import strawberry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from kernel.auth import Principal, TokenVerifier
@@ -20,6 +21,12 @@ from kernel.settings import Settings
 from kernel.uow import finish
 
 L = TypeVar("L")
+
+# Cache-Control of a subgraph's HTTP answer, which the router's response cache reads (router/gateway.config.mjs):
+# by default it is the caller's alone (max-age=0: the router never keeps it); an answer that is the same for every
+# caller (kernel/response_cache.py) may be kept and shared by the router for its own TTL.
+CALLER_ONLY = "private, max-age=0"
+SHARED = "public"
 
 
 @dataclasses.dataclass
@@ -80,6 +87,7 @@ class RequestContext:
         self._principal_resolved = False
         self._own = _OperationState(self)
         self.cacheable = True
+        self.http_response: Response | None = None  # the HTTP answer's headers (None on a WebSocket)
         # Set by Strawberry from graphql-transport-ws `connection_init`; the router sends the client's
         # Authorization there too, since a WebSocket upgrade carries no per-operation headers.
         self.connection_params: dict[str, Any] | None = None
@@ -158,6 +166,12 @@ class RequestContext:
     def mark_uncacheable(self) -> None:
         """This response depends on the caller: response caches must not store or share it."""
         self.cacheable = False
+
+    def mark_shared(self) -> None:
+        """This answer is the same for every caller (a response cache keyed without the caller holds it): the
+        router may keep it and serve it to anyone who sends the same operation."""
+        if self.http_response is not None:
+            self.http_response.headers["cache-control"] = SHARED
 
     def loader(self, loader_class: Callable[[RequestContext], L]) -> L:
         """This request's one instance of `loader_class`, built from the context on first use: a ContextLoader,

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
-from kernel.graphql.context import RequestContext, ServiceResources
+from kernel.graphql.context import CALLER_ONLY, RequestContext, ServiceResources
 from kernel.graphql.schema import NexusSchema
 
 
@@ -24,7 +24,13 @@ class GraphQLEndpoint(GraphQL[RequestContext, None]):
         authorization = request.headers.get("authorization")
         client_ip = request.headers.get("x-forwarded-for", "").split(",")[0].strip() or (
             request.client.host if request.client else None)
-        return RequestContext(self.resources, request, authorization, client_ip)
+        context = RequestContext(self.resources, request, authorization, client_ip)
+        if isinstance(response, Response):
+            # Every HTTP answer says who may keep it; only the response cache extension, having checked the
+            # answer is the same for every caller, widens it (RequestContext.mark_shared).
+            response.headers["cache-control"] = CALLER_ONLY
+            context.http_response = response
+        return context
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson bounds nesting depth (a JSONDecodeError, answered 400) where json.loads would raise

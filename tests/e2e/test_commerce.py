@@ -426,7 +426,7 @@ async def test_bad_cart_and_order_input_gets_codes_and_changes_nothing(router, m
 
 
 async def test_a_guest_cart_read_through_the_router_is_never_stale(router, platform, make_user) -> None:
-    # Anonymous queries are cached by the router for a second, but a guest cart is one shopper's live state.
+    # The router keeps answers every subgraph marked shared for a second; a guest cart is one shopper's live state.
     _, admin = await make_user("ADMIN")
     _, variant_id = await stocked_variant(router, admin, 50)
     cart_id = (await router.ok(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 1}))["addToCart"]["id"]

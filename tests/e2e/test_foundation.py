@@ -162,14 +162,26 @@ async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> 
         assert router.status_code == 200, router.text
 
 
-async def test_router_response_cache_is_anonymous_only_and_bounded_by_its_ttl(router, make_user) -> None:
+async def _graphql_requests_served(platform, subgraph: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(platform.subgraph_url(subgraph).replace("/graphql", "/metrics"))).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("nexuscart_http_requests_total{") and 'path="/graphql"' in line)
+
+
+async def test_router_response_cache_shares_only_what_every_subgraph_marked_shared(router, platform,
+                                                                                     make_user) -> None:
     import time
     alice_id, alice = await make_user()
     bob_id, bob = await make_user()
-    # authenticated answers are never shared: each caller gets their own `me`, repeatedly
+    # A caller's own data is never shared: each caller gets their own `me`, repeatedly, also when the same
+    # document asks for public data next to it (users answers `me` with Cache-Control: private).
+    mixed = "{ me { id } categories { id } }"
     for _ in range(3):
         assert (await router.ok("{ me { id } }", token=alice))["me"]["id"] == str(alice_id)
         assert (await router.ok("{ me { id } }", token=bob))["me"]["id"] == str(bob_id)
+        assert (await router.ok(mixed, token=alice))["me"]["id"] == str(alice_id)
+        assert (await router.ok(mixed, token=bob))["me"]["id"] == str(bob_id)
 
     _, admin = await make_user("ADMIN")
     category = (await router.ok(CREATE_CATEGORY, {"input": {"name": "Cache TTL"}}, token=admin))["createCategory"]
@@ -178,15 +190,23 @@ async def test_router_response_cache_is_anonymous_only_and_bounded_by_its_ttl(ro
     query = ('query($slug: String!) { products(filter: {categorySlug: $slug}) '
              '{ edges { node { variants { price { amount } } } } } }')
     price = lambda data: data["products"]["edges"][0]["node"]["variants"][0]["price"]["amount"]
-    assert price(await router.ok(query, {"slug": category["slug"]})) == "19.99"  # anonymous: now cached
+    # A public page (catalog marks it shared) is served from the router's cache to anyone, signed in or not:
+    # ten reads by three callers reach catalog fewer than ten times (each gateway worker misses once per TTL).
+    before = await _graphql_requests_served(platform, "catalog")
+    for token in (None, alice, bob, None, alice, bob, None, alice, bob, None):
+        assert price(await router.ok(query, {"slug": category["slug"]}, token=token)) == "19.99"
+    assert await _graphql_requests_served(platform, "catalog") - before < 10
 
     update = ('mutation($id: ID!, $sku: String!) '
               '{ updateProduct(id: $id, input: {variants: [{sku: $sku, price: "7.50"}]}) { id } }')
     await router.ok(update, {"id": product["id"], "sku": sku}, token=admin)
     updated_at = time.monotonic()
-    # a caller with a token bypasses the cache and sees the committed change at once
-    assert price(await router.ok(query, {"slug": category["slug"]}, token=alice)) == "7.50"
-    # anonymous readers see it once the entry expires (TTL 1 s by default); poll with a bound, no fixed sleep
-    while price(await router.ok(query, {"slug": category["slug"]})) != "7.50":
-        assert time.monotonic() - updated_at < 5, "anonymous cache kept a stale answer beyond its TTL"
-        await asyncio.sleep(0.05)  # re-poll interval; the assertion above bounds the wait
+    # Staff (ADMIN, SELLER) and any request with Cache-Control: no-cache skip the cache: they read it at once.
+    assert price(await router.ok(query, {"slug": category["slug"]}, token=admin)) == "7.50"
+    fresh = await router.ok(query, {"slug": category["slug"]}, token=alice, headers={"cache-control": "no-cache"})
+    assert price(fresh) == "7.50"
+    # Everyone else sees it once the entry expires (TTL 1 s by default); poll with a bound, no fixed sleep.
+    for token in (None, alice):
+        while price(await router.ok(query, {"slug": category["slug"]}, token=token)) != "7.50":
+            assert time.monotonic() - updated_at < 5, "the router's cache kept a stale answer beyond its TTL"
+            await asyncio.sleep(0.05)  # re-poll interval; the assertion above bounds the wait
