@@ -75,11 +75,16 @@ async def browse_scenarios(router_url: str, catalog_url: str, concurrency: int, 
         ("browse products(first:20) via router, anonymous", router_url, with_seller, {})]
     if token:
         signed_in = {"authorization": f"Bearer {token}"}
+        # Without the router's cache (Cache-Control: no-cache): planning, fan-out and both subgraphs run.
+        uncached_in_router = {**signed_in, "cache-control": "no-cache"}
         scenarios += [
-            # A token bypasses the router's response cache: planning, fan-out and both subgraphs run.
+            # A public page is shared by the router's cache with signed-in shoppers too (catalog and users mark
+            # their answers shared).
             ("browse via router, signed in", router_url, with_seller, signed_in),
+            ("browse via router, signed in, router cache skipped", router_url, with_seller, uncached_in_router),
             # Router overhead = the next two: one-subgraph query through the router vs straight to catalog.
-            ("browse via router, signed in, no seller", router_url, without_seller, signed_in),
+            ("browse via router, signed in, no seller, router cache skipped", router_url, without_seller,
+             uncached_in_router),
             ("browse direct to catalog, signed in, no seller", catalog_url, without_seller, signed_in),
         ]
     else:
@@ -117,6 +122,10 @@ async def stock_scenarios(router_url: str, concurrency: int, duration: float, to
         signed_in = {"authorization": f"Bearer {token}"}
         results.append(await run_load("inventory check via router, signed in", router_url,
                                       lambda i: request(i, signed_in), concurrency=concurrency, duration=duration))
+        uncached_in_router = {**signed_in, "cache-control": "no-cache"}
+        results.append(await run_load("inventory check via router, signed in, router cache skipped", router_url,
+                                      lambda i: request(i, uncached_in_router), concurrency=concurrency,
+                                      duration=duration))
     return results
 
 
