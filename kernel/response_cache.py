@@ -137,7 +137,9 @@ def operation_root_fields(execution: Any) -> set[str] | None:
     fields = [s for s in selections if isinstance(s, FieldNode)]
     if len(fields) != len(selections):
         return None
-    return {f.name.value for f in fields}
+    # `__typename` at the root is the same for every caller; the router's response cache adds it to the
+    # operations it sends, which must not make an allowlisted operation uncacheable.
+    return {f.name.value for f in fields} - {"__typename"}
 
 
 def response_cache_extension(*, generation: Generation, root_fields: frozenset[str] | None = None,

@@ -28,3 +28,9 @@ async def test_a_callers_own_data_an_error_or_a_mutation_is_never_shared(catalog
     assert await _cache_control(catalog_api, refused) == CALLER_ONLY
     mutation = 'mutation { createCategory(input: {name: "Never shared"}) { id } }'
     assert await _cache_control(catalog_api, mutation, token=token_for("ADMIN")) == CALLER_ONLY
+
+
+async def test_typename_at_the_root_keeps_an_allowlisted_operation_shared(users_api) -> None:
+    # The router's response cache adds `__typename` everywhere, the root included; users caches `_entities` only.
+    query = ('query($r: [_Any!]!) { __typename _entities(representations: $r) { __typename ... on User { id } } }')
+    assert await _cache_control(users_api, query, {"r": [{"__typename": "User", "id": "1"}]}) == SHARED
