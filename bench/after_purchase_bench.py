@@ -2,13 +2,12 @@
 through the router, on data made beforehand through the API (untimed).
 
 - reviews (:4010): a product page's reviews block, `product(id) { name rating reviews(first: 10) }` (catalog +
-  reviews), over 4 demo products with 25 approved reviews each, anonymous (the router's response cache answers)
-  and signed in (cache bypassed; reviews also looks for the caller's own review);
+  reviews), over 4 demo products with 25 approved reviews each, anonymous (reviews' response cache and the
+  router's answer) and signed in (executed: reviews also looks for the caller's own review);
 - shipping (:4012): `shippingMethods(cartId, address)`, the checkout's shipping quote (shipping reads the cart from
   the cart subgraph, then prices the seeded zones' methods for its weight and value), for 8 guest carts of 1 to 3
-  demo items anonymous (the router's response cache answers most of these, as for any anonymous query), and
-  for the shopper's own cart signed in (always executed), each rotated over a domestic and two international
-  addresses;
+  demo items anonymous and for the shopper's own cart signed in (always executed: shipping's answers are
+  private), each rotated over a domestic and two international addresses;
 - notifications (:4011): the inbox, `notifications(first: 20)` with unread count and delivery states, signed in,
   for a shopper whose orders (placed through the router beforehand) left at least 24 notifications.
 """

@@ -9,6 +9,7 @@ figures are a floor; the pools keep their connections, so little is lost.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 import psutil
@@ -43,6 +44,22 @@ class CpuProbe:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         return totals
+
+
+def wait_until_idle(probe: CpuProbe, *, busy_share: float = 0.15, window: float = 2.0, timeout: float = 120.0) -> float:
+    """Wait until the platform (load generator excluded) uses under `busy_share` of one core over a `window`, at
+    most `timeout` seconds; returns the seconds waited. After a boot with demo data, the workers spend tens of
+    seconds consuming the seed's events and the services warm their caches: a scenario measured meanwhile reads
+    that work, not its own, and only the first scenarios of a run would pay for it."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = probe.snapshot()
+        time.sleep(window)  # the sampling window, not a stand-in for a condition: the loop checks the condition
+        after = probe.snapshot()
+        busy = sum(after[name] - before.get(name, 0.0) for name in after if name != "load generator")
+        if busy / window < busy_share:
+            break
+    return time.monotonic() - started
 
 
 def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:

@@ -6,11 +6,12 @@ reported, never asserted. Options (`python -m bench --help`; `make bench BENCH_A
 or env: BENCH_DURATION (seconds per scenario, default 15), BENCH_CONCURRENCY (default 16), BENCH_ONLY;
 BENCH_ROUTER_URL / BENCH_CATALOG_URL (+ BENCH_TOKEN) to measure a running platform instead.
 
-Scenarios: anonymous browse through the router (its short-TTL response cache answers), the same signed in
-(router cache bypassed: planning, both subgraphs, their Redis-backed response caches), the same without
-`seller` (one subgraph), straight to catalog, and a cache-busting filter (real execution everywhere);
-the inventory check (`variant(id) { stock { available inStock } }` over ~170 demo variants) anonymous and
-signed in;
+Before the first scenario, a booted platform is left to go idle (the seed's events consumed: bench/cpu.py).
+Scenarios: browse through the router anonymous and signed in (its short-TTL response cache answers both: catalog
+and users mark the page shared), signed in with the router cache skipped (`Cache-Control: no-cache`: planning,
+both subgraphs, their Redis-backed response caches), the same without `seller` (one subgraph), straight to
+catalog, and a cache-busting filter (real execution everywhere); the inventory check (`variant(id) { stock {
+available inStock } }` over ~170 demo variants) anonymous, signed in, and signed in with the router cache skipped;
 checkout (placeOrder through the router, on carts prepared beforehand) and, from the orders' own
 history, placeOrder -> PAID through the whole Kafka saga under that load; the flash sale
 (bench/flash_sale_bench.py: purchaseFlashSale at 64 and 256 clients, oversell count, the bare Lua script).
@@ -298,9 +299,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                 **BENCH_ENV})).start()
         router_url, catalog_url = platform.router_url, platform.subgraph_url("catalog")
         token = _token(data_dir, 1, "CUSTOMER")
-        from bench.cpu import CpuProbe
+        from bench.cpu import CpuProbe, wait_until_idle
         from bench.httpload import probe_cpu_with
-        probe_cpu_with(CpuProbe(platform))
+        probe = CpuProbe(platform)
+        probe_cpu_with(probe)
+        print(f"platform idle after {wait_until_idle(probe):.0f} s (the seed's events consumed)", flush=True)
     only = args.only or ""
     admin = os.environ.get("BENCH_ADMIN_TOKEN")
     database_url = os.environ.get("DATABASE_URL")

@@ -144,19 +144,24 @@ def operation_root_fields(execution: Any) -> set[str] | None:
 
 def response_cache_extension(*, generation: Generation, root_fields: frozenset[str] | None = None,
                              on_generation: Callable[[RequestContext, int], None] | None = None,
-                             replayed_log: ReplayedLog | None = None) -> type[SchemaExtension]:
+                             replayed_log: ReplayedLog | None = None,
+                             anonymous_only: bool = False) -> type[SchemaExtension]:
     """A schema extension caching `query` results under `generation`.
 
     root_fields: the only root fields a cached operation may select (None: any; use it only when every
     query of the subgraph is public). on_generation: told the generation read on a miss (saves a round trip).
     replayed_log: entries the operation records, appended to a stream for every answer served (see above).
+    anonymous_only: only requests without credentials use the cache, for a subgraph whose answers may show a
+    signed-in caller more than anyone else (their own unpublished review): the lookup comes before any resolver
+    could say so, and `mark_uncacheable` only keeps such an answer from being stored.
     """
 
     class ResponseCacheExtension(SchemaExtension):
         async def on_execute(self) -> AsyncIterator[None]:
             execution = self.execution_context
             ctx = execution.context
-            if not isinstance(ctx, RequestContext) or execution.operation_type != OperationType.QUERY:
+            if not isinstance(ctx, RequestContext) or execution.operation_type != OperationType.QUERY or (
+                    anonymous_only and ctx.authorization):
                 yield
                 return
             if root_fields is not None:

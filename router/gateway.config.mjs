@@ -639,10 +639,16 @@ function stableJson(value) {
     .map((key) => `${JSON.stringify(key)}:${stableJson(value[key])}`)
     .join(',')}}`;
 }
+// Anonymous and signed-in requests never share an entry: the lookup comes before any subgraph has answered, and
+// a subgraph may share its anonymous answer while showing a signed-in caller more (reviews: the author's own
+// unpublished review). A signed-in entry is stored only from a signed-in request every subgraph marked shared.
 function responseCacheKey({ documentString, operationName, variableValues, sessionId, request }) {
   if (!responseCacheable(request)) return '';
+  const audience = request.headers.get('authorization') ? 'signed-in' : 'anonymous';
   return createHash('sha256')
-    .update([documentString, operationName ?? '', stableJson(variableValues ?? {}), sessionId ?? ''].join('|'))
+    .update(
+      [documentString, operationName ?? '', stableJson(variableValues ?? {}), sessionId ?? '', audience].join('|'),
+    )
     .digest('hex');
 }
 

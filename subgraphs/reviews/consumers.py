@@ -7,6 +7,7 @@
     order.placed                       -> order_facts: the order's products
     order.paid                         -> order_facts: paid; with its products known, purchases (user, product)
                                           and the user's reviews of them become verified purchases
+                                          (which bumps the response cache's generation, cache.py)
 
 order.placed and order.paid travel on different topics and may arrive in either order: whichever comes second
 records the purchases. Every effect is in the inbox's transaction and each handler is idempotent by itself, so a
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.consumer import ConsumerSpec, PeriodicTask, WorkerResources
 from subgraphs.catalog.events import ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated
 from subgraphs.orders.events import OrderPaid, OrderPlaced
-from subgraphs.reviews import service
+from subgraphs.reviews import cache, service
 from subgraphs.reviews.models import SCHEMA
 
 CONSUMER_GROUP = "reviews-projections"
@@ -33,15 +34,15 @@ async def on_product_deleted(session: AsyncSession, product: ProductDeleted) -> 
     await service.apply_product_deleted(session, product)
 
 
-async def on_order_placed(session: AsyncSession, order: OrderPlaced) -> None:
-    await service.apply_order_placed(session, order)
-
-
-async def on_order_paid(session: AsyncSession, order: OrderPaid) -> None:
-    await service.apply_order_paid(session, order)
-
-
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
+    async def on_order_placed(session: AsyncSession, order: OrderPlaced) -> None:
+        if await service.apply_order_placed(session, order):  # reviews became verified purchases
+            cache.invalidate_after_commit(session, resources.redis)
+
+    async def on_order_paid(session: AsyncSession, order: OrderPaid) -> None:
+        if await service.apply_order_paid(session, order):
+            cache.invalidate_after_commit(session, resources.redis)
+
     return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers={
         ProductCreated: on_product, ProductUpdated: on_product, ProductDeleted: on_product_deleted,
         OrderPlaced: on_order_placed, OrderPaid: on_order_paid})]

@@ -17,7 +17,8 @@ from strawberry.federation.types import FieldSet
 
 from kernel.graphql import Info, PageInfo, RequestContext, build_schema
 from kernel.ids import entity_key, parse_id
-from subgraphs.reviews import service
+from kernel.response_cache import response_cache_extension
+from subgraphs.reviews import cache, service
 from subgraphs.reviews.dataloaders import (
     RatingByProductIdLoader,
     ReviewByIdLoader,
@@ -236,7 +237,7 @@ class Mutation:
     async def moderate_review(self, info: Info, id: strawberry.ID, decision: ReviewDecision) -> Review:
         ctx = _ctx(info)
         caller = ctx.require_user()
-        review = await service.moderate_review(await ctx.session(), caller=caller, review_id=parse_id(id),
+        review = await service.moderate_review(await ctx.session(), ctx.redis, caller=caller, review_id=parse_id(id),
                                                decision=decision)
         return Review.from_record(review)
 
@@ -261,4 +262,8 @@ class Mutation:
         return Review.from_record(review)
 
 
-schema = build_schema(query=Query, mutation=Mutation, types=[Product, User])
+# The router's entity fetches only (cache.py): every other query is about the caller or for an ADMIN. Anonymous
+# readers only: a signed-in reader's `reviews` include their own unpublished review.
+ResponseCache = response_cache_extension(generation=cache.GENERATION, root_fields=frozenset({"_entities"}),
+                                         anonymous_only=True)
+schema = build_schema(query=Query, mutation=Mutation, types=[Product, User], extensions=[ResponseCache])

@@ -1,0 +1,24 @@
+"""Response cache of the reviews subgraph.
+
+Only the router's entity fetches (`_entities`: a product page's `rating` and `reviews`) for anonymous readers are
+cached, under the `reviews:gen` generation: a signed-in reader's `reviews` include their own unpublished review,
+so their requests never use the cache (the lookup comes before any resolver). Every change to what those answers
+show bumps the generation once committed: a review written, edited, deleted or moderated, a helpful vote, a
+seller's reply (service.py), and a purchase that makes reviews verified (consumers.py). Cached answers are then
+marked shared, so the router keeps anonymous product pages with reviews for its short TTL too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.response_cache import Generation
+from kernel.uow import after_commit
+
+GENERATION = Generation("reviews")
+
+
+def invalidate_after_commit(session: AsyncSession, redis: Any) -> None:
+    if redis is not None:
+        after_commit(session, lambda: GENERATION.bump(redis))
