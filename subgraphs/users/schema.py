@@ -45,15 +45,28 @@ class Address:
 @strawberry.federation.type(keys=["id"])
 class User:
     id: strawberry.ID
-    email: str
     first_name: str | None
     last_name: str | None
     roles: list[Role]
+    email_address: strawberry.Private[str]
+    # An auth payload's user is the caller, who has just proved it, though the request carries no token yet.
+    is_caller: strawberry.Private[bool] = False
 
     @classmethod
-    def from_row(cls, row: UserRow) -> User:
-        return cls(id=strawberry.ID(str(row.id)), email=row.email, first_name=row.first_name,
-                   last_name=row.last_name, roles=[Role(r) for r in row.roles])
+    def from_row(cls, row: UserRow, *, is_caller: bool = False) -> User:
+        return cls(id=strawberry.ID(str(row.id)), email_address=row.email, first_name=row.first_name,
+                   last_name=row.last_name, roles=[Role(r) for r in row.roles], is_caller=is_caller)
+
+    @strawberry.field(description=(
+        "Seen by the user themself and by ADMINs. A seller's (SELLER or ADMIN role) is its shop's public contact; "
+        "anyone else's is FORBIDDEN (UNAUTHENTICATED without a token): a review's author is a customer."))
+    def email(self, info: Info) -> str:
+        if self.is_caller or Role.SELLER in self.roles or Role.ADMIN in self.roles:
+            return self.email_address
+        ctx = info.context
+        ctx.mark_uncacheable()  # private, per caller
+        service.check_can_view_user(ctx.require_user(), int(self.id))
+        return self.email_address
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID, **_unknown: Any) -> User | None:
@@ -78,7 +91,7 @@ class AuthPayload:
     @classmethod
     def from_session(cls, auth: service.AuthSession) -> AuthPayload:
         return cls(access_token=auth.access_token, refresh_token=auth.refresh_token, expires_in=auth.expires_in,
-                   user=User.from_row(auth.user))
+                   user=User.from_row(auth.user, is_caller=True))
 
 
 @strawberry.input

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -144,11 +145,32 @@ async def test_grant_role_is_admin_only(users_api, make_user) -> None:
 
 
 async def test_user_entity_resolves_by_key(users_api, make_user) -> None:
-    user_id, _ = await make_user(email="seller@example.com")
+    user_id, _ = await make_user("SELLER", email="seller@example.com")
     query = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id email } } }'
     data = await users_api.ok(query, {"r": [{"__typename": "User", "id": str(user_id)},
                                             {"__typename": "User", "id": "12345"}]})
     assert data["_entities"] == [{"id": str(user_id), "email": "seller@example.com"}, None]
+
+
+async def test_a_customers_email_is_theirs_and_the_admins_to_see(users_api, make_user) -> None:
+    # A review's author is a customer: the author's User is reachable by anyone through the review, the email not.
+    customer_id, customer = await make_user(email=f"ada-{uuid.uuid4().hex[:6]}@example.com")
+    _, other = await make_user()
+    _, admin = await make_user("ADMIN")
+    query = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id firstName email } } }'
+    reps = {"r": [{"__typename": "User", "id": str(customer_id)}]}
+    assert await users_api.error_code(query, reps) == "UNAUTHENTICATED"
+    assert await users_api.error_code(query, reps, token=other) == "FORBIDDEN"
+    for token in (customer, admin):
+        assert (await users_api.ok(query, reps, token=token))["_entities"][0]["email"].startswith("ada-")
+    # Without the email, the same user is anyone's to see
+    public = 'query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id firstName } } }'
+    assert (await users_api.ok(public, reps))["_entities"] == [{"id": str(customer_id), "firstName": "Test"}]
+    # Signing up or in, the payload's user is the caller, who has no token yet
+    email = f"new-{uuid.uuid4().hex[:6]}@example.com"
+    register = ('mutation($i: RegisterInput!) { register(input: $i) { user { email } } }')
+    assert (await users_api.ok(register, {"i": {"email": email, "password": "correct-horse-battery"}})
+            )["register"]["user"]["email"] == email
 
 
 async def test_jwks_publishes_the_signing_key(users_api, make_user) -> None:
