@@ -303,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.httpload import probe_cpu_with
         probe = CpuProbe(platform)
         probe_cpu_with(probe)
-        print(f"platform idle after {wait_until_idle(probe):.0f} s (the seed's events consumed)", flush=True)
+        waited, busy = wait_until_idle(probe)
+        print(f"waited {waited:.0f} s for the platform to go idle (the seed's events consumed): "
+              f"{busy:.0%} of a core busy in the last 2 s", flush=True)
     only = args.only or ""
     admin = os.environ.get("BENCH_ADMIN_TOKEN")
     database_url = os.environ.get("DATABASE_URL")
