@@ -622,10 +622,19 @@ function isStaff(request) {
     return false;
   }
 }
-const responseCacheable = (request) =>
-  !request.headers.has(apiKeyHeader) &&
-  !/no-cache/i.test(request.headers.get('cache-control') ?? '') &&
-  !isStaff(request);
+// Asked several times per request (the plugin's hooks and the key builder): decided once, kept with the request.
+const cacheableByRequest = new WeakMap();
+function responseCacheable(request) {
+  let cacheable = cacheableByRequest.get(request);
+  if (cacheable === undefined) {
+    cacheable =
+      !request.headers.has(apiKeyHeader) &&
+      !/no-cache/i.test(request.headers.get('cache-control') ?? '') &&
+      !isStaff(request);
+    cacheableByRequest.set(request, cacheable);
+  }
+  return cacheable;
+}
 
 // The cache's own key (2.15.1: SHA-256 through WebCrypto, awaited) is built for EVERY request, before the plugin asks
 // whether the request may use the cache at all: a CPU profile of signed-in searches put it at ~5% of the router's

@@ -165,11 +165,10 @@ class PostgresSearch:
             + f" THEN '{price_bucket_key(low, high)}'" for low, high in PRICE_BUCKETS)
         # The scope of a facet key (migration 0003): the matches that pass every filter but the facet's own. A
         # chosen attribute's keys start with 'a', its name and the separator.
-        attribute_scope = "".join(
-            f"WHEN starts_with(f.key, :attr_prefix_{i}) THEN {all_but(f'attr_{i}')} "
-            for i, _ in enumerate(request.filters.attributes))
+        attribute_scope = ""
         for i, (name, _) in enumerate(request.filters.attributes):
             params[f"attr_prefix_{i}"] = f"a{name}{FACET_KEY_SEPARATOR}"
+            attribute_scope += f"WHEN starts_with(f.key, :attr_prefix_{i}) THEN {all_but(f'attr_{i}')} "
         attribute_key_scope = f"CASE {attribute_scope}ELSE {all_but()} END" if attribute_scope else all_but()
         key_scope = (f"CASE left(f.key, 1) WHEN 'c' THEN {all_but('category')} WHEN 'b' THEN {all_but('brand')} "
                      f"ELSE {attribute_key_scope} END") if filters else "true"
@@ -253,6 +252,7 @@ class PostgresSearch:
         total = 0
         grouped: dict[str, list[FacetValue]] = {}
         categories: dict[str, tuple[str, int]] = {}
+        chosen_attributes = dict(f.attributes)
         for kind, value, label, n, extra, card in rows:
             if kind == "hit":
                 highlights = [Highlight("name", label)] if label and "<em>" in label else []
@@ -267,12 +267,13 @@ class PostgresSearch:
                 facet, rest = value[0], value[1:]
                 if facet == "c":
                     slug, name = rest.split(FACET_KEY_SEPARATOR, 1)
-                    categories[slug] = (categories.get(slug, (name, 0))[0], categories.get(slug, (name, 0))[1] + n)
+                    first_name, counted = categories.get(slug, (name, 0))
+                    categories[slug] = (first_name, counted + n)
                 elif facet == "b":
                     grouped.setdefault("brand", []).append(FacetValue(rest, rest, n, fold(rest) in f.brands))
                 else:
                     attribute, label = rest.split(FACET_KEY_SEPARATOR, 1)
-                    chosen = dict(f.attributes).get(attribute, ())
+                    chosen = chosen_attributes.get(attribute, ())
                     grouped.setdefault(attribute, []).append(FacetValue(label, label, n, label in chosen))
             elif kind == "price" and value is not None:
                 grouped.setdefault("price", []).append(FacetValue(value, value, n, False))
