@@ -125,7 +125,7 @@ class RequestContext:
                     session = self.resources.session_factory()
                     # Check the connection out now, under the lock: resolvers run concurrently (two DataLoaders
                     # dispatching at once), and an AsyncSession whose connection is still being provisioned
-                    # (connect, pool pre-ping) refuses a second statement ("concurrent operations are not
+                    # (connect, the checkout check of kernel/db.py) refuses a second statement ("concurrent operations are not
                     # permitted"). Once connected, the driver adapter serialises statements on it.
                     try:
                         await session.connection()

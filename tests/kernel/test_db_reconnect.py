@@ -1,30 +1,64 @@
 """A pooled connection that Postgres dropped (a restart, a failover, an idle-connection killer) costs no
-request: the engine pings it on checkout and opens a fresh one."""
+request: the pool replaces it on checkout (kernel/db.py, _check_on_checkout)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from kernel import db
 from kernel.db import create_engine, create_session_factory
 from kernel.settings import Settings
 from kernel.uow import unit_of_work
 
 
-async def test_a_query_after_postgres_killed_every_pooled_connection_succeeds(
-        settings: Settings, db_admin: asyncpg.Pool) -> None:
+@pytest.fixture
+async def named_engine(settings: Settings) -> AsyncIterator[tuple[str, AsyncEngine]]:
     name = f"reconnect-test-{uuid.uuid4().hex[:8]}"  # the application_name that finds this engine's backends
     engine = create_engine(settings.model_copy(update={"service_name": name, "db_pool_size": 3, "db_max_overflow": 0}))
-    sessions = create_session_factory(engine)
     try:
-        async with unit_of_work(sessions) as session:
-            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
-        killed = await db_admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", name)
-        assert killed >= 1  # the pooled connection is gone on the server side
-
-        async with unit_of_work(sessions) as session:
-            assert (await session.execute(text("SELECT 2"))).scalar_one() == 2
+        yield name, engine
     finally:
         await engine.dispose()
+
+
+async def _terminate_backends(db_admin: asyncpg.Pool, name: str) -> None:
+    killed = await db_admin.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", name)
+    assert killed >= 1  # the pooled connection is being ended on the server side
+    # pg_terminate_backend only signals: wait until the backends have exited (and so closed their sockets).
+    while await db_admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name):
+        pass
+
+
+async def test_a_query_after_postgres_killed_every_pooled_connection_succeeds(
+        named_engine: tuple[str, AsyncEngine], db_admin: asyncpg.Pool) -> None:
+    name, engine = named_engine
+    sessions = create_session_factory(engine)
+    async with unit_of_work(sessions) as session:
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    await _terminate_backends(db_admin, name)
+
+    async with unit_of_work(sessions) as session:
+        assert (await session.execute(text("SELECT 2"))).scalar_one() == 2
+
+
+async def test_an_idle_connection_dropped_without_a_word_is_pinged_and_replaced(
+        named_engine: tuple[str, AsyncEngine], db_admin: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection the network dropped silently still looks open to the driver: once it has been idle long
+    enough, the checkout pings it, and the dead one is replaced instead of failing the request."""
+    name, engine = named_engine
+    sessions = create_session_factory(engine)
+    async with unit_of_work(sessions) as session:
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    await _terminate_backends(db_admin, name)
+    # The driver has not noticed (a silent drop): every connection says it is open.
+    monkeypatch.setattr(asyncpg.connection.Connection, "is_closed", lambda self: False)
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # "idle long enough", without waiting for it
+
+    async with unit_of_work(sessions) as session:
+        assert (await session.execute(text("SELECT 2"))).scalar_one() == 2
