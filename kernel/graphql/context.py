@@ -125,8 +125,8 @@ class RequestContext:
                     session = self.resources.session_factory()
                     # Check the connection out now, under the lock: resolvers run concurrently (two DataLoaders
                     # dispatching at once), and an AsyncSession whose connection is still being provisioned
-                    # (connect, the checkout check of kernel/db.py) refuses a second statement ("concurrent operations are not
-                    # permitted"). Once connected, the driver adapter serialises statements on it.
+                    # (connect, the checkout check of kernel/db.py) refuses a second statement ("concurrent
+                    # operations are not permitted"). Once connected, the driver adapter serialises statements.
                     try:
                         await session.connection()
                     except BaseException:

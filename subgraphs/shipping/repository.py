@@ -51,7 +51,10 @@ def _zone(row: Any) -> ZoneRecord:
 
 
 def _method(row: Any) -> MethodRecord:
-    m = dict(row._mapping)
+    return _method_of(dict(row._mapping))
+
+
+def _method_of(m: dict[str, Any]) -> MethodRecord:
     m["kind"] = RateKind(m["kind"])
     m["value_tiers"] = tiers_from_json(m["value_tiers"])
     return MethodRecord(**m)
@@ -80,10 +83,24 @@ async def list_zones(session: AsyncSession) -> list[ZoneRecord]:
     return [_zone(r) for r in await session.execute(select(*_ZONE_COLUMNS).order_by(zones.c.id))]
 
 
-async def zones_of_country(session: AsyncSession, country: str) -> list[ZoneRecord]:
-    rows = await session.execute(select(*_ZONE_COLUMNS).where(zones.c.countries.contains([country]))
-                                 .order_by(zones.c.id))
-    return [_zone(r) for r in rows]
+async def zones_of_country_with_methods(session: AsyncSession,
+                                       country: str) -> list[tuple[ZoneRecord, list[MethodRecord]]]:
+    """The zones covering `country`, each with its live methods (oldest first): checkout's quote reads them in
+    one statement instead of two."""
+    live = methods.c.zone_id == zones.c.id
+    rows = await session.execute(
+        select(*_ZONE_COLUMNS, *(c.label(f"m_{c.name}") for c in _METHOD_COLUMNS))
+        .select_from(zones.outerjoin(methods, live & methods.c.deleted.is_(False)))
+        .where(zones.c.countries.contains([country])).order_by(zones.c.id, methods.c.id))
+    found: dict[int, tuple[ZoneRecord, list[MethodRecord]]] = {}
+    for row in rows:
+        m = row._mapping
+        zone_id = m["id"]
+        if zone_id not in found:
+            found[zone_id] = (_zone(row), [])
+        if m["m_id"] is not None:
+            found[zone_id][1].append(_method_of({c.name: m[f"m_{c.name}"] for c in _METHOD_COLUMNS}))
+    return list(found.values())
 
 
 async def delete_zone(session: AsyncSession, zone_id: int) -> bool:

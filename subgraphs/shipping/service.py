@@ -145,12 +145,13 @@ async def offers_for(session: AsyncSession, settings: Settings, address: PostalA
                      cart: Cart) -> list[Offer] | None:
     """The methods offered for this cart at this address, cheapest first (then fastest, then oldest); None when
     no zone covers the address at all (orders then charges no shipping, as before shipping existed)."""
-    zone = best_zone(await repository.zones_of_country(session, address.country), address)
+    candidates = await repository.zones_of_country_with_methods(session, address.country)
+    zone = best_zone([z for z, _ in candidates], address)
     if zone is None:
         return None
     weight = await cart_weight(session, settings, cart.lines)
     found = []
-    for method in await repository.methods_of_zones(session, [zone.id]):
+    for method in next(m for z, m in candidates if z.id == zone.id):
         if cart.currency is not None and method.currency != cart.currency:
             continue
         price = price_of(method, weight_grams=weight, value=cart.value)
