@@ -175,7 +175,7 @@ class Worker:
                 session_factory=resources.session_factory, handler=spec.handler,
                 max_attempts=settings.consumer_max_attempts,
                 backoff_base_seconds=settings.consumer_backoff_base_seconds,
-                transaction_batch=spec.transaction_batch)
+                transaction_batch=spec.transaction_batch, prepare_batch=spec.prepare_batch)
 
             async def start_and_run(consumer: AIOKafkaConsumer = consumer, runner: IdempotentConsumer = runner) -> None:
                 await consumer.start()  # returns once the group is joined: watched too

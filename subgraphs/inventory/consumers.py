@@ -27,7 +27,7 @@ from kernel.consumer import ConsumerSpec, PayloadHandler, PeriodicTask, WorkerRe
 from kernel.events import EventPayload
 from kernel.uow import after_commit
 from subgraphs.catalog.events import ProductCreated, ProductSnapshot, ProductUpdated
-from subgraphs.inventory import cache, service
+from subgraphs.inventory import cache, repository, service
 from subgraphs.inventory.models import SCHEMA
 from subgraphs.orders.events import OrderCancelled, OrderPaid, OrderPlaced
 from subgraphs.promotions.events import FlashSaleEnded, FlashSaleScheduled
@@ -103,8 +103,26 @@ def handlers(redis: Any = None) -> dict[type[EventPayload], PayloadHandler]:
     return {payload_type: invalidating(apply) for payload_type, apply in HANDLERS.items()}
 
 
+def stock_variants_of(event: EventPayload) -> list[int]:
+    """The variants whose stock rows applying `event` locks."""
+    if isinstance(event, OrderPlaced):
+        return [] if event.flash_sale_id is not None else [i.variant_id for i in event.items]
+    if isinstance(event, OrderPaid | OrderCancelled):
+        return [line.variant_id for line in event.items]
+    if isinstance(event, FlashSaleScheduled | FlashSaleEnded):
+        return [event.variant_id]
+    return []
+
+
+async def lock_batch_stock(session: AsyncSession, events: list[EventPayload]) -> None:
+    """Before a batch: every stock row it will touch, locked at once in (variant, warehouse) order, so two
+    workers' batches over the same hot variants queue instead of deadlocking (ConsumerSpec.before_batch)."""
+    await repository.lock_stock(session, [v for event in events for v in stock_variants_of(event)])
+
+
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
-    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(resources.redis), prompt=True)]
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(resources.redis), prompt=True,
+                         before_batch=lock_batch_stock)]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:
