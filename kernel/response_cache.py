@@ -31,11 +31,13 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import FieldNode, OperationDefinitionNode
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from kernel.graphql import RequestContext
 from kernel.redis import lua_script
+from kernel.uow import after_commit
 
 _MAX_RESPONSE_BYTES = 512 * 1024
 
@@ -103,6 +105,12 @@ class Generation:
 
     async def bump(self, redis: Redis) -> int:
         return int(await redis.eval(_BUMP_LUA, 1, self.key, secrets.randbits(48)))
+
+    def bump_after_commit(self, session: AsyncSession, redis: Redis | None) -> None:
+        """The one way a write invalidates its domain's cached reads: bump once `session` has committed (never
+        before: a reader could cache the old state again), once per transaction however many writes it holds."""
+        if redis is not None:
+            after_commit(session, lambda: self.bump(redis), once=self.key)
 
     def response_key(self, generation: int, digest: str) -> str:
         return f"{self.response_prefix}{generation}:{digest}"

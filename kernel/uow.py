@@ -22,10 +22,18 @@ log = logging.getLogger("nexuscart.uow")
 
 AfterCommit = Callable[[], Awaitable[Any]]
 _AFTER_COMMIT = "nexuscart_after_commit"
+_AFTER_COMMIT_ONCE = "nexuscart_after_commit_once"
 
 
-def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
-    """Run `callback` once `session`'s transaction has committed; dropped if it rolls back."""
+def after_commit(session: AsyncSession, callback: AfterCommit, *, once: str | None = None) -> None:
+    """Run `callback` once `session`'s transaction has committed; dropped if it rolls back. With `once`, only
+    the first callback queued under that key runs: a transaction that applies twenty events bumps a cache
+    generation once, not twenty times."""
+    if once is not None:
+        keys: set[str] = session.info.setdefault(_AFTER_COMMIT_ONCE, set())
+        if once in keys:
+            return
+        keys.add(once)
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
@@ -33,6 +41,7 @@ async def finish(session: AsyncSession, *, commit: bool) -> None:
     """End `session`'s transaction: commit (then run its callbacks) or roll back (and drop them); close it.
     A failed commit raises, and its callbacks never run."""
     callbacks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+    session.info.pop(_AFTER_COMMIT_ONCE, None)
     try:
         if commit:
             await session.commit()

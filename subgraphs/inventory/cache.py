@@ -7,13 +7,6 @@ last committed change; a read-heavy product page then costs one Redis round trip
 """
 from __future__ import annotations
 
-from typing import Any
-
 from kernel.response_cache import Generation
 
 GENERATION = Generation("inventory")
-
-
-async def invalidate(redis: Any) -> None:
-    if redis is not None:
-        await GENERATION.bump(redis)

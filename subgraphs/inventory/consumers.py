@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.consumer import ConsumerSpec, PayloadHandler, PeriodicTask, WorkerResources
 from kernel.events import EventPayload
-from kernel.uow import after_commit
 from subgraphs.catalog.events import ProductCreated, ProductSnapshot, ProductUpdated
 from subgraphs.inventory import cache, repository, service
 from subgraphs.inventory.models import SCHEMA
@@ -96,8 +95,8 @@ def handlers(redis: Any = None) -> dict[type[EventPayload], PayloadHandler]:
 
     def invalidating(apply: Callable[[AsyncSession, Any], Awaitable[bool]]) -> PayloadHandler:
         async def handle(session: AsyncSession, event: Any) -> None:
-            if await apply(session, event) and redis is not None:
-                after_commit(session, lambda: cache.invalidate(redis))
+            if await apply(session, event):
+                cache.GENERATION.bump_after_commit(session, redis)
         return handle
 
     return {payload_type: invalidating(apply) for payload_type, apply in HANDLERS.items()}

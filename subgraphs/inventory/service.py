@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.auth import Principal
 from kernel.ids import next_id
 from kernel.outbox import add_event
-from kernel.uow import after_commit
 from subgraphs.inventory import cache, clients, repository
 from subgraphs.inventory.errors import (
     InvalidDelta,
@@ -484,8 +483,7 @@ async def adjust_stock(session: AsyncSession, caller: Principal, variant_id: int
         "id": next_id(), "variant_id": variant_id, "warehouse_id": warehouse_id, "delta": delta,
         "reason": reason, "actor_id": caller.user_id, "on_hand_after": on_hand_after}])
     await _emit_stock_changes(session, _totals_of(locked), [variant_id])
-    if redis is not None:
-        after_commit(session, lambda: cache.invalidate(redis))
+    cache.GENERATION.bump_after_commit(session, redis)
     return (await stock_levels(session, [variant_id]))[0]
 
 
@@ -533,6 +531,5 @@ async def stock_empty_rows(session: AsyncSession, levels: Iterable[tuple[int, in
         "reason": reason, "actor_id": None, "on_hand_after": r.on_hand} for r in written])
     # Zero "before" totals: stock that starts low is not a crossing, so no low_stock alerts from here.
     await _emit_stock_changes(session, {}, (r.variant_id for r in written))
-    if redis is not None:
-        after_commit(session, lambda: cache.invalidate(redis))
+    cache.GENERATION.bump_after_commit(session, redis)
     return written

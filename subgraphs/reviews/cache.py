@@ -14,11 +14,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.response_cache import Generation
-from kernel.uow import after_commit
 
 GENERATION = Generation("reviews")
 
 
 def invalidate_after_commit(session: AsyncSession, redis: Any) -> None:
-    if redis is not None:
-        after_commit(session, lambda: GENERATION.bump(redis))
+    GENERATION.bump_after_commit(session, redis)

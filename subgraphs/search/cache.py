@@ -46,7 +46,6 @@ QUERY_LOG_MAX_ENTRIES = 1_000_000
 DRAIN_BATCH = 5_000
 # Only these root fields are cached: public reads whose answer does not depend on the caller.
 CACHED_ROOT_FIELDS = frozenset({"search", "searchSuggestions"})
-_INVALIDATION_QUEUED = "search_cache_invalidation_queued"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoggedSearch:
@@ -65,19 +64,10 @@ class OperationCacheState:
         self.searches: list[LoggedSearch] = []
 
 
-
-
-async def invalidate(redis: Redis) -> None:
-    await GENERATION.bump(redis)
-
-
 def invalidate_after_commit(session: AsyncSession, redis: Redis | None) -> None:
     """Bump the generation once `session` commits; once per transaction, however many changes it holds (the
     consumer applies up to 20 events per transaction)."""
-    if redis is None or session.info.get(_INVALIDATION_QUEUED):
-        return
-    session.info[_INVALIDATION_QUEUED] = True
-    after_commit(session, lambda: invalidate(redis))
+    GENERATION.bump_after_commit(session, redis)
 
 
 def _note_generation(ctx: RequestContext, generation: int) -> None:

@@ -26,7 +26,6 @@ from kernel.errors import BadUserInput, Forbidden
 from kernel.ids import next_id
 from kernel.outbox import add_event
 from kernel.settings import Settings
-from kernel.uow import after_commit
 from subgraphs.users import cache, repository
 from subgraphs.users.errors import (
     AccountLocked,
@@ -111,7 +110,7 @@ def _check_address(address: AddressIn) -> AddressIn:
 def _refresh_cached_users(session: AsyncSession, redis: Redis) -> None:
     """Cached `_entities` answers must not outlive a committed change to a user: refresh them after the commit
     (nothing if the transaction rolls back)."""
-    after_commit(session, lambda: cache.invalidate(redis))
+    cache.GENERATION.bump_after_commit(session, redis)
 
 
 def check_can_view_user(caller: Principal, user_id: int) -> None:
