@@ -93,10 +93,13 @@ async def insert_notification(session: AsyncSession, values: dict[str, Any]) -> 
     return _notification(row) if row is not None else None
 
 
-async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> int | None:
-    row = (await session.execute(insert(deliveries).values(**values).on_conflict_do_nothing()
-                                 .returning(deliveries.c.id))).first()
-    return row.id if row is not None else None
+async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[int]:
+    """The ids of the rows written (one statement for a notification's channels); a row that exists is left."""
+    if not rows:
+        return set()
+    result = await session.execute(insert(deliveries).values(list(rows)).on_conflict_do_nothing()
+                                   .returning(deliveries.c.id))
+    return {r.id for r in result}
 
 
 async def notification_page(session: AsyncSession, user_id: int, *, limit: int, before_id: int | None,

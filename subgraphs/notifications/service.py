@@ -132,6 +132,7 @@ async def notify(deps: Deps, session: AsyncSession, *, event_id: str, user_ids: 
             "order_id": message.order_id, "link": message.link, "in_app": in_app, "created_at": now})
         if row is None:
             continue  # this event was already turned into notifications for this user
+        ledger: list[dict[str, Any]] = []
         for channel in OUTBOUND:
             address = emails.get(user_id) if channel is Channel.EMAIL else None
             if not channels.channel_available(settings, channel):
@@ -143,15 +144,16 @@ async def notify(deps: Deps, session: AsyncSession, *, event_id: str, user_ids: 
             else:
                 status = DeliveryStatus.PENDING
             email = channel is Channel.EMAIL
-            delivery_id = await repository.insert_delivery(session, {
+            ledger.append({
                 "id": next_id(), "notification_id": row.id, "event_id": event_uuid, "channel": channel.value,
                 "recipient": user_id, "address": address, "status": status.value, "subject": rendered.subject,
                 "text_body": rendered.text if email else rendered.summary,
                 "html_body": rendered.html if email else None,
                 "marketing": message.category is Category.MARKETING, "attempts": 0, "next_attempt_at": now,
                 "created_at": now})
-            if delivery_id is not None and status is DeliveryStatus.PENDING:
-                pending.append(delivery_id)
+        written_ids = await repository.insert_deliveries(session, ledger)
+        pending += [d["id"] for d in ledger
+                    if d["id"] in written_ids and d["status"] == DeliveryStatus.PENDING.value]
         if in_app:
             written.append(row)
 
