@@ -103,6 +103,11 @@ def probe_cpu_with(probe: CpuProbe | None) -> None:
     _cpu_probe = probe
 
 
+def cpu_snapshot() -> dict[str, float] | None:
+    """CPU seconds per process group so far (None without a probe), for windows other than one load run."""
+    return _cpu_probe.snapshot() if _cpu_probe is not None else None
+
+
 async def run_load(name: str, url: str, make_request: RequestFactory, *, concurrency: int, duration: float,
                    check: ResponseCheck = graphql_ok, warmup: float = 1.0) -> LoadResult:
     parts = urlsplit(url)
