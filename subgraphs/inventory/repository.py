@@ -121,12 +121,6 @@ async def ensure_stock_rows(session: AsyncSession, variant_ids: Sequence[int]) -
         ON CONFLICT DO NOTHING"""), {"ids": sorted(set(variant_ids))})
 
 
-async def thresholds(session: AsyncSession, variant_ids: Iterable[int]) -> dict[int, int]:
-    stmt = select(VariantRow.variant_id, VariantRow.low_stock_threshold).where(
-        VariantRow.variant_id.in_(list(variant_ids)))
-    return {v: t for v, t in (await session.execute(stmt)).all()}
-
-
 async def set_threshold(session: AsyncSession, variant_id: int, threshold: int) -> None:
     await session.execute(update(VariantRow).where(VariantRow.variant_id == variant_id)
                           .values(low_stock_threshold=threshold))
@@ -239,6 +233,33 @@ async def set_stock_where_empty(session: AsyncSession, rows: Sequence[StockRow])
 _TOTALS_SQL = text("""
 SELECT variant_id, sum(on_hand)::bigint, sum(reserved)::bigint FROM inventory.stock_levels
 WHERE variant_id = ANY(CAST(:ids AS bigint[])) GROUP BY variant_id""")
+
+
+# text() for the stock-change path: both lookups every stock change needs, in one round trip.
+_TOTALS_AND_THRESHOLDS_SQL = text("""
+SELECT i.id, t.on_hand, t.reserved, v.low_stock_threshold
+FROM unnest(CAST(:ids AS bigint[])) AS i(id)
+LEFT JOIN (SELECT variant_id, sum(on_hand)::bigint AS on_hand, sum(reserved)::bigint AS reserved
+           FROM inventory.stock_levels WHERE variant_id = ANY(CAST(:ids AS bigint[])) GROUP BY variant_id) t
+       ON t.variant_id = i.id
+LEFT JOIN inventory.variants v ON v.variant_id = i.id""")
+
+
+async def totals_and_thresholds(session: AsyncSession,
+                                variant_ids: Iterable[int]) -> tuple[dict[int, Totals], dict[int, int]]:
+    """`totals` and `thresholds` of these variants in one statement (what `_emit_stock_changes` needs)."""
+    ids = sorted(set(variant_ids))
+    if not ids:
+        return {}, {}
+    found: dict[int, Totals] = {}
+    limits: dict[int, int] = {}
+    for variant_id, on_hand, reserved, threshold in (await session.execute(_TOTALS_AND_THRESHOLDS_SQL,
+                                                                           {"ids": ids})).all():
+        if on_hand is not None:
+            found[variant_id] = Totals(on_hand=int(on_hand), reserved=int(reserved))
+        if threshold is not None:
+            limits[variant_id] = threshold
+    return found, limits
 
 
 async def totals(session: AsyncSession, variant_ids: Iterable[int]) -> dict[int, Totals]:

@@ -156,8 +156,7 @@ async def _emit_stock_changes(session: AsyncSession, before: dict[int, Totals], 
     ids = sorted(set(variant_ids))
     if not ids:
         return
-    after = await repository.totals(session, ids)
-    thresholds = await repository.thresholds(session, ids)
+    after, thresholds = await repository.totals_and_thresholds(session, ids)
     for variant_id in ids:
         level = StockLevel.of(variant_id, after.get(variant_id))
         await add_event(session, SCHEMA, StockChanged(
