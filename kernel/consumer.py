@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -215,9 +216,12 @@ class IdempotentConsumer:
             async with unit_of_work(self.session_factory) as session:
                 if self.prepare_batch is not None:
                     await self.prepare_batch(session, envelopes)
+                fresh = await self._record_all_in_inbox(session, envelopes)
                 for record, envelope in zip(records, envelopes, strict=True):
                     correlation_id_var.set(envelope.correlation_id)
-                    if await self._record_in_inbox(session, envelope):
+                    event_id = uuid.UUID(envelope.event_id)
+                    if event_id in fresh:
+                        fresh.discard(event_id)  # the same event twice in one batch is applied once
                         with consumer_span(record, self.name):
                             await self.handler(session, envelope)
         except Exception as exc:  # noqa: BLE001 - retried one by one, where failures are isolated
@@ -226,6 +230,15 @@ class IdempotentConsumer:
                             "reason": "contention" if is_contention(exc) else type(exc).__name__})
             return False
         return True
+
+    async def _record_all_in_inbox(self, session: AsyncSession, envelopes: list[EventEnvelope]) -> set[uuid.UUID]:
+        """The batch's event ids this consumer sees for the first time, recorded in ONE statement (a round trip
+        per event was a tenth of a batch's statements)."""
+        inserted = await session.execute(
+            text(f"INSERT INTO {self.schema}.inbox (consumer, event_id) "
+                 f"SELECT :c, e FROM unnest(CAST(:ids AS uuid[])) AS e ON CONFLICT DO NOTHING RETURNING event_id"),
+            {"c": self.name, "ids": [e.event_id for e in envelopes]})
+        return {row[0] for row in inserted}
 
     async def _record_in_inbox(self, session: AsyncSession, envelope: EventEnvelope) -> bool:
         """True the first time this consumer sees the event; False for a redelivery."""

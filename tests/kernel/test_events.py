@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import types
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -184,6 +185,26 @@ async def test_a_burst_is_applied_in_one_transaction_and_a_poison_event_does_not
             await asyncio.gather(runner, return_exceptions=True)
         await kafka_consumer.stop()
         await producer.stop()
+
+
+async def test_a_batch_records_its_events_in_the_inbox_at_once_and_applies_each_once(session_factory) -> None:
+    """One transaction for the burst: a redelivered copy inside the batch and an event applied by an earlier
+    batch are both left alone, and the rest is applied once each."""
+    attempts: dict[str, int] = {}
+    consumer = IdempotentConsumer(name="kernel-batch", schema=TEST_SCHEMA, consumer=None, dlq_producer=None,
+                                  session_factory=session_factory, handler=recording_handler(attempts))
+    first, second, third = (EventEnvelope.new(TOPIC, {"amount": n}) for n in (1, 2, 3))
+
+    def records(*envelopes: EventEnvelope) -> list[Any]:
+        return [types.SimpleNamespace(topic=TOPIC, key=b"k", value=e.to_json()) for e in envelopes]
+
+    assert await consumer._apply_together(records(first, second, first))  # the batch path, not one by one
+    assert await consumer._apply_together(records(second, third))
+
+    async with session_factory() as session:
+        applied = sorted((await session.execute(text(f"SELECT amount FROM {TEST_SCHEMA}.applied"))).scalars())
+    assert applied == [1, 2, 3]
+    assert attempts == {first.event_id: 1, second.event_id: 1, third.event_id: 1}
 
 
 # ---- typed payloads: the wire format ----------------------------------------------------------------------
