@@ -9,14 +9,6 @@ marked shared, so the router keeps anonymous product pages with reviews for its 
 """
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from kernel.response_cache import Generation
 
 GENERATION = Generation("reviews")
-
-
-def invalidate_after_commit(session: AsyncSession, redis: Any) -> None:
-    GENERATION.bump_after_commit(session, redis)

@@ -37,11 +37,11 @@ async def on_product_deleted(session: AsyncSession, product: ProductDeleted) -> 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     async def on_order_placed(session: AsyncSession, order: OrderPlaced) -> None:
         if await service.apply_order_placed(session, order):  # reviews became verified purchases
-            cache.invalidate_after_commit(session, resources.redis)
+            cache.GENERATION.bump_after_commit(session, resources.redis)
 
     async def on_order_paid(session: AsyncSession, order: OrderPaid) -> None:
         if await service.apply_order_paid(session, order):
-            cache.invalidate_after_commit(session, resources.redis)
+            cache.GENERATION.bump_after_commit(session, resources.redis)
 
     return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers={
         ProductCreated: on_product, ProductUpdated: on_product, ProductDeleted: on_product_deleted,

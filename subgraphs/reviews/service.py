@@ -275,7 +275,7 @@ async def create_review(session: AsyncSession, redis: Redis, settings: Settings,
         raise AlreadyReviewed(product.product_id)
     await _recount(session, None, review)
     await _announce_if_approved(session, None, review, approved_by=None)
-    cache.invalidate_after_commit(session, redis)
+    cache.GENERATION.bump_after_commit(session, redis)
     return review
 
 
@@ -304,7 +304,7 @@ async def update_review(session: AsyncSession, redis: Redis, settings: Settings,
     after = await repository.update_review(session, review_id, values)
     await _recount(session, before, after)
     await _announce_if_approved(session, before, after, approved_by=None)
-    cache.invalidate_after_commit(session, redis)
+    cache.GENERATION.bump_after_commit(session, redis)
     return after
 
 
@@ -317,7 +317,7 @@ async def delete_review(session: AsyncSession, redis: Redis, settings: Settings,
         raise NotYourReview("Only the author of this review or an ADMIN may delete it")
     await repository.delete_review(session, review_id)
     await _recount(session, review, None)
-    cache.invalidate_after_commit(session, redis)
+    cache.GENERATION.bump_after_commit(session, redis)
     return True
 
 
@@ -334,7 +334,7 @@ async def moderate_review(session: AsyncSession, redis: Redis | None, *, caller:
         "status": target.value, "moderated_by": caller.user_id, "moderated_at": utc_now()})
     await _recount(session, before, after)
     await _announce_if_approved(session, before, after, approved_by=caller.user_id)
-    cache.invalidate_after_commit(session, redis)
+    cache.GENERATION.bump_after_commit(session, redis)
     return after
 
 
@@ -355,7 +355,7 @@ async def vote_helpful(session: AsyncSession, redis: Redis, settings: Settings, 
         await repository.remove_vote(session, review_id, caller.user_id)
     updated = await repository.get_review(session, review_id)
     assert updated is not None  # held by the lock above
-    cache.invalidate_after_commit(session, redis)
+    cache.GENERATION.bump_after_commit(session, redis)
     return updated
 
 
@@ -371,7 +371,7 @@ async def reply_to_review(session: AsyncSession, redis: Redis, settings: Setting
     replied = await repository.set_reply(session, review_id, body=text, author_id=caller.user_id, at=utc_now())
     if replied is None:
         raise AlreadyReplied(review_id)
-    cache.invalidate_after_commit(session, redis)
+    cache.GENERATION.bump_after_commit(session, redis)
     return replied
 
 

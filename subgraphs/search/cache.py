@@ -64,12 +64,6 @@ class OperationCacheState:
         self.searches: list[LoggedSearch] = []
 
 
-def invalidate_after_commit(session: AsyncSession, redis: Redis | None) -> None:
-    """Bump the generation once `session` commits; once per transaction, however many changes it holds (the
-    consumer applies up to 20 events per transaction)."""
-    GENERATION.bump_after_commit(session, redis)
-
-
 def _note_generation(ctx: RequestContext, generation: int) -> None:
     ctx.loader(OperationCacheState).generation = generation
 

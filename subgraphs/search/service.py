@@ -31,11 +31,11 @@ from subgraphs.search.backends.base import (
     Suggestion,
 )
 from subgraphs.search.cache import (
+    GENERATION,
     SYNONYMS,
     LoggedSearch,
     OperationCacheState,
     drain_query_log,
-    invalidate_after_commit,
 )
 from subgraphs.search.errors import InvalidSearch
 from subgraphs.search.text import fold, sku_candidate, words
@@ -235,7 +235,7 @@ async def set_synonyms(session: AsyncSession, caller: Principal, terms: Sequence
     if any(len(t.split()) > 4 for t in cleaned):
         raise InvalidSearch("terms: a term has at most 4 words", field="terms")
     await repository.replace_synonym_group(session, next_id(), cleaned)
-    invalidate_after_commit(session, redis)
+    GENERATION.bump_after_commit(session, redis)
     if engine is not None:
         # Elasticsearch's synonyms set follows the table before this commits: a failure refuses the change.
         await engine.set_synonyms(await repository.synonym_groups(session))
@@ -326,7 +326,7 @@ async def index_product(session: AsyncSession, product: ProductSnapshot, redis: 
     seen = await repository.document_version(session, product.product_id)
     if seen is not None and seen > product.updated_at:
         return False
-    invalidate_after_commit(session, redis)
+    GENERATION.bump_after_commit(session, redis)
     await repository.upsert_document(session, _document_values(product))
     await repository.attach_variants(session, product.product_id, [v.variant_id for v in product.variants])
     await repository.refresh_in_stock(session, product.product_id)
@@ -337,7 +337,7 @@ async def index_product(session: AsyncSession, product: ProductSnapshot, redis: 
 async def remove_product(session: AsyncSession, product_id: int, redis: Redis | None = None) -> bool:
     removed = await repository.delete_documents(session, [product_id]) > 0
     if removed:
-        invalidate_after_commit(session, redis)
+        GENERATION.bump_after_commit(session, redis)
     return removed
 
 
@@ -348,14 +348,14 @@ async def apply_stock(session: AsyncSession, variant_id: int, available: int, in
     # Searches show only the product's in-stock flag: most stock changes (a sale of one of many) leave the
     # cached answers true.
     if product_id is not None and await repository.refresh_in_stock(session, product_id):
-        invalidate_after_commit(session, redis)
+        GENERATION.bump_after_commit(session, redis)
     return product_id
 
 
 async def rebuild(session: AsyncSession, products: Sequence[ProductSnapshot], redis: Redis | None = None) -> int:
     """Make the index exactly these products, in one transaction: searches keep reading the previous index
     (MVCC) until it commits, so a rebuild needs no downtime. The vocabulary is rebuilt from scratch."""
-    invalidate_after_commit(session, redis)
+    GENERATION.bump_after_commit(session, redis)
     await repository.clear_vocabulary(session)
     # The vocabulary is written once, at the end: written per batch, each word's row was rewritten by every
     # batch (100 versions of each at 100,000 products), and until a vacuum the trigram index the typo
