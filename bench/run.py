@@ -143,8 +143,8 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
                              database_url: str | None) -> list[LoadResult]:
     """Guest carts are prepared by a load run of addToCart (one unit of one of 20 demo variants, each
     restocked with a million units, so orders do not all queue on one stock row); placeOrder then checks
-    each one out once, signed in. The orders' own history gives placeOrder -> PAID through the saga
-    (relay, Kafka, inventory, payments, orders) under that load."""
+    each one out once, signed in (placeOrder reserves the stock itself). The orders' own history gives
+    placeOrder -> PAID through the saga (relay, Kafka, payments, orders) under that load."""
     import httpx
     async with httpx.AsyncClient(timeout=30) as http:
         edges = (await post_graphql(http, router_url, PRODUCT_IDS))["products"]["edges"]
@@ -210,8 +210,9 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
 
 async def paid_latency_one_at_a_time(router_url: str, database_url: str, place: RequestFactory,
                                      carts: collections.deque[str], orders: int = 40) -> LoadResult:
-    """placeOrder -> PAID for single orders on an otherwise idle platform: the saga's own latency (five
-    Kafka hops through relay, inventory, orders, payments), as opposed to the backlog of the loaded run."""
+    """placeOrder -> PAID for single orders on an otherwise idle platform: the saga's own latency (two Kafka
+    hops after placeOrder reserved the stock: order.confirmed to payments, payment.successful to orders), as
+    opposed to the backlog of the loaded run."""
     import asyncpg
     import httpx
 

@@ -3,6 +3,9 @@
 
   product.created / product.updated  -> register the variants, zero stock rows in every warehouse
   order.placed                       -> reserve all lines or none -> inventory.reserved | inventory.out_of_stock
+                                        (usually placeOrder reserved already, through internal.py: then the
+                                        recorded decision stands and nothing is emitted, unless the saga's
+                                        watchdog re-sent the event, `reasked`, to hear the answer again)
                                         (an order of a flash sale, `flash_sale_id` set, is skipped: the sale's
                                         hold already covers it, and its order.paid / order.cancelled find no
                                         reservation and change nothing)
@@ -51,8 +54,11 @@ async def on_order_placed(session: AsyncSession, order: OrderPlaced) -> bool:
         return False
     result = await service.reserve_for_order(session, order.order_id, [(i.variant_id, i.quantity) for i in order.items])
     if result.duplicate:
-        # Exact redeliveries stop at the inbox: this is the order asked about again (its saga watchdog).
-        await service.repeat_recorded_answer(session, order.order_id)
+        # Exact redeliveries stop at the inbox. Decided already: by placeOrder's own call (internal.py), whose
+        # answer orders acted on, so nothing is said; or asked again by the saga's watchdog (`reasked`), when
+        # no answer came through: then the recorded answer is sent again.
+        if order.reasked:
+            await service.repeat_recorded_answer(session, order.order_id)
         return False
     return result.reserved
 

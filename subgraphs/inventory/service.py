@@ -169,13 +169,15 @@ async def _emit_stock_changes(session: AsyncSession, before: dict[int, Totals], 
                                                       threshold=threshold), key=variant_id)
 
 
-async def reserve_for_order(session: AsyncSession, order_id: int,
-                            items: Iterable[tuple[int, int]]) -> ReservationResult:
+async def reserve_for_order(session: AsyncSession, order_id: int, items: Iterable[tuple[int, int]], *,
+                            announce: bool = True) -> ReservationResult:
     """Reserve every (variant_id, quantity) line of an order, or nothing.
 
-    Emits `inventory.reserved` or `inventory.out_of_stock`. The first decision about an order is final: a
-    repeated call (a redelivered or re-sent order.placed, or one arriving after the order was cancelled)
-    returns the recorded outcome with `duplicate=True` and changes and emits nothing."""
+    Emits `inventory.reserved` or `inventory.out_of_stock` when `announce` (the saga's path: orders hears the
+    answer as an event); placeOrder's own call (internal.py) is answered directly and announces nothing. The
+    first decision about an order is final: a repeated call (placeOrder's call and then its order.placed, a
+    re-sent order.placed, or one arriving after the order was cancelled) returns the recorded outcome with
+    `duplicate=True` and changes and emits nothing."""
     wanted = _quantities(items)
     if not await repository.claim_order(session, order_id, RESERVED):
         return await _recorded_outcome(session, order_id)
@@ -184,7 +186,8 @@ async def reserve_for_order(session: AsyncSession, order_id: int,
     lines, short = _allocate(wanted, locked)
     if short:
         await repository.set_order_outcome(session, order_id, OUT_OF_STOCK)
-        await add_event(session, SCHEMA, InventoryOutOfStock(order_id=order_id, variant_ids=short), key=order_id)
+        if announce:
+            await add_event(session, SCHEMA, InventoryOutOfStock(order_id=order_id, variant_ids=short), key=order_id)
         return ReservationResult(order_id=order_id, outcome=OUT_OF_STOCK, lines=[], short_variant_ids=short)
 
     for variant_id, warehouse_id, quantity in lines:
@@ -192,7 +195,9 @@ async def reserve_for_order(session: AsyncSession, order_id: int,
             # Cannot happen while we hold the row locks; refusing beats reserving what is not there.
             raise RuntimeError(f"stock of variant {variant_id} in warehouse {warehouse_id} changed under lock")
     await repository.insert_reservations(session, order_id, lines)
-    await add_event(session, SCHEMA, InventoryReserved(order_id=order_id, items=_stock_lines(lines)), key=order_id)
+    if announce:
+        await add_event(session, SCHEMA, InventoryReserved(order_id=order_id, items=_stock_lines(lines)),
+                        key=order_id)
     await _emit_stock_changes(session, _totals_of(locked), wanted)
     return ReservationResult(order_id=order_id, outcome=RESERVED,
                              lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in lines], short_variant_ids=[])

@@ -1,6 +1,6 @@
-"""Internal HTTP reads at checkout (docs/commerce-spine.md, "Synchronous reads at checkout"): the cart's
-checkout snapshot, a saved address from users, coupons from promotions and the shipping price from shipping,
-through the kernel's pooled PeerClient."""
+"""Internal HTTP calls at checkout (docs/commerce-spine.md, "Synchronous reads at checkout", "Stock at checkout"):
+the cart's checkout snapshot, a saved address from users, coupons from promotions, the shipping price from
+shipping and the stock reservation from inventory, through the kernel's pooled PeerClient."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,6 +22,7 @@ __all__ = [
     "quote_shipping",
     "redeem_coupon",
     "release_coupon",
+    "reserve_stock",
 ]
 
 
@@ -62,3 +63,12 @@ async def quote_shipping(http: PeerClient, shipping_service_url: str, *, address
                            {"address": address, "currency": currency, "items": items, "subtotal": str(subtotal),
                             "method_id": str(method_id) if method_id is not None else None},
                            authorization=authorization, what="shipping")
+
+
+async def reserve_stock(http: PeerClient, inventory_service_url: str, *, order_id: int,
+                        items: list[tuple[int, int]], authorization: str | None) -> dict[str, Any]:
+    """POST /internal/reservations (subgraphs/inventory/internal.py): {outcome, short_variant_ids, duplicate}."""
+    return await post_json(http, f"{inventory_service_url.rstrip('/')}/internal/reservations",
+                           {"order_id": str(order_id),
+                            "items": [{"variant_id": str(v), "quantity": q} for v, q in items]},
+                           authorization=authorization, what="inventory")

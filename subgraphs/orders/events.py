@@ -41,6 +41,9 @@ class OrderPlaced(EventPayload, topic="order.placed"):
     # Shipping (subgraphs/shipping): included in `total`; absent when no shipping zone matched (shipping 0).
     shipping_total: Money | None = omitted_when_none()
     shipping_method_id: Id | None = omitted_when_none()
+    # Set on the saga watchdog's re-sent copy: inventory answers again what it decided (placeOrder's own call
+    # may have reserved without the answer reaching orders).
+    reasked: bool | None = omitted_when_none()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

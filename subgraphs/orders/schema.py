@@ -268,13 +268,23 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create a PENDING order from the cart; idempotent per idempotencyKey.")
+    @strawberry.mutation(description="Create an order from the cart and reserve its stock: AWAITING_PAYMENT "
+                                      "(the saga charges it), CANCELLED with reason OUT_OF_STOCK, or PENDING "
+                                      "while inventory cannot answer (the saga reserves it then). Idempotent per "
+                                      "idempotencyKey.")
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Order:
         ctx = info.context
         caller = ctx.require_user()
         placed = await service.place_order(
             await ctx.session(), http=ctx.resources.peers, settings=ctx.settings,
             caller_id=caller.user_id, authorization=ctx.authorization, order_in=input.to_service())
+        if placed.created:
+            # The order (and its order.placed) is committed before inventory is asked: whatever happens to the
+            # reservation call, the saga finds the order and finishes it.
+            await ctx.finish(commit=True)
+            placed = await service.reserve_at_checkout(
+                ctx.resources.session_factory, ctx.redis, http=ctx.resources.peers, settings=ctx.settings,
+                placed=placed, authorization=ctx.authorization)
         # The new order's lines and history are already in hand: prime the loaders instead of re-reading them.
         if placed.items is not None:
             ctx.loader(ItemsByOrderIdLoader).prime(placed.order.id, placed.items)

@@ -201,7 +201,8 @@ def _address_from_users(body: dict[str, Any], caller_id: int) -> dict[str, Any]:
 
 async def place_order(session: AsyncSession, *, http: clients.PeerClient, settings: Settings, caller_id: int,
                       authorization: str | None, order_in: PlaceOrderIn) -> PlacedOrder:
-    """Create a PENDING order from the caller's cart, or return the order this idempotency key already made."""
+    """Create a PENDING order from the caller's cart, or return the order this idempotency key already made.
+    The caller commits it, then reserves its stock with `reserve_at_checkout`."""
     order_in = validate_place_order(order_in, settings)
     fingerprint = request_fingerprint(order_in)
 
@@ -264,6 +265,59 @@ async def place_order(session: AsyncSession, *, http: clients.PeerClient, settin
     history = [HistoryRecord(order_id=order.id, seq=1, from_status=None, to_status=S.PENDING, reason=None,
                              at=order.created_at)]
     return PlacedOrder(order=order, items=items, history=history, created=True)
+
+
+# What inventory's answer at checkout moves a new PENDING order to (its recorded decision about the order).
+CHECKOUT_RESERVATION_STEPS: dict[str, tuple[OrderStatus, str | None]] = {
+    "RESERVED": (S.AWAITING_PAYMENT, None),
+    "OUT_OF_STOCK": (S.CANCELLED, CancellationReason.OUT_OF_STOCK.value),
+}
+
+
+async def reserve_at_checkout(session_factory: async_sessionmaker[AsyncSession], redis: Redis, *,
+                              http: clients.PeerClient, settings: Settings, placed: PlacedOrder,
+                              authorization: str | None) -> PlacedOrder:
+    """The saga's first step while the shopper waits: inventory reserves the new (committed, PENDING) order's
+    lines, all or none, and the order moves on with that answer in a transaction of its own, to
+    AWAITING_PAYMENT (order.confirmed: payments charges it) or CANCELLED (OUT_OF_STOCK). That spares the order
+    two Kafka hops (order.placed -> inventory, inventory.reserved -> orders) and tells the shopper at once.
+
+    Nothing depends on it: the order was committed first, with its order.placed in the outbox. When inventory
+    cannot be asked, or its answer is lost, the order stays PENDING and the saga takes it from there (inventory
+    reserves on order.placed, or, having decided already, answers the watchdog's re-sent event), exactly as
+    without this call. Returns the order as it stands after the step."""
+    if not settings.inventory_service_url or not placed.created or placed.items is None:
+        return placed
+    order = placed.order
+    lines = [(i.variant_id, i.quantity) for i in placed.items]
+    try:
+        answer = await clients.reserve_stock(http, settings.inventory_service_url, order_id=order.id, items=lines,
+                                             authorization=authorization)
+        step = CHECKOUT_RESERVATION_STEPS.get(answer["outcome"])
+    except (AppError, clients.PeerUnavailable, KeyError, TypeError) as exc:
+        log.warning("stock not reserved at checkout; the saga will reserve it",
+                    extra={"order_id": order.id, "error": type(exc).__name__})
+        return placed
+    if step is None:  # CANCELLED: the order was cancelled before inventory heard of it; the saga has it in hand
+        return placed
+    to_status, reason = step
+    async with unit_of_work(session_factory) as session:
+        applied = await transition(session, redis, settings, order.id, from_status=S.PENDING, to_status=to_status,
+                                   reason=reason)
+    if applied is None:
+        # Moved already (the saga's event, or the customer's cancelOrder, got there first): the loaders read it.
+        return PlacedOrder(order=await _reread(session_factory, order.id), items=placed.items, history=None,
+                           created=True)
+    moved = dataclasses.replace(order, status=to_status, status_seq=applied.seq, cancellation_reason=reason,
+                                updated_at=applied.at)
+    history = [*(placed.history or []), HistoryRecord(order_id=order.id, seq=applied.seq, from_status=S.PENDING,
+                                                      to_status=to_status, reason=reason, at=applied.at)]
+    return PlacedOrder(order=moved, items=placed.items, history=history, created=True)
+
+
+async def _reread(session_factory: async_sessionmaker[AsyncSession], order_id: int) -> OrderRecord:
+    async with unit_of_work(session_factory) as session:
+        return await get_order_or_raise(session, order_id)
 
 
 async def _quote_shipping(http: clients.PeerClient, settings: Settings, address: dict[str, Any], currency: str,
@@ -590,7 +644,8 @@ async def drive_stalled_sagas(session: AsyncSession, redis: Redis, settings: Set
                 continue  # a flash-sale order waits for its buyer's payOrder; the payment deadline covers it
             event: EventPayload
             if step is S.PENDING:
-                event = order_placed(order, await repository.items_by_order_ids(session, [order_id]))
+                items = await repository.items_by_order_ids(session, [order_id])
+                event = dataclasses.replace(order_placed(order, items), reasked=True)
             else:
                 event = events.OrderConfirmed(
                     order_id=order_id, user_id=order.user_id, amount=order.total, currency=order.currency,

@@ -26,7 +26,7 @@ ADD_TO_CART = """mutation($cartId: ID, $v: ID!, $q: Int!) { addToCart(cartId: $c
   id itemCount subtotal { amount currency } items { id quantity unitPrice { amount } lineTotal { amount } } } }"""
 CART = "query($cartId: ID) { cart(cartId: $cartId) { id itemCount items { id quantity } } }"
 PLACE_ORDER = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
-  id number status total { amount currency } items { quantity unitPrice { amount } } } }"""
+  id number status cancellationReason total { amount currency } items { quantity unitPrice { amount } } } }"""
 ORDER = """query($id: ID!) { order(id: $id) { id status total { amount } statusHistory { status previousStatus reason }
   payment { status amount { amount } provider failureReason } } }"""
 CANCEL = "mutation($id: ID!) { cancelOrder(id: $id) { id status } }"
@@ -152,7 +152,9 @@ async def test_browse_add_to_cart_place_order_and_watch_it_get_paid(router, plat
     cart = (await router.ok(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 2}, customer))["addToCart"]
     assert cart["subtotal"] == {"amount": "25.00", "currency": "USD"} and cart["itemCount"] == 2
     order = await place_order(router, customer)
-    assert order["status"] == "PENDING" and order["total"]["amount"] == "25.00" and order["number"]
+    # Then the order comes back with its stock already reserved, waiting for the payment
+    assert order["status"] == "AWAITING_PAYMENT" and order["total"]["amount"] == "25.00" and order["number"]
+    assert (await stock_of(router, admin, product_id)) == {"available": 8, "reserved": 2, "inStock": True}
     # and subscribes to its status over WebSocket right away
     ws = await ws_subscribe(platform.router_url, customer, order["id"])
     try:
@@ -221,6 +223,9 @@ async def test_stock_short_at_reservation_cancels_with_out_of_stock(router, make
         await router.ok(ADD_TO_CART, {"cartId": None, "v": variant_id, "q": 1}, token)
 
     orders = [await place_order(router, token) for token in shoppers]
+    # the second is told at once: its order comes back cancelled, nothing reserved for it
+    assert [(o["status"], o["cancellationReason"]) for o in orders] == [
+        ("AWAITING_PAYMENT", None), ("CANCELLED", "OUT_OF_STOCK")]
 
     finals = [await wait_for_status(router, token, o["id"], FINAL) for token, o in zip(shoppers, orders, strict=True)]
     assert sorted(f["status"] for f in finals) == ["CANCELLED", "PAID"]

@@ -44,14 +44,17 @@ ADDRESS = {"line1": "1 Analytical Way", "city": "London", "postalCode": "N1 9GU"
 
 
 class FakePeers:
-    """The cart's `/internal/checkout` and users' `/internal/addresses/{id}`, backed by dicts. Like the real
-    owners it decides from the forwarded bearer token who may read what."""
+    """The cart's `/internal/checkout`, users' `/internal/addresses/{id}` and inventory's
+    `/internal/reservations`, backed by dicts. Like the real owners it decides from the forwarded bearer token
+    who may read what. Inventory answers `reservation_outcome` (None: 503, so by default orders are left PENDING
+    for the saga, as when inventory is away)."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
         self.reset()
         self.app = Starlette(routes=[Route("/internal/checkout", self.checkout),
-                                     Route("/internal/addresses/{id}", self.address)])
+                                     Route("/internal/addresses/{id}", self.address),
+                                     Route("/internal/reservations", self.reservations, methods=["POST"])])
 
     def reset(self) -> None:
         self.carts: dict[str, dict[str, Any]] = {}
@@ -60,6 +63,8 @@ class FakePeers:
         self.fail_status: int | None = None
         self.fail_message = "injected failure"
         self.seen_authorization: list[str | None] = []
+        self.reservation_outcome: str | None = None
+        self.reservation_requests: list[dict[str, Any]] = []
 
     def add_cart(self, user_id: int | None, lines: list[tuple[int, int, str]] | None = None,
                  currency: str = "USD") -> str:
@@ -101,6 +106,15 @@ class FakePeers:
         return JSONResponse({"cart_id": cart_id, "user_id": str(cart["user_id"]) if cart["user_id"] else None,
                              "items": cart["items"], "subtotal": f"{subtotal:.2f}", "currency": cart["currency"],
                              "coupon_code": cart.get("coupon_code")})
+
+    async def reservations(self, request: Request) -> JSONResponse:
+        caller = self._caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        self.reservation_requests.append(await request.json())
+        if self.reservation_outcome is None:
+            return JSONResponse({"code": "X", "message": "inventory is away"}, status_code=503)
+        return JSONResponse({"outcome": self.reservation_outcome, "short_variant_ids": [], "duplicate": False})
 
     async def address(self, request: Request) -> JSONResponse:
         caller = self._caller(request)
@@ -156,7 +170,8 @@ async def orders_client(settings: Settings, peers_url: str) -> AsyncIterator[Gra
     """The in-process orders app whose cart and users peers are at `peers_url`. Its lifespan does not run under
     ASGITransport, so the resources it would close at shutdown are closed here."""
     from subgraphs.orders.app import build_app
-    app = build_app(settings.model_copy(update={"cart_service_url": peers_url, "users_service_url": peers_url}))
+    app = build_app(settings.model_copy(update={"cart_service_url": peers_url, "users_service_url": peers_url,
+                                                "inventory_service_url": peers_url}))
     async with served_in_process(app, "http://orders") as http:
         yield GraphQLClient(http, "/graphql")
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.log_capture import captured_records
-from tests.orders.conftest import ADDRESS, PLACE_ORDER, closed_port, orders_client, outbox, place, place_input
+from tests.orders.conftest import ADDRESS, ORDER, PLACE_ORDER, closed_port, orders_client, outbox, place, place_input
 
 
 async def count(db_admin, table: str) -> int:
@@ -18,9 +18,9 @@ async def test_place_order_creates_a_pending_order_with_history_saga_and_order_p
         orders_api, customer, db_admin) -> None:
     # given a customer with two lines in the cart
     ada = customer()
-    # when
+    # when the order is placed while inventory cannot answer (the fake peers' default)
     order = await place(orders_api, ada)
-    # then the order is PENDING, priced from the cart snapshot
+    # then the order is PENDING (the saga reserves its stock), priced from the cart snapshot
     assert order["status"] == "PENDING"
     assert re.fullmatch(r"NC-\d{8}", order["number"])
     assert order["subtotal"] == {"amount": "45.48", "currency": "USD"} == order["total"]
@@ -49,7 +49,53 @@ async def test_place_order_creates_a_pending_order_with_history_saga_and_order_p
 async def test_the_callers_authorization_is_forwarded_to_the_peers(orders_api, customer, peers) -> None:
     ada = customer()
     await place(orders_api, ada)
-    assert peers.seen_authorization == [f"Bearer {ada.token}"]
+    assert peers.seen_authorization == [f"Bearer {ada.token}"] * 2  # the cart, then inventory
+
+
+async def test_stock_reserved_at_checkout_moves_the_order_to_awaiting_payment_at_once(
+        orders_api, customer, db_admin, peers) -> None:
+    # given inventory reserves the order's lines
+    ada = customer()
+    peers.reservation_outcome = "RESERVED"
+    # when
+    order = await place(orders_api, ada)
+    # then inventory was asked for exactly the order's lines, under the order's id
+    assert peers.reservation_requests == [{"order_id": order["id"], "items": [
+        {"variant_id": "111", "quantity": 2}, {"variant_id": "222", "quantity": 1}]}]
+    # and the order is answered AWAITING_PAYMENT, with both steps in its history, as it is stored
+    assert order["status"] == "AWAITING_PAYMENT"
+    steps = [{"seq": 1, "status": "PENDING", "previousStatus": None, "reason": None},
+             {"seq": 2, "status": "AWAITING_PAYMENT", "previousStatus": "PENDING", "reason": None}]
+    assert order["statusHistory"] == steps
+    stored = (await orders_api.ok(ORDER, {"id": order["id"]}, token=ada.token))["order"]
+    assert (stored["status"], stored["statusHistory"]) == ("AWAITING_PAYMENT", steps)
+    # and payments is told to charge it (order.confirmed), with a payment deadline set
+    assert [e["topic"] for e in await outbox(db_admin)] == ["order.placed", "order.confirmed"]
+    saga = await db_admin.fetchrow("SELECT * FROM orders.order_sagas WHERE order_id = $1", int(order["id"]))
+    assert saga["step"] == "AWAITING_PAYMENT" and saga["payment_deadline"] is not None
+
+
+async def test_out_of_stock_at_checkout_cancels_the_order_at_once(orders_api, customer, db_admin, peers) -> None:
+    ada = customer()
+    peers.reservation_outcome = "OUT_OF_STOCK"
+    order = await place(orders_api, ada)
+    assert (order["status"], order["cancellationReason"]) == ("CANCELLED", "OUT_OF_STOCK")
+    assert [(h["status"], h["reason"]) for h in order["statusHistory"]] == [
+        ("PENDING", None), ("CANCELLED", "OUT_OF_STOCK")]
+    # order.cancelled: the cart, coupons and payments hear it as from the saga
+    cancelled = await outbox(db_admin, "order.cancelled")
+    assert [(e["payload"]["reason"], e["payload"]["previous_status"]) for e in cancelled] == [
+        ("OUT_OF_STOCK", "PENDING")]
+
+
+async def test_a_replay_after_the_reservation_answers_the_order_as_it_stands(orders_api, customer, peers) -> None:
+    ada = customer()
+    peers.reservation_outcome = "RESERVED"
+    request = place_input(cartId=ada.cart_id)
+    first = (await orders_api.ok(PLACE_ORDER, {"input": request}, token=ada.token))["placeOrder"]
+    again = (await orders_api.ok(PLACE_ORDER, {"input": request}, token=ada.token))["placeOrder"]
+    assert again["id"] == first["id"] and again["status"] == "AWAITING_PAYMENT"
+    assert len(peers.reservation_requests) == 1  # a replay reserves nothing more
 
 
 async def test_same_key_twice_returns_the_same_order_and_writes_nothing_new(orders_api, customer, db_admin,

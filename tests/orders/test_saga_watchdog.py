@@ -26,6 +26,8 @@ async def test_a_stalled_pending_order_is_asked_about_again_once_per_step_timeou
     assert len(placed) == 2  # at placeOrder, and again now: the same order, a new event id
     assert placed[0]["payload"]["items"] == placed[1]["payload"]["items"]
     assert placed[0]["event_id"] != placed[1]["event_id"]
+    # marked as asked again, so inventory answers it even though it decided already (at placeOrder's call)
+    assert ("reasked" not in placed[0]["payload"], placed[1]["payload"]["reasked"]) == (True, True)
     assert not [e for e in await outbox(db_admin, "order.placed") if e["payload"]["order_id"] == fresh["id"]][1:]
     assert await sweep() == 0  # asked just now: not again before another step timeout
 
