@@ -121,8 +121,13 @@ def stock_variants_of(event: EventPayload) -> list[int]:
 
 async def lock_batch_stock(session: AsyncSession, events: list[EventPayload]) -> None:
     """Before a batch: every stock row it will touch, locked at once in (variant, warehouse) order, so two
-    workers' batches over the same hot variants queue instead of deadlocking (ConsumerSpec.before_batch)."""
-    await repository.lock_stock(session, [v for event in events for v in stock_variants_of(event)])
+    workers' batches over the same hot variants queue instead of deadlocking (ConsumerSpec.before_batch).
+    Orders decided already (usually by placeOrder's own call) will reserve nothing: their rows stay free."""
+    placed = [e.order_id for e in events if isinstance(e, OrderPlaced) and e.flash_sale_id is None]
+    decided = await repository.decided_orders(session, placed) if placed else set()
+    await repository.lock_stock(session, [v for event in events
+                                          if not (isinstance(event, OrderPlaced) and event.order_id in decided)
+                                          for v in stock_variants_of(event)])
 
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:

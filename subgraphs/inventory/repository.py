@@ -297,6 +297,13 @@ async def order_outcome(session: AsyncSession, order_id: int) -> str | None:
     return result.scalar_one_or_none()
 
 
+async def decided_orders(session: AsyncSession, order_ids: Sequence[int]) -> set[int]:
+    """Those of these orders inventory has recorded a decision about."""
+    result = await session.execute(select(OrderReservationRow.order_id)
+                                   .where(any_of(OrderReservationRow.order_id, order_ids, BigInteger)))
+    return set(result.scalars())
+
+
 async def set_order_outcome(session: AsyncSession, order_id: int, outcome: str) -> None:
     # text(): on the reservation path (hot path), next to claim_order.
     await session.execute(text("UPDATE inventory.order_reservations SET outcome = :outcome WHERE order_id = :o"),

@@ -179,10 +179,17 @@ async def reserve_for_order(session: AsyncSession, order_id: int, items: Iterabl
     re-sent order.placed, or one arriving after the order was cancelled) returns the recorded outcome with
     `duplicate=True` and changes and emits nothing."""
     wanted = _quantities(items)
-    if not await repository.claim_order(session, order_id, RESERVED):
-        return await _recorded_outcome(session, order_id)
-
+    decided = await repository.order_outcome(session, order_id)
+    if decided is not None:  # decided before: no lock taken
+        return await _recorded_outcome(session, order_id, decided)
+    # The stock rows first, then the order's claim, on every path (placeOrder's call, a consumer batch, one
+    # event): a claim held while waiting for a stock row, against a stock row held while waiting for that
+    # claim, would be a deadlock between the call and the order's own order.placed.
     locked = await repository.lock_stock(session, wanted)
+    if not await repository.claim_order(session, order_id, RESERVED):
+        # Decided meanwhile (the claim waited for the other decision to commit).
+        return await _recorded_outcome(session, order_id, await repository.order_outcome(session, order_id))
+
     lines, short = _allocate(wanted, locked)
     if short:
         await repository.set_order_outcome(session, order_id, OUT_OF_STOCK)
@@ -203,10 +210,10 @@ async def reserve_for_order(session: AsyncSession, order_id: int, items: Iterabl
                              lines=[ReservationLine(v, w, q, RESERVED) for v, w, q in lines], short_variant_ids=[])
 
 
-async def _recorded_outcome(session: AsyncSession, order_id: int) -> ReservationResult:
+async def _recorded_outcome(session: AsyncSession, order_id: int, outcome: str | None) -> ReservationResult:
     lines = await repository.reservations_of(session, order_id)
-    outcome = await repository.order_outcome(session, order_id) or RESERVED
-    return ReservationResult(order_id=order_id, outcome=outcome, lines=lines, short_variant_ids=[], duplicate=True)
+    return ReservationResult(order_id=order_id, outcome=outcome or RESERVED, lines=lines, short_variant_ids=[],
+                             duplicate=True)
 
 
 async def repeat_recorded_answer(session: AsyncSession, order_id: int) -> bool:

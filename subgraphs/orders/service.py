@@ -284,8 +284,8 @@ async def reserve_at_checkout(session_factory: async_sessionmaker[AsyncSession],
 
     Nothing depends on it: the order was committed first, with its order.placed in the outbox. When inventory
     cannot be asked, or its answer is lost, the order stays PENDING and the saga takes it from there (inventory
-    reserves on order.placed, or, having decided already, answers the watchdog's re-sent event), exactly as
-    without this call. Returns the order as it stands after the step."""
+    reserves on order.placed, or, having decided already, answers a re-sent one), exactly as without this
+    call. Returns the order as it stands after the step."""
     if not settings.inventory_service_url or not placed.created or placed.items is None:
         return placed
     order = placed.order
@@ -294,9 +294,19 @@ async def reserve_at_checkout(session_factory: async_sessionmaker[AsyncSession],
         answer = await clients.reserve_stock(http, settings.inventory_service_url, order_id=order.id, items=lines,
                                              authorization=authorization)
         step = CHECKOUT_RESERVATION_STEPS.get(answer["outcome"])
-    except (AppError, clients.PeerUnavailable, KeyError, TypeError) as exc:
+    except AppError as exc:  # inventory refused the call: it decided nothing, and order.placed will ask it
         log.warning("stock not reserved at checkout; the saga will reserve it",
+                    extra={"order_id": order.id, "error": exc.code.value})
+        return placed
+    except (clients.PeerUnavailable, KeyError, TypeError) as exc:
+        # No answer (a timeout, a 5xx, a malformed body): inventory may have decided all the same, and then
+        # order.placed would find the decision made and say nothing. Ask again right away, as the watchdog
+        # would after SAGA_STEP_TIMEOUT_SECONDS: inventory answers the re-sent event with what it decided.
+        log.warning("no answer from inventory at checkout; the saga asks it again",
                     extra={"order_id": order.id, "error": type(exc).__name__})
+        async with unit_of_work(session_factory) as session:
+            await add_event(session, SCHEMA, dataclasses.replace(order_placed(order, placed.items), reasked=True),
+                            key=order.id)
         return placed
     if step is None:  # CANCELLED: the order was cancelled before inventory heard of it; the saga has it in hand
         return placed

@@ -2,6 +2,7 @@
 the consumer's (all lines or none, the first decision about an order final), answered instead of announced."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -88,3 +89,38 @@ async def test_bad_bodies_and_callers_are_refused_with_a_code_and_change_nothing
         assert (got_status, got["code"]) == (status, code), body
         assert "Traceback" not in str(got) and "sqlalchemy" not in str(got).lower()
     assert await stock.row(variant, warehouse) == (5, 0) and await stock.events() == []
+
+
+async def test_the_call_and_a_consumer_batch_over_the_same_order_queue_instead_of_deadlocking(
+        stock: Stock, sessions, db_admin) -> None:
+    # Given a consumer batch holding the stock rows of an order it is about to reserve for (its before_batch
+    # lock), while placeOrder's call for that same order arrives
+    from kernel.consumer import WorkerResources
+    from kernel.events import EventEnvelope
+    from subgraphs.inventory import service
+    from subgraphs.inventory.consumers import consumer_specs
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 5})
+    order_id = next_id()
+    envelope = EventEnvelope.new("order.placed", order_placed(order_id, (variant, 2)))
+
+    async def the_call() -> service.ReservationResult:
+        async with sessions() as session, session.begin():
+            return await service.reserve_for_order(session, order_id, [(variant, 2)], announce=False)
+
+    async with sessions() as batch, batch.begin():
+        await spec.prepare_batch(batch, [envelope])
+        call = asyncio.create_task(the_call())
+        # the call waits for the batch's lock on the stock row (and must hold nothing the batch needs meanwhile)
+        while not await db_admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND query LIKE '%stock_levels%'"):
+            assert not call.done(), call
+            await asyncio.sleep(0.01)  # polling the condition: the call blocks in another connection
+        # When the batch applies the order's order.placed and commits
+        await spec.handler(batch, envelope)
+
+    # Then both finish, the first decision stands, and the units are reserved once
+    result = await call
+    assert (result.outcome, result.duplicate) == ("RESERVED", True)
+    assert await stock.row(variant, warehouse) == (5, 2)

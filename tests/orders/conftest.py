@@ -46,8 +46,8 @@ ADDRESS = {"line1": "1 Analytical Way", "city": "London", "postalCode": "N1 9GU"
 class FakePeers:
     """The cart's `/internal/checkout`, users' `/internal/addresses/{id}` and inventory's
     `/internal/reservations`, backed by dicts. Like the real owners it decides from the forwarded bearer token
-    who may read what. Inventory answers `reservation_outcome` (None: 503, so by default orders are left PENDING
-    for the saga, as when inventory is away)."""
+    who may read what. Inventory answers `reservation_outcome` (None: 503, as when inventory is overloaded;
+    "REFUSED": 401)."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
@@ -114,6 +114,8 @@ class FakePeers:
         self.reservation_requests.append(await request.json())
         if self.reservation_outcome is None:
             return JSONResponse({"code": "X", "message": "inventory is away"}, status_code=503)
+        if self.reservation_outcome == "REFUSED":
+            return JSONResponse({"code": "UNAUTHENTICATED", "message": "refused"}, status_code=401)
         return JSONResponse({"outcome": self.reservation_outcome, "short_variant_ids": [], "duplicate": False})
 
     async def address(self, request: Request) -> JSONResponse:
@@ -166,12 +168,15 @@ def closed_port() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def orders_client(settings: Settings, peers_url: str) -> AsyncIterator[GraphQLClient]:
-    """The in-process orders app whose cart and users peers are at `peers_url`. Its lifespan does not run under
-    ASGITransport, so the resources it would close at shutdown are closed here."""
+async def orders_client(settings: Settings, peers_url: str, *,
+                        reserving_stock: bool = False) -> AsyncIterator[GraphQLClient]:
+    """The in-process orders app whose cart and users peers are at `peers_url`, and inventory too when
+    `reserving_stock` (otherwise placeOrder leaves every order PENDING for the saga, as with
+    INVENTORY_SERVICE_URL empty). Its lifespan does not run under ASGITransport, so the resources it would close
+    at shutdown are closed here."""
     from subgraphs.orders.app import build_app
     app = build_app(settings.model_copy(update={"cart_service_url": peers_url, "users_service_url": peers_url,
-                                                "inventory_service_url": peers_url}))
+                                                "inventory_service_url": peers_url if reserving_stock else ""}))
     async with served_in_process(app, "http://orders") as http:
         yield GraphQLClient(http, "/graphql")
 
@@ -196,6 +201,13 @@ def peers(fake_peers_app: FakePeers) -> FakePeers:
 @pytest.fixture(scope="session")
 async def orders_api(settings: Settings, fake_peers_url: str) -> AsyncIterator[GraphQLClient]:
     async with orders_client(settings, fake_peers_url) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+async def reserving_orders_api(settings: Settings, fake_peers_url: str) -> AsyncIterator[GraphQLClient]:
+    """orders_api, but placeOrder asks the fake inventory to reserve (FakePeers.reservation_outcome)."""
+    async with orders_client(settings, fake_peers_url, reserving_stock=True) as api:
         yield api
 
 

@@ -18,9 +18,9 @@ async def test_place_order_creates_a_pending_order_with_history_saga_and_order_p
         orders_api, customer, db_admin) -> None:
     # given a customer with two lines in the cart
     ada = customer()
-    # when the order is placed while inventory cannot answer (the fake peers' default)
+    # when the order is placed (by an orders service that leaves reservations to the saga)
     order = await place(orders_api, ada)
-    # then the order is PENDING (the saga reserves its stock), priced from the cart snapshot
+    # then the order is PENDING, priced from the cart snapshot
     assert order["status"] == "PENDING"
     assert re.fullmatch(r"NC-\d{8}", order["number"])
     assert order["subtotal"] == {"amount": "45.48", "currency": "USD"} == order["total"]
@@ -49,11 +49,12 @@ async def test_place_order_creates_a_pending_order_with_history_saga_and_order_p
 async def test_the_callers_authorization_is_forwarded_to_the_peers(orders_api, customer, peers) -> None:
     ada = customer()
     await place(orders_api, ada)
-    assert peers.seen_authorization == [f"Bearer {ada.token}"] * 2  # the cart, then inventory
+    assert peers.seen_authorization == [f"Bearer {ada.token}"]
 
 
 async def test_stock_reserved_at_checkout_moves_the_order_to_awaiting_payment_at_once(
-        orders_api, customer, db_admin, peers) -> None:
+        reserving_orders_api, customer, db_admin, peers) -> None:
+    orders_api = reserving_orders_api
     # given inventory reserves the order's lines
     ada = customer()
     peers.reservation_outcome = "RESERVED"
@@ -75,7 +76,9 @@ async def test_stock_reserved_at_checkout_moves_the_order_to_awaiting_payment_at
     assert saga["step"] == "AWAITING_PAYMENT" and saga["payment_deadline"] is not None
 
 
-async def test_out_of_stock_at_checkout_cancels_the_order_at_once(orders_api, customer, db_admin, peers) -> None:
+async def test_out_of_stock_at_checkout_cancels_the_order_at_once(reserving_orders_api, customer, db_admin,
+                                                                  peers) -> None:
+    orders_api = reserving_orders_api
     ada = customer()
     peers.reservation_outcome = "OUT_OF_STOCK"
     order = await place(orders_api, ada)
@@ -88,7 +91,33 @@ async def test_out_of_stock_at_checkout_cancels_the_order_at_once(orders_api, cu
         ("OUT_OF_STOCK", "PENDING")]
 
 
-async def test_a_replay_after_the_reservation_answers_the_order_as_it_stands(orders_api, customer, peers) -> None:
+async def test_no_answer_from_inventory_leaves_the_order_pending_and_asks_again_through_the_saga(
+        reserving_orders_api, customer, db_admin, peers) -> None:
+    # given inventory does not answer (a 503: it may have decided all the same)
+    ada = customer()
+    peers.reservation_outcome = None
+    # when
+    order = await place(reserving_orders_api, ada)
+    # then the order is PENDING, and order.placed goes out twice: as always, and marked `reasked`, which
+    # inventory answers even when it decided already (the plain one it would not)
+    assert order["status"] == "PENDING" and len(peers.reservation_requests) == 1
+    placed = await outbox(db_admin, "order.placed")
+    assert [e["payload"].get("reasked") for e in placed] == [None, True]
+    assert placed[0]["payload"] == {k: v for k, v in placed[1]["payload"].items() if k != "reasked"}
+
+
+async def test_a_refusal_from_inventory_leaves_the_order_to_the_saga(
+        reserving_orders_api, customer, db_admin, peers) -> None:
+    ada = customer()
+    peers.reservation_outcome = "REFUSED"  # a 401: inventory decided nothing, so order.placed will ask it
+    order = await place(reserving_orders_api, ada)
+    assert order["status"] == "PENDING"
+    assert [e["payload"].get("reasked") for e in await outbox(db_admin, "order.placed")] == [None]
+
+
+async def test_a_replay_after_the_reservation_answers_the_order_as_it_stands(reserving_orders_api, customer,
+                                                                             peers) -> None:
+    orders_api = reserving_orders_api
     ada = customer()
     peers.reservation_outcome = "RESERVED"
     request = place_input(cartId=ada.cart_id)
