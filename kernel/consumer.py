@@ -7,11 +7,13 @@ changes nothing. Offsets are committed only after the message is applied or park
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -69,8 +71,9 @@ class ConsumerSpec:
     # (a payment provider): a batch rolled back for ANOTHER event's failure would undo the record of an act
     # that stays done, and a concurrent handler can decide on that gap before the one-by-one re-run.
     transaction_batch: int = 20
-    # True for a group a shopper waits for (the order saga, the cart): its events are fetched within about
-    # 100 ms on the embedded broker instead of 500 ms, at the price of more idle fetching (kernel/kafka.py).
+    # True for a group a shopper waits for (the order saga, payments, inventory, the cart): its events are
+    # fetched within about 100 ms on the embedded broker instead of 500 ms, at the price of more idle fetching
+    # (kernel/kafka.py), and in the worker its batches go before the other groups' (PromptFirst).
     prompt: bool = False
     # Runs at the start of a transaction that applies several events together. A handler that locks rows in a
     # fixed order cannot deadlock with itself one event at a time, but a batch locks event after event: batch
@@ -144,11 +147,57 @@ class AssignmentTracker(ConsumerRebalanceListener):
         self.assigned = frozenset(assigned)
 
 
+class PromptFirst:
+    """One per worker process: the consumer groups a shopper waits for (ConsumerSpec.prompt: the order saga,
+    payments, inventory, the cart) apply their batches first. The others (notifications, search, shipping's and
+    reviews' projections...) apply a batch they fetched only once no prompt group has had work for
+    `quiet_seconds`, or once they have waited `max_defer_seconds`, so under a burst they lag behind but are
+    never starved. One event loop carries every group of the process: without this, a paid order waited behind
+    each projection's batch of its own events (13 groups act on an order's events; 4 of them are on the way
+    to PAID)."""
+
+    def __init__(self, *, quiet_seconds: float = 0.05, max_defer_seconds: float = 2.0) -> None:
+        self.quiet_seconds = quiet_seconds
+        self.max_defer_seconds = max_defer_seconds
+        self._busy = 0
+        self._last_busy = float("-inf")
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def prompt_work(self) -> Iterator[None]:
+        """Around a prompt group's batch."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self._last_busy = time.monotonic()
+            if self._busy == 0:
+                self._idle.set()
+
+    async def background_turn(self) -> None:
+        """Returns when a background group may apply the batch it holds (see the class)."""
+        deadline = time.monotonic() + self.max_defer_seconds
+        while (now := time.monotonic()) < deadline:
+            if self._busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), deadline - now)
+                continue
+            quiet_until = self._last_busy + self.quiet_seconds
+            if now >= quiet_until:
+                return
+            # A prompt group just finished a batch and is fetching the next: give it that moment.
+            await asyncio.sleep(min(quiet_until, deadline) - now)
+
+
 class IdempotentConsumer:
     def __init__(self, *, name: str, schema: str, consumer: AIOKafkaConsumer, dlq_producer: AIOKafkaProducer,
                  session_factory: async_sessionmaker[AsyncSession], handler: EventHandler,
                  max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20,
-                 prepare_batch: Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]] | None = None) -> None:
+                 prepare_batch: Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]] | None = None,
+                 priority: PromptFirst | None = None, prompt: bool = False) -> None:
         self.name = name
         self.schema = schema
         self.consumer = consumer
@@ -161,6 +210,8 @@ class IdempotentConsumer:
         # row locks (e.g. a hot variant's stock row) only briefly.
         self.transaction_batch = max(1, transaction_batch)
         self.prepare_batch = prepare_batch  # ConsumerSpec.prepare_batch: first in each multi-event transaction
+        self.priority = priority  # the worker's PromptFirst (None: every batch at once, as in tests)
+        self.prompt = prompt
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until `stop` is set; then the batch in hand is finished and its offsets committed first."""
@@ -175,9 +226,7 @@ class IdempotentConsumer:
                 continue
             if not batches:
                 continue
-            # Partitions are independent streams (one aggregate always lands on one partition), so they are
-            # applied concurrently; within a partition, strictly in order.
-            await asyncio.gather(*(self._apply_partition(records) for records in batches.values()))
+            await self._apply_batches(batches)
             # One offset commit per batch rather than per record: at-least-once either way (a crash
             # re-delivers the batch and the inbox turns every already-applied event into a duplicate).
             try:
@@ -194,6 +243,19 @@ class IdempotentConsumer:
                 # offset and the inbox turns it into duplicates.
                 log.warning("offset commit failed; those events will be read again",
                             extra={"consumer": self.name, "error": type(exc).__name__})
+
+    async def _apply_batches(self, batches: Mapping[Any, list[ConsumerRecord]]) -> None:
+        # Partitions are independent streams (one aggregate always lands on one partition), so they are
+        # applied concurrently; within a partition, strictly in order.
+        applying = asyncio.gather(*(self._apply_partition(records) for records in batches.values()))
+        if self.priority is None:
+            await applying
+        elif self.prompt:
+            with self.priority.prompt_work():
+                await applying
+        else:
+            await self.priority.background_turn()
+            await applying
 
     async def _apply_partition(self, records: list[ConsumerRecord]) -> None:
         for start in range(0, len(records), self.transaction_batch):

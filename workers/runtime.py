@@ -22,7 +22,14 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from kernel import ids
-from kernel.consumer import AssignmentTracker, ConsumerSpec, IdempotentConsumer, PeriodicTask, WorkerResources
+from kernel.consumer import (
+    AssignmentTracker,
+    ConsumerSpec,
+    IdempotentConsumer,
+    PeriodicTask,
+    PromptFirst,
+    WorkerResources,
+)
 from kernel.db import create_engine, create_session_factory, is_contention, sqlstate
 from kernel.kafka import create_consumer, create_producer, ensure_topics
 from kernel.redis import create_redis
@@ -107,6 +114,7 @@ class Worker:
         self.trackers: dict[str, AssignmentTracker] = {}  # consumer group -> what this process owns of it
         self.consumers: dict[str, tuple[AIOKafkaConsumer, tuple[str, ...]]] = {}  # group -> its consumer, topics
         self.started_at = time.time()
+        self.priority = PromptFirst()  # the groups a shopper waits for go first (kernel/consumer.py)
 
     def health(self) -> HealthCheck:
         """Liveness: every consumer and periodic job is still running."""
@@ -175,7 +183,8 @@ class Worker:
                 session_factory=resources.session_factory, handler=spec.handler,
                 max_attempts=settings.consumer_max_attempts,
                 backoff_base_seconds=settings.consumer_backoff_base_seconds,
-                transaction_batch=spec.transaction_batch, prepare_batch=spec.prepare_batch)
+                transaction_batch=spec.transaction_batch, prepare_batch=spec.prepare_batch,
+                priority=self.priority, prompt=spec.prompt)
 
             async def start_and_run(consumer: AIOKafkaConsumer = consumer, runner: IdempotentConsumer = runner) -> None:
                 await consumer.start()  # returns once the group is joined: watched too
