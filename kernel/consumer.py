@@ -81,6 +81,11 @@ class ConsumerSpec:
     # and rolls one back, which is then applied one by one. Locking every row the batch will need, in order,
     # up front (inventory's stock rows) turns that into a short queue.
     before_batch: BatchPreparer | None = None
+    # With transaction_batch 1: how many of a partition's events with DIFFERENT keys are applied at once (events
+    # of one key, i.e. of one aggregate, always stay in order). For a handler that waits on something outside
+    # (a payment provider, several commits per event), one at a time per partition bounds the group's
+    # throughput by three partitions' worth of waiting.
+    key_concurrency: int = 1
     _by_topic: dict[str, tuple[type[EventPayload], PayloadHandler]] = dataclasses.field(
         init=False, repr=False, compare=False)
 
@@ -197,7 +202,7 @@ class IdempotentConsumer:
                  session_factory: async_sessionmaker[AsyncSession], handler: EventHandler,
                  max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20,
                  prepare_batch: Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]] | None = None,
-                 priority: PromptFirst | None = None, prompt: bool = False) -> None:
+                 priority: PromptFirst | None = None, prompt: bool = False, key_concurrency: int = 1) -> None:
         self.name = name
         self.schema = schema
         self.consumer = consumer
@@ -212,6 +217,7 @@ class IdempotentConsumer:
         self.prepare_batch = prepare_batch  # ConsumerSpec.prepare_batch: first in each multi-event transaction
         self.priority = priority  # the worker's PromptFirst (None: every batch at once, as in tests)
         self.prompt = prompt
+        self.key_concurrency = max(1, key_concurrency)  # ConsumerSpec.key_concurrency
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until `stop` is set; then the batch in hand is finished and its offsets committed first."""
@@ -258,12 +264,30 @@ class IdempotentConsumer:
             await applying
 
     async def _apply_partition(self, records: list[ConsumerRecord]) -> None:
+        if self.transaction_batch == 1 and self.key_concurrency > 1:
+            await self._apply_by_key(records)
+            return
         for start in range(0, len(records), self.transaction_batch):
             chunk = records[start:start + self.transaction_batch]
             if len(chunk) > 1 and await self._apply_together(chunk):
                 continue
             for record in chunk:  # one by one: retries with backoff, then the DLQ
                 await self.process(record)
+
+    async def _apply_by_key(self, records: list[ConsumerRecord]) -> None:
+        """One lane per key, each in order; up to `key_concurrency` lanes at once. The batch's offsets are
+        committed once every lane is done, as for a sequential batch."""
+        lanes: dict[bytes | None, list[ConsumerRecord]] = {}
+        for record in records:
+            lanes.setdefault(record.key, []).append(record)
+        slots = asyncio.Semaphore(self.key_concurrency)
+
+        async def run(lane: list[ConsumerRecord]) -> None:
+            async with slots:
+                for record in lane:
+                    await self.process(record)
+
+        await asyncio.gather(*(run(lane) for lane in lanes.values()))
 
     async def _apply_together(self, records: list[ConsumerRecord]) -> bool:
         """Apply consecutive records of one partition in ONE transaction: a burst costs one BEGIN/COMMIT

@@ -41,8 +41,8 @@ class OrderPlaced(EventPayload, topic="order.placed"):
     # Shipping (subgraphs/shipping): included in `total`; absent when no shipping zone matched (shipping 0).
     shipping_total: Money | None = omitted_when_none()
     shipping_method_id: Id | None = omitted_when_none()
-    # Set on the saga watchdog's re-sent copy: inventory answers again what it decided (placeOrder's own call
-    # may have reserved without the answer reaching orders).
+    # Set on a re-sent copy (the saga watchdog's, or placeOrder's when its reservation call got no answer):
+    # inventory then announces what it decided, even if it had decided already (by that call).
     reasked: bool | None = omitted_when_none()
 
 

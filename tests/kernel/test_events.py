@@ -207,6 +207,35 @@ async def test_a_batch_records_its_events_in_the_inbox_at_once_and_applies_each_
     assert attempts == {first.event_id: 1, second.event_id: 1, third.event_id: 1}
 
 
+async def test_different_keys_of_one_partition_are_applied_at_once_and_each_keys_events_in_order(
+        session_factory) -> None:
+    """key_concurrency: order A's first event cannot finish until order B's has started (one at a time, this
+    would never end), and each order's own events still run one after the other."""
+    log: list[tuple[str, int, str]] = []
+    b_started = asyncio.Event()
+
+    async def handler(_session, envelope: EventEnvelope) -> None:
+        key, n = envelope.payload["key"], envelope.payload["n"]
+        log.append((key, n, "start"))
+        if key == "B":
+            b_started.set()
+        if (key, n) == ("A", 1):
+            await b_started.wait()
+        log.append((key, n, "end"))
+
+    consumer = IdempotentConsumer(name="kernel-keys", schema=TEST_SCHEMA, consumer=None, dlq_producer=None,
+                                  session_factory=session_factory, handler=handler, transaction_batch=1,
+                                  key_concurrency=4)
+    records = [types.SimpleNamespace(topic=TOPIC, key=key.encode(), value=EventEnvelope.new(
+        TOPIC, {"key": key, "n": n}).to_json()) for key, n in (("A", 1), ("A", 2), ("B", 1), ("B", 2))]
+
+    await asyncio.wait_for(consumer._apply_partition(records), 10)
+
+    assert log.index(("B", 1, "start")) < log.index(("A", 1, "end"))  # at once
+    for key in "AB":
+        assert [(n, what) for k, n, what in log if k == key] == [(1, "start"), (1, "end"), (2, "start"), (2, "end")]
+
+
 # ---- typed payloads: the wire format ----------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, slots=True)
