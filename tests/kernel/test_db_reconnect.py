@@ -2,6 +2,7 @@
 request: the pool replaces it on checkout (kernel/db.py, _check_on_checkout)."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -35,13 +36,25 @@ async def _terminate_backends(db_admin: asyncpg.Pool, name: str) -> None:
         pass
 
 
+async def _until_the_driver_has_read_the_close(connection: asyncpg.Connection) -> None:
+    """A killed backend sends its FATAL message, then closes the socket; the driver marks the connection closed
+    once its event loop has read both. Between the two the connection is neither usable nor known closed (a
+    slow CI machine caught that window: "another operation is in progress"). This waits out that moment, which
+    is the premise the checkout check relies on: the driver already knows."""
+    async with asyncio.timeout(10):
+        while not connection.is_closed():  # noqa: ASYNC110 - polls the driver
+            await asyncio.sleep(0.01)  # the close arrives on the connection's own socket
+
+
 async def test_a_query_after_postgres_killed_every_pooled_connection_succeeds(
         named_engine: tuple[str, AsyncEngine], db_admin: asyncpg.Pool) -> None:
     name, engine = named_engine
     sessions = create_session_factory(engine)
     async with unit_of_work(sessions) as session:
         assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+        pooled = (await (await session.connection()).get_raw_connection()).driver_connection
     await _terminate_backends(db_admin, name)
+    await _until_the_driver_has_read_the_close(pooled)
 
     async with unit_of_work(sessions) as session:
         assert (await session.execute(text("SELECT 2"))).scalar_one() == 2

@@ -92,10 +92,12 @@ async def shipping_api(shipping_url: str) -> AsyncIterator[GraphQLClient]:
 @pytest.fixture(scope="session")
 async def orders_api(settings: Settings, fake_peers_url: str,  # noqa: F811
                      shipping_url: str) -> AsyncIterator[GraphQLClient]:
-    """Orders asking this shipping app for the shipping price."""
+    """Orders asking this shipping app for the shipping price (and leaving stock to the saga, which the tests
+    drive: no inventory to ask)."""
     from subgraphs.orders.app import build_app
     app = build_app(settings.model_copy(update={
-        "cart_service_url": fake_peers_url, "users_service_url": fake_peers_url, "shipping_service_url": shipping_url}))
+        "cart_service_url": fake_peers_url, "users_service_url": fake_peers_url, "shipping_service_url": shipping_url,
+        "inventory_service_url": ""}))
     async with served_in_process(app, "http://orders") as http:
         yield GraphQLClient(http, "/graphql")
 
