@@ -86,6 +86,14 @@ class ConsumerSpec:
     # (a payment provider, several commits per event), one at a time per partition bounds the group's
     # throughput by three partitions' worth of waiting.
     key_concurrency: int = 1
+    # Payload types that carry the whole current state of one entity (inventory.stock_changed: a variant's
+    # totals after the change), each with the payload field naming that entity. In a transaction that applies
+    # several events, only the newest of each entity's events is handed to the handler; the older ones are
+    # recorded in the inbox as applied, since the newest state replaces whatever they would have written. A hot
+    # variant's stock changes arrive in bursts, and a projection (search, recommendations, the cart) gained
+    # nothing from writing each intermediate total. Only for handlers whose effect depends on the state
+    # alone, never on how many events came.
+    latest_only: Mapping[type[EventPayload], str] = dataclasses.field(default_factory=dict)
     _by_topic: dict[str, tuple[type[EventPayload], PayloadHandler]] = dataclasses.field(
         init=False, repr=False, compare=False)
 
@@ -95,6 +103,11 @@ class ConsumerSpec:
     @property
     def topics(self) -> tuple[str, ...]:
         return tuple(self._by_topic)
+
+    @property
+    def latest_only_fields(self) -> dict[str, str]:
+        """`latest_only` by topic: what IdempotentConsumer takes."""
+        return {payload_type.topic: field for payload_type, field in self.latest_only.items()}
 
     async def prepare_batch(self, session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
         """`before_batch` with the payloads of the batch's events this group handles (a malformed one raises:
@@ -202,7 +215,8 @@ class IdempotentConsumer:
                  session_factory: async_sessionmaker[AsyncSession], handler: EventHandler,
                  max_attempts: int = 5, backoff_base_seconds: float = 0.2, transaction_batch: int = 20,
                  prepare_batch: Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]] | None = None,
-                 priority: PromptFirst | None = None, prompt: bool = False, key_concurrency: int = 1) -> None:
+                 priority: PromptFirst | None = None, prompt: bool = False, key_concurrency: int = 1,
+                 latest_only: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.schema = schema
         self.consumer = consumer
@@ -218,6 +232,7 @@ class IdempotentConsumer:
         self.priority = priority  # the worker's PromptFirst (None: every batch at once, as in tests)
         self.prompt = prompt
         self.key_concurrency = max(1, key_concurrency)  # ConsumerSpec.key_concurrency
+        self.latest_only = dict(latest_only or {})  # topic -> the payload field naming its entity (ConsumerSpec)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until `stop` is set; then the batch in hand is finished and its offsets committed first."""
@@ -303,11 +318,14 @@ class IdempotentConsumer:
                 if self.prepare_batch is not None:
                     await self.prepare_batch(session, envelopes)
                 fresh = await self._record_in_inbox(session, envelopes)
+                superseded = self._superseded(envelopes)
                 for record, envelope in zip(records, envelopes, strict=True):
                     correlation_id_var.set(envelope.correlation_id)
                     event_id = uuid.UUID(envelope.event_id)
                     if event_id in fresh:
                         fresh.discard(event_id)  # the same event twice in one batch is applied once
+                        if event_id in superseded:
+                            continue  # a later event of this batch carries the entity's newer state
                         with consumer_span(record, self.name):
                             await self.handler(session, envelope)
         except Exception as exc:  # noqa: BLE001 - retried one by one, where failures are isolated
@@ -316,6 +334,27 @@ class IdempotentConsumer:
                             "reason": "contention" if is_contention(exc) else type(exc).__name__})
             return False
         return True
+
+    def _superseded(self, envelopes: list[EventEnvelope]) -> set[uuid.UUID]:
+        """The events of this batch that a later event of the same `latest_only` topic and entity replaces. One
+        entity's events share a key, hence a partition, so the batch holds them oldest first. An event whose
+        entity field is missing or not an id is never skipped (its handler reports it)."""
+        if not self.latest_only:
+            return set()
+        newest: dict[tuple[str, str | int], str] = {}
+        keyed: list[tuple[tuple[str, str | int], str]] = []
+        seen: set[str] = set()
+        for envelope in envelopes:
+            if envelope.event_id in seen:
+                continue  # a redelivered copy keeps its first place: it is not newer than what followed it
+            seen.add(envelope.event_id)
+            field = self.latest_only.get(envelope.event_type)
+            entity = envelope.payload.get(field) if field is not None else None
+            if isinstance(entity, str | int) and not isinstance(entity, bool):
+                key = (envelope.event_type, entity)
+                newest[key] = envelope.event_id
+                keyed.append((key, envelope.event_id))
+        return {uuid.UUID(event_id) for key, event_id in keyed if newest[key] != event_id}
 
     async def _record_in_inbox(self, session: AsyncSession, envelopes: list[EventEnvelope]) -> set[uuid.UUID]:
         """The ids of these events this consumer sees for the first time (empty for redeliveries), recorded in

@@ -184,7 +184,8 @@ class Worker:
                 max_attempts=settings.consumer_max_attempts,
                 backoff_base_seconds=settings.consumer_backoff_base_seconds,
                 transaction_batch=spec.transaction_batch, prepare_batch=spec.prepare_batch,
-                priority=self.priority, prompt=spec.prompt, key_concurrency=spec.key_concurrency)
+                priority=self.priority, prompt=spec.prompt, key_concurrency=spec.key_concurrency,
+                latest_only=spec.latest_only_fields)
 
             async def start_and_run(consumer: AIOKafkaConsumer = consumer, runner: IdempotentConsumer = runner) -> None:
                 await consumer.start()  # returns once the group is joined: watched too

@@ -82,7 +82,8 @@ def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
 
     return [ConsumerSpec(name=CONSUMER_GROUP, schema="cart", handlers={
         ProductCreated: on_product, ProductUpdated: on_product, ProductDeleted: on_product_deleted,
-        StockChanged: on_stock_changed, OrderPlaced: on_order_placed}, prompt=True)]
+        StockChanged: on_stock_changed, OrderPlaced: on_order_placed}, prompt=True,
+        latest_only={StockChanged: "variant_id"})]  # totals after the change: of a burst, the newest is enough
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

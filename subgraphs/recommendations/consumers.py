@@ -52,7 +52,8 @@ def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
 
     return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers={
         InteractionRecorded: on_interaction, ProductCreated: on_product, ProductUpdated: on_product,
-        ProductDeleted: on_product_deleted, StockChanged: on_stock_changed, OrderPaid: on_order_paid})]
+        ProductDeleted: on_product_deleted, StockChanged: on_stock_changed, OrderPaid: on_order_paid},
+        latest_only={StockChanged: "variant_id"})]  # totals after the change: of a burst, the newest is enough
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

@@ -57,7 +57,9 @@ def handlers(engine: SearchEngine, redis: Redis | None = None) -> dict[type[Even
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     engine = resources.extras.get("search_engine") or search_engine(resources.settings)
-    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(engine, resources.redis))]
+    # A stock change carries the variant's totals after it: of a burst, only the newest is written.
+    return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(engine, resources.redis),
+                         latest_only={StockChanged: "variant_id"})]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

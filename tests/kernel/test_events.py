@@ -207,6 +207,38 @@ async def test_a_batch_records_its_events_in_the_inbox_at_once_and_applies_each_
     assert attempts == {first.event_id: 1, second.event_id: 1, third.event_id: 1}
 
 
+async def test_a_batch_applies_only_the_newest_state_of_each_entity_of_a_latest_only_topic(session_factory) -> None:
+    """latest_only: of one variant's stock snapshots in a batch only the newest is applied, the older ones are
+    recorded as applied (a redelivery changes nothing), and events of other topics are all applied."""
+    attempts: dict[str, int] = {}
+    consumer = IdempotentConsumer(name="kernel-latest", schema=TEST_SCHEMA, consumer=None, dlq_producer=None,
+                                  session_factory=session_factory, handler=recording_handler(attempts),
+                                  latest_only={TOPIC: "variant"})
+    other = "kernel.other"
+
+    def stock(variant: str | None, amount: int, topic: str = TOPIC) -> EventEnvelope:
+        payload: dict[str, Any] = {"amount": amount} if variant is None else {"variant": variant, "amount": amount}
+        return EventEnvelope.new(topic, payload)
+
+    a1, b1, a2, a3, b2 = stock("1", 11), stock("2", 21), stock("1", 12), stock("1", 13), stock("2", 22)
+    unkeyed, counted = stock(None, 90), stock("1", 91, topic=other)
+
+    def records(*envelopes: EventEnvelope) -> list[Any]:
+        return [types.SimpleNamespace(topic=e.event_type, key=b"k", value=e.to_json()) for e in envelopes]
+
+    # a1's redelivered copy after a3 is not newer than a3.
+    assert await consumer._apply_together(records(a1, b1, unkeyed, a2, a3, counted, b2, a1))
+    assert await consumer._apply_together(records(a2, b2))  # already recorded: nothing happens
+
+    async with session_factory() as session:
+        applied = sorted((await session.execute(text(f"SELECT amount FROM {TEST_SCHEMA}.applied"))).scalars())
+        inbox = (await session.execute(text(
+            f"SELECT count(*) FROM {TEST_SCHEMA}.inbox WHERE consumer = 'kernel-latest'"))).scalar()
+    assert applied == [13, 22, 90, 91]
+    assert inbox == 7
+    assert set(attempts) == {a3.event_id, b2.event_id, unkeyed.event_id, counted.event_id}
+
+
 async def test_different_keys_of_one_partition_are_applied_at_once_and_each_keys_events_in_order(
         session_factory) -> None:
     """key_concurrency: order A's first event cannot finish until order B's has started (one at a time, this
