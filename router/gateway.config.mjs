@@ -70,7 +70,13 @@ const wsSubscriptions = {
   },
 };
 
-const transportEntries = { '*': { options: { subscriptions: wsSubscriptions } } };
+// No merging of identical in-flight subgraph requests (the HTTP executor's default for queries). A merged follower's
+// answer comes from the leader's fetch, so the follower's own context never sees the subgraph's Cache-Control:
+// the response cache below then kept that caller-only answer for its full TTL, under a key that names the
+// audience, not the caller. Measured before this line: a shopper who sent `{ me { email } }` twice at once had
+// their email served to the next signed-in shopper for a second, and searches answered that way were never
+// logged for searchInsights. Shared answers still come from the response cache.
+const transportEntries = { '*': { options: { subscriptions: wsSubscriptions, deduplicateInflightRequests: false } } };
 const urlOverrides = {};
 const supergraphSdl = readFileSync(supergraphPath, 'utf8');
 for (const name of subgraphNames(supergraphSdl)) {

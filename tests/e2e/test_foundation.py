@@ -162,6 +162,36 @@ async def test_every_subgraph_serves_health_and_metrics(platform, path: str) -> 
         assert router.status_code == 200, router.text
 
 
+async def test_a_callers_answer_sent_twice_at_once_is_never_served_to_another_caller(router, platform,
+                                                                                     make_user) -> None:
+    """The router used to merge identical concurrent subgraph requests of one caller; the merged one never saw
+    the subgraph's `Cache-Control: private`, so its answer went into the shared response cache: the next
+    signed-in shopper got the first one's `me`, and searches were served without being logged."""
+    alice_id, alice = await make_user()
+    bob_id, bob = await make_user()
+    _, admin = await make_user("ADMIN")
+    for _ in range(10):
+        answers = await asyncio.gather(*(router.ok("{ me { id } }", token=alice) for _ in range(8)))
+        assert {a["me"]["id"] for a in answers} == {str(alice_id)}
+        assert (await router.ok("{ me { id } }", token=bob))["me"]["id"] == str(bob_id)
+
+    # Forty searches served, forty logged (a text no product matches, so it is counted among the zero-result ones).
+    query = f"cacheprobe{uuid.uuid4().hex[:8]}"
+    search = "query($q: String!) { search(query: $q, first: 5) { totalCount } }"
+    for _ in range(5):
+        await asyncio.gather(*(router.ok(search, {"q": query}, token=alice) for _ in range(8)))
+    insights = "{ searchInsights(days: 1) { zeroResultQueries { query count } } }"
+
+    async def logged() -> int:
+        counts = (await router.ok(insights, token=admin))["searchInsights"]["zeroResultQueries"]
+        return next((c["count"] for c in counts if c["query"] == query), 0)
+
+    async with asyncio.timeout(30):  # the worker moves served searches into the log every 2 s
+        while await logged() < 40:  # noqa: ASYNC110 - polls an API, bounded by the timeout
+            await asyncio.sleep(0.2)  # polls searchInsights until every served search is logged
+    assert await logged() == 40
+
+
 async def test_router_response_cache_shares_only_what_every_subgraph_marked_shared(router, platform,
                                                                                      make_user) -> None:
     import time
