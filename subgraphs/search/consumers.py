@@ -55,11 +55,17 @@ def handlers(engine: SearchEngine, redis: Redis | None = None) -> dict[type[Even
     return handlers_by_type
 
 
+async def lock_batch_vocabulary(session: AsyncSession, events: list[EventPayload]) -> None:
+    """ConsumerSpec.before_batch: the vocabulary rows of every product the batch indexes, locked up front in one
+    order, so two workers' batches queue instead of deadlocking on shared words."""
+    await service.lock_vocabulary_of(session, [e for e in events if isinstance(e, ProductSnapshot)])
+
+
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     engine = resources.extras.get("search_engine") or search_engine(resources.settings)
     # A stock change carries the variant's totals after it: of a burst, only the newest is written.
     return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(engine, resources.redis),
-                         latest_only={StockChanged: "variant_id"})]
+                         latest_only={StockChanged: "variant_id"}, before_batch=lock_batch_vocabulary)]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

@@ -157,6 +157,20 @@ async def add_counted_vocabulary(session: AsyncSession, counts: dict[tuple[str, 
         set_={"frequency": VocabularyRow.frequency + stmt.excluded.frequency, "label": stmt.excluded.label}), rows)
 
 
+async def lock_vocabulary(session: AsyncSession, keys: set[tuple[str, str]]) -> None:
+    """Lock these (word, kind) rows in index order, creating the missing ones with frequency 0 (the handlers then
+    add their counts). A consumer batch indexes product after product, each adding its words: without this, batch
+    A held "kettle" and wanted "steel" while batch B held "steel" and wanted "kettle", and Postgres rolled one back
+    after its deadlock timeout. A word whose snapshot then turns out stale keeps frequency 0."""
+    if not keys:
+        return
+    ordered = sorted(keys, key=lambda wk: (wk[1], wk[0]))  # the primary key's order, as add_counted_vocabulary
+    rows = [{"word": w, "kind": k, "label": w, "frequency": 0} for (w, k) in ordered]
+    stmt = insert(VocabularyRow)
+    await session.execute(stmt.on_conflict_do_update(index_elements=[VocabularyRow.kind, VocabularyRow.word],
+                                                     set_={"frequency": VocabularyRow.frequency}), rows)
+
+
 async def clear_vocabulary(session: AsyncSession) -> None:
     await session.execute(delete(VocabularyRow))
 

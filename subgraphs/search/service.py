@@ -320,6 +320,12 @@ def _vocabulary(product: ProductSnapshot) -> list[tuple[str, str, str]]:
     return entries
 
 
+async def lock_vocabulary_of(session: AsyncSession, products: Sequence[ProductSnapshot]) -> None:
+    """Before a consumer batch that indexes these products: their vocabulary rows, locked in one order
+    (repository.lock_vocabulary says why)."""
+    await repository.lock_vocabulary(session, {(w, k) for p in products for (w, k, _) in _vocabulary(p)})
+
+
 async def index_product(session: AsyncSession, product: ProductSnapshot, redis: Redis | None = None) -> bool:
     """Apply a product.created / product.updated snapshot; False when an older snapshot arrives late. Given
     the subgraph's `redis`, as every index writer here: cached answers are dropped once the change commits."""

@@ -2,12 +2,22 @@
 worker's inbox transaction would call them)."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import uuid
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.consumer import IdempotentConsumer, WorkerResources
 from kernel.db import create_session_factory
+from kernel.events import EventEnvelope
+from kernel.ids import next_id
 from kernel.uow import unit_of_work
-from subgraphs.catalog.events import ProductDeleted, ProductUpdated
+from subgraphs.catalog.events import ProductCreated, ProductDeleted, ProductUpdated
 from subgraphs.inventory.events import StockChanged
 from subgraphs.search import consumers, service
 from subgraphs.search.backends.postgres import PostgresSearch
@@ -64,3 +74,59 @@ async def test_a_rebuild_replaces_the_index_and_keeps_stock(service_engine, demo
     async with unit_of_work(sessions) as session:
         assert await service.rebuild(session, keep) == 10
     assert set(await _hits(sessions, "", in_stock=True)) == {s.product_id for s in keep}
+
+
+async def test_two_workers_batches_sharing_words_queue_instead_of_deadlocking(service_engine) -> None:
+    """Worker A's batch indexes a product named with word 1, then one with word 2; worker B's the other way
+    round. Were each product to lock its vocabulary rows only when indexed, A would hold word 1 and wait for word
+    2 while B holds word 2 and waits for word 1: Postgres would roll one batch back after its deadlock timeout.
+    The group locks the batch's vocabulary rows up front, in order, instead."""
+    sessions = create_session_factory(service_engine)
+    base = demo_snapshots()[0]
+    tag = "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:6])  # letters: words with digits are not kept
+    words = {"one": f"zephyr{tag}", "two": f"quartz{tag}"}
+
+    def product(word: str) -> ProductCreated:
+        # nothing but the one word: no description, brand, category, tags or attributes shared between them
+        return ProductCreated(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | {
+            "product_id": next_id(), "slug": f"{word}-{next_id()}", "name": word.capitalize(), "brand": None,
+            "description": None, "tags": [], "category_names": [], "category_slugs": [],
+            "variants": [dataclasses.replace(v, variant_id=next_id(), attributes={}) for v in base.variants[:1]]})
+
+    batches = {"A": [product(words["one"]), product(words["two"])], "B": [product(words["two"]), product(words["one"])]}
+    [spec] = consumers.consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None,
+                                                      extras={"search_engine": ENGINE}))
+    prepared: set[str] = set()
+    first_done = {name: asyncio.Event() for name in batches}
+
+    def worker(name: str) -> IdempotentConsumer:
+        other = "B" if name == "A" else "A"
+
+        async def prepare(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
+            await spec.prepare_batch(session, envelopes)
+            prepared.add(name)
+
+        async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+            await spec.handler(session, envelope)
+            if not first_done[name].is_set():  # once both batches are under way, each first product waits
+                first_done[name].set()
+                if other in prepared:
+                    await first_done[other].wait()
+
+        return IdempotentConsumer(name=consumers.CONSUMER_GROUP, schema="search", consumer=None, dlq_producer=None,
+                                  session_factory=sessions, handler=handle, prepare_batch=prepare, max_attempts=1)
+
+    def records(name: str) -> list[Any]:
+        return [SimpleNamespace(topic=p.topic, key=None, value=EventEnvelope.new(p.topic, p.to_payload()).to_json())
+                for p in batches[name]]
+
+    applied_together = await asyncio.wait_for(
+        asyncio.gather(*(worker(name)._apply_together(records(name)) for name in batches)), 30)
+
+    # each batch committed as one transaction, and each word counts its two products
+    assert applied_together == [True, True]
+    async with sessions() as session:
+        counted = dict((await session.execute(text(
+            "SELECT word, frequency FROM search.vocabulary WHERE kind = 'WORD' AND word = ANY(:w)"),
+            {"w": list(words.values())})).all())
+    assert counted == {words["one"]: 2, words["two"]: 2}
