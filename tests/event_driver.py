@@ -3,9 +3,12 @@ IdempotentConsumer (inbox and dead-lettering included) into the group's handler,
 consumer would park on the DLQ is recorded in `dead_letters` instead of being produced to Kafka."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kernel.consumer import ConsumerSpec, IdempotentConsumer, WorkerResources
 from kernel.events import EventEnvelope
@@ -65,3 +68,38 @@ class EventDriver:
                                          else payload)
         record = SimpleNamespace(value=envelope.to_json(), topic=event_type, key=None)
         return await self.consumer.process(record)
+
+
+async def apply_interleaved(spec: ConsumerSpec, session_factory: async_sessionmaker[AsyncSession],
+                            batches: dict[str, list[EventEnvelope]]) -> list[bool]:
+    """Two workers (the two keys of `batches`) apply their batch of `spec`'s group at the same time, each in one
+    transaction. Once both batches are under way, each batch's first event waits until the other's first is done
+    before either takes its second: the interleaving that deadlocks when every event locks its rows only as it is
+    applied. One bool per batch: True when it committed whole, False when it was rolled back (as a deadlock
+    victim is) to be applied one event at a time."""
+    first, second = batches
+    prepared: set[str] = set()
+    first_done = {name: asyncio.Event() for name in batches}
+
+    def worker(name: str) -> IdempotentConsumer:
+        other = second if name == first else first
+
+        async def prepare(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
+            await spec.prepare_batch(session, envelopes)
+            prepared.add(name)
+
+        async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+            await spec.handler(session, envelope)
+            if not first_done[name].is_set():
+                first_done[name].set()
+                if other in prepared:
+                    await first_done[other].wait()
+
+        return IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None, dlq_producer=None,
+                                  session_factory=session_factory, handler=handle, prepare_batch=prepare,
+                                  max_attempts=1)
+
+    def records(name: str) -> list[Any]:
+        return [SimpleNamespace(topic=e.event_type, key=None, value=e.to_json()) for e in batches[name]]
+
+    return list(await asyncio.gather(*(worker(name)._apply_together(records(name)) for name in batches)))

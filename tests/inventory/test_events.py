@@ -2,16 +2,13 @@
 projection, order events drive reservations and write the contract's events to the outbox."""
 from __future__ import annotations
 
-import asyncio
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.consumer import WorkerResources
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
 from subgraphs.inventory.consumers import consumer_specs
+from tests.event_driver import apply_interleaved
 from tests.inventory.conftest import Stock
 
 
@@ -132,34 +129,11 @@ async def test_two_workers_batches_over_the_same_variants_queue_instead_of_deadl
     [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
     batches = {"A": [(first, next_id()), (second, next_id())], "B": [(second, next_id()), (first, next_id())]}
 
-    # and handlers that, once both batches are under way, let each batch's first event finish before either
+    # when both workers apply their batch at the same time, each batch's first event finishing before either
     # takes its second: the interleaving that deadlocks
-    prepared: set[str] = set()
-    first_done = {name: asyncio.Event() for name in batches}
-
-    def worker(name: str) -> IdempotentConsumer:
-        other = "B" if name == "A" else "A"
-
-        async def prepare(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
-            await spec.prepare_batch(session, envelopes)
-            prepared.add(name)
-
-        async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
-            await spec.handler(session, envelope)
-            if not first_done[name].is_set():
-                first_done[name].set()
-                if other in prepared:
-                    await first_done[other].wait()
-
-        return IdempotentConsumer(name="inventory", schema="inventory", consumer=None, dlq_producer=None,
-                                  session_factory=sessions, handler=handle, prepare_batch=prepare, max_attempts=1)
-
-    def records(name: str) -> list[Any]:
-        return [SimpleNamespace(topic="order.placed", key=None, value=EventEnvelope.new(
-            "order.placed", order_placed(order_id, (variant, 1))).to_json()) for variant, order_id in batches[name]]
-
-    # when both workers apply their batch at the same time
-    applied_together = await asyncio.gather(*(worker(name)._apply_together(records(name)) for name in batches))
+    applied_together = await apply_interleaved(spec, sessions, {name: [
+        EventEnvelope.new("order.placed", order_placed(order_id, (variant, 1))) for variant, order_id in orders]
+        for name, orders in batches.items()})
 
     # then each batch committed as one transaction (none was rolled back to go one by one), and every order
     # holds its unit

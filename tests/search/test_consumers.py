@@ -6,13 +6,10 @@ import asyncio
 import dataclasses
 import uuid
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.consumer import IdempotentConsumer, WorkerResources
+from kernel.consumer import WorkerResources
 from kernel.db import create_session_factory
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
@@ -21,6 +18,7 @@ from subgraphs.catalog.events import ProductCreated, ProductDeleted, ProductUpda
 from subgraphs.inventory.events import StockChanged
 from subgraphs.search import consumers, service
 from subgraphs.search.backends.postgres import PostgresSearch
+from tests.event_driver import apply_interleaved
 from tests.search.conftest import demo_snapshots
 
 ENGINE = PostgresSearch()
@@ -93,35 +91,14 @@ async def test_two_workers_batches_sharing_words_queue_instead_of_deadlocking(se
             "description": None, "tags": [], "category_names": [], "category_slugs": [],
             "variants": [dataclasses.replace(v, variant_id=next_id(), attributes={}) for v in base.variants[:1]]})
 
-    batches = {"A": [product(words["one"]), product(words["two"])], "B": [product(words["two"]), product(words["one"])]}
     [spec] = consumers.consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None,
                                                       extras={"search_engine": ENGINE}))
-    prepared: set[str] = set()
-    first_done = {name: asyncio.Event() for name in batches}
+    def created(word: str) -> EventEnvelope:
+        snapshot = product(word)
+        return EventEnvelope.new(snapshot.topic, snapshot.to_payload())
 
-    def worker(name: str) -> IdempotentConsumer:
-        other = "B" if name == "A" else "A"
-
-        async def prepare(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
-            await spec.prepare_batch(session, envelopes)
-            prepared.add(name)
-
-        async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
-            await spec.handler(session, envelope)
-            if not first_done[name].is_set():  # once both batches are under way, each first product waits
-                first_done[name].set()
-                if other in prepared:
-                    await first_done[other].wait()
-
-        return IdempotentConsumer(name=consumers.CONSUMER_GROUP, schema="search", consumer=None, dlq_producer=None,
-                                  session_factory=sessions, handler=handle, prepare_batch=prepare, max_attempts=1)
-
-    def records(name: str) -> list[Any]:
-        return [SimpleNamespace(topic=p.topic, key=None, value=EventEnvelope.new(p.topic, p.to_payload()).to_json())
-                for p in batches[name]]
-
-    applied_together = await asyncio.wait_for(
-        asyncio.gather(*(worker(name)._apply_together(records(name)) for name in batches)), 30)
+    batches = {"A": [created(words["one"]), created(words["two"])], "B": [created(words["two"]), created(words["one"])]}
+    applied_together = await asyncio.wait_for(apply_interleaved(spec, sessions, batches), 30)
 
     # each batch committed as one transaction, and each word counts its two products
     assert applied_together == [True, True]
