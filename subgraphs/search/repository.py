@@ -4,7 +4,7 @@ The search queries themselves are the Postgres backend's (backends/postgres.py).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -142,15 +142,19 @@ def count_vocabulary(entries: Sequence[tuple[str, str, str]], counts: dict[tuple
         labels[(word, kind)] = label
 
 
+def _in_lock_order(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(word, kind) keys in the vocabulary's index order (kind, word): every writer locks shared words in this one
+    order, so two workers indexing products that share words queue instead of deadlocking."""
+    return sorted(keys, key=lambda wk: (wk[1], wk[0]))
+
+
 async def add_counted_vocabulary(session: AsyncSession, counts: dict[tuple[str, str], int],
                                  labels: dict[tuple[str, str], str]) -> None:
     """add_vocabulary of entries already counted (count_vocabulary)."""
     if not counts:
         return
-    # In index order (kind, word): two workers indexing products that share words lock those rows in the same
-    # order, so they queue instead of deadlocking.
     rows = [{"word": w, "kind": k, "label": labels[(w, k)], "frequency": counts[(w, k)]}
-            for (w, k) in sorted(counts, key=lambda wk: (wk[1], wk[0]))]
+            for (w, k) in _in_lock_order(counts)]
     stmt = insert(VocabularyRow)
     await session.execute(stmt.on_conflict_do_update(
         index_elements=[VocabularyRow.kind, VocabularyRow.word],
@@ -164,8 +168,7 @@ async def lock_vocabulary(session: AsyncSession, keys: set[tuple[str, str]]) -> 
     after its deadlock timeout. A word whose snapshot then turns out stale keeps frequency 0."""
     if not keys:
         return
-    ordered = sorted(keys, key=lambda wk: (wk[1], wk[0]))  # the primary key's order, as add_counted_vocabulary
-    rows = [{"word": w, "kind": k, "label": w, "frequency": 0} for (w, k) in ordered]
+    rows = [{"word": w, "kind": k, "label": w, "frequency": 0} for (w, k) in _in_lock_order(keys)]
     stmt = insert(VocabularyRow)
     await session.execute(stmt.on_conflict_do_update(index_elements=[VocabularyRow.kind, VocabularyRow.word],
                                                      set_={"frequency": VocabularyRow.frequency}), rows)
