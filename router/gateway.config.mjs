@@ -667,6 +667,48 @@ function responseCacheKey({ documentString, operationName, variableValues, sessi
     .digest('hex');
 }
 
+// Fail closed: the cache keeps an answer only when this request's own context saw every subgraph answer it asked
+// for, at least one, and each said `public` (kernel/graphql/context.py's SHARED). The response cache plugin alone
+// would keep an answer whose context saw no Cache-Control at all (it lowers its TTL only on a max-age it sees): that
+// is how merged in-flight requests leaked one shopper's `me` to the next (see transportEntries above), and how a
+// subgraph answer without the header (a new service, a proxy that strips it) would be shared. Here such an answer is
+// simply not cached. The plugin's own hooks give `shouldCacheResult` no context, so the verdict travels with the
+// result object: marked by the execute wrapper below, read by shouldCacheResult.
+const sharedResults = new WeakSet();
+function saysShared(cacheControl) {
+  const directives = (cacheControl ?? '').toLowerCase().split(',').map((directive) => directive.trim());
+  return directives.includes('public') && !directives.some((d) => d === 'private' || d === 'no-store' || d === 'no-cache');
+}
+function useSharedAnswersOnly() {
+  const fetchesByContext = new WeakMap();  // context -> { started, sharedAnswers }
+  return {
+    onFetch({ executionRequest, context }) {
+      if (!executionRequest || !context) return undefined;  // not a subgraph request
+      const fetches = fetchesByContext.get(context) ?? { started: 0, sharedAnswers: 0 };
+      fetchesByContext.set(context, fetches);
+      fetches.started += 1;
+      return ({ response }) => {
+        if (saysShared(response.headers.get('cache-control'))) fetches.sharedAnswers += 1;
+      };
+    },
+    // Registered after the response cache (the gateway adds its plugins before these), so this wrapper runs inside
+    // the cache's own and returns before the cache decides.
+    onExecute({ args, executeFn, setExecuteFn }) {
+      if (!args.contextValue?.request || !responseCacheable(args.contextValue.request)) return;
+      const markIfShared = (result) => {
+        const fetches = fetchesByContext.get(args.contextValue);
+        if (fetches && fetches.started > 0 && fetches.sharedAnswers === fetches.started) sharedResults.add(result);
+        return result;
+      };
+      setExecuteFn((executionArgs) => {
+        const result = executeFn(executionArgs);
+        return typeof result?.then === 'function' ? result.then(markIfShared) : markIfShared(result);
+      });
+    },
+  };
+}
+const shouldCacheResult = ({ result }) => !result.errors && sharedResults.has(result);
+
 // Query planning and execution: Hive Router's Rust query planner (@graphql-hive/router-runtime) by default.
 // Measured here with one gateway process at 16 connections: router CPU per signed-in browse request
 // 2.7-2.9 ms -> 1.4 ms, per stock check 1.6-2.1 ms -> 1.3 ms. ROUTER_QUERY_PLANNER=js goes back to the
@@ -737,6 +779,7 @@ export const gatewayConfig = defineConfig({
           enabled: responseCacheable,
           buildResponseCacheKey: responseCacheKey,
           ttl: responseCacheTtlMs,
+          shouldCacheResult,
           includeExtensionMetadata: false,
         },
       }
@@ -784,6 +827,7 @@ export const gatewayConfig = defineConfig({
   plugins: (ctx) => [
     useNoExecutorDisposeSignal(),
     useNexusCartContext(),
+    ...(responseCacheTtlMs > 0 ? [useSharedAnswersOnly()] : []),
     ...(rateLimitPerMinute > 0 ? [useIpRateLimit(rateLimitPerMinute, ctx.log)] : []),
     usePartners({
       redisUrl,

@@ -297,6 +297,70 @@ async def test_silent_subgraph_times_out_with_gateway_timeout(faulty_router: str
                                 f"(upstream timeout {UPSTREAM_TIMEOUT_MS} ms).")
 
 
+# ------------------------------------------------------------------------------- response cache fails closed
+
+
+class CountingCatalog(BaseHTTPRequestHandler):
+    """Answers `category(...)` with `Cache-Control: public` and `categories` with no Cache-Control at all, each
+    answer carrying the number of requests served so far: an answer the router kept shows an old number."""
+    served = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        document = json.loads(self.rfile.read(int(self.headers["content-length"])))["query"]
+        with CountingCatalog.lock:
+            CountingCatalog.served += 1
+            served = str(CountingCatalog.served)
+        shared = "category(" in document
+        body = {"data": {"category": {"id": served}} if shared else {"categories": [{"id": served}]}}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        if shared:
+            self.send_header("cache-control", "public")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def caching_router() -> Iterator[str]:
+    catalog = ThreadingHTTPServer(("127.0.0.1", 0), CountingCatalog)
+    threading.Thread(target=catalog.serve_forever, daemon=True).start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    # One process, so one in-memory cache; a TTL no slow machine outlives.
+    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
+                "FORK": "1", "ROUTER_RESPONSE_CACHE_TTL_MS": "60000",
+                "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{catalog.server_address[1]}/graphql"})
+    try:
+        yield from run_router(port, env)
+    finally:
+        catalog.shutdown()
+
+
+async def test_an_answer_no_subgraph_marked_public_is_never_cached(caching_router: str) -> None:
+    """The router shares an answer only when its subgraph said `public`: without any Cache-Control (a new
+    service, a proxy that strips headers) every request reaches the subgraph, signed in or not. An answer marked
+    `public` is kept, so the cache itself is on in this router."""
+    signed_in = {"authorization": "Bearer not-checked-by-the-fake"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def served(query: str, headers: dict[str, str]) -> str:
+            response = await http.post(caching_router, json={"query": query}, headers=headers)
+            assert response.status_code == 200 and "errors" not in response.json(), response.text
+            data = response.json()["data"]
+            return data["category"]["id"] if "category" in data else data["categories"][0]["id"]
+
+        for headers in ({}, signed_in):
+            unmarked = [await served("{ categories { id } }", headers) for _ in range(3)]
+            assert len(set(unmarked)) == 3, f"an answer without Cache-Control came from the cache: {unmarked}"
+            marked = [await served('{ category(slug: "kept") { id } }', headers) for _ in range(3)]
+            assert len(set(marked)) == 1, f"a public answer was not kept: {marked}"
+
+
 # --------------------------------------------------------------------------------- upstream timeout vs streams
 
 SHORT_TIMEOUT_MS = 1000
