@@ -659,6 +659,8 @@ function stableJson(value) {
 // unpublished review). A signed-in entry is stored only from a signed-in request every subgraph marked shared.
 function responseCacheKey({ documentString, operationName, variableValues, sessionId, request }) {
   if (!responseCacheable(request)) return '';
+  rememberOperation(request, { documentString, operationName });
+  if (learnedPrivateRequests.has(request)) return '';
   const audience = request.headers.get('authorization') ? 'signed-in' : 'anonymous';
   return createHash('sha256')
     .update(
@@ -679,6 +681,55 @@ function saysShared(cacheControl) {
   const directives = (cacheControl ?? '').toLowerCase().split(',').map((directive) => directive.trim());
   return directives.includes('public') && !directives.some((d) => d === 'private' || d === 'no-store' || d === 'no-cache');
 }
+
+// A query whose answers keep coming back private (a search, `me`, a cart, recommendations) skips the cache for a
+// while. For an answer it will never keep, the cache plugin still rewrites the document (an `id` and `__typename` in
+// every selection) and walks the answer twice (its entities, then stripping what it added): ~20% of the router's CPU
+// per signed-in search in a profile. After PRIVATE_STREAK private answers in a row, a query (same document,
+// operation name and audience) skips the cache for PRIVATE_SKIP_MS; the first one after that goes through it again,
+// and one shared answer clears the record. Skipping is always safe: a wrong guess costs a cache miss, never a wrong
+// answer.
+const PRIVATE_STREAK = 3;
+const PRIVATE_SKIP_MS = 1000;
+const MAX_TRACKED_QUERIES = 5000;
+const privateQueries = new Map();  // operation key -> { streak, skipUntil }
+// Set by responseCacheKey, which the cache calls with the request's parameters before it first asks whether the
+// request may use the cache (yoga's onParams: the context has no params yet).
+const operationKeyByRequest = new WeakMap();
+const learnedPrivateRequests = new WeakSet();
+function rememberOperation(request, { documentString, operationName }) {
+  if (!documentString) return;
+  const audience = request.headers.get('authorization') ? 'signed-in' : 'anonymous';
+  const key = `${audience}|${operationName ?? ''}|${documentString}`;
+  operationKeyByRequest.set(request, key);
+  const record = privateQueries.get(key);
+  if (record !== undefined && record.skipUntil > Date.now()) learnedPrivateRequests.add(request);
+}
+function learnFromAnswer(request, shared) {
+  const key = operationKeyByRequest.get(request);
+  if (key === undefined) return;
+  if (shared) {
+    privateQueries.delete(key);
+    return;
+  }
+  let record = privateQueries.get(key);
+  if (record === undefined) {
+    if (privateQueries.size >= MAX_TRACKED_QUERIES) privateQueries.delete(privateQueries.keys().next().value);
+    record = { streak: 0, skipUntil: 0 };
+    privateQueries.set(key, record);
+  }
+  record.streak += 1;
+  if (record.streak >= PRIVATE_STREAK) record.skipUntil = Date.now() + PRIVATE_SKIP_MS;
+}
+function responseCacheUsed(request) {
+  return responseCacheable(request) && !learnedPrivateRequests.has(request);
+}
+function isQuery(document, operationName) {
+  const operation = document.definitions.find(
+    (d) => d.kind === 'OperationDefinition' && (!operationName || d.name?.value === operationName));
+  return operation?.operation === 'query';
+}
+
 function useSharedAnswersOnly() {
   const fetchesByContext = new WeakMap();  // context -> { started, sharedAnswers }
   return {
@@ -694,10 +745,14 @@ function useSharedAnswersOnly() {
     // Registered after the response cache (the gateway adds its plugins before these), so this wrapper runs inside
     // the cache's own and returns before the cache decides.
     onExecute({ args, executeFn, setExecuteFn }) {
-      if (!args.contextValue?.request || !responseCacheable(args.contextValue.request)) return;
+      const context = args.contextValue;
+      if (!context?.request || !responseCacheUsed(context.request)) return;
+      const query = isQuery(args.document, args.operationName);
       const markIfShared = (result) => {
-        const fetches = fetchesByContext.get(args.contextValue);
-        if (fetches && fetches.started > 0 && fetches.sharedAnswers === fetches.started) sharedResults.add(result);
+        const fetches = fetchesByContext.get(context);
+        const shared = fetches !== undefined && fetches.started > 0 && fetches.sharedAnswers === fetches.started;
+        if (shared) sharedResults.add(result);
+        if (query && result && !result.errors) learnFromAnswer(context.request, shared);
         return result;
       };
       setExecuteFn((executionArgs) => {
@@ -776,7 +831,7 @@ export const gatewayConfig = defineConfig({
     ? {
         responseCaching: {
           session: () => null,  // shared: an answer reaches the cache only when every subgraph said so
-          enabled: responseCacheable,
+          enabled: responseCacheUsed,
           buildResponseCacheKey: responseCacheKey,
           ttl: responseCacheTtlMs,
           shouldCacheResult,

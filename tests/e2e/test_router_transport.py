@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -301,9 +302,11 @@ async def test_silent_subgraph_times_out_with_gateway_timeout(faulty_router: str
 
 
 class CountingCatalog(BaseHTTPRequestHandler):
-    """Answers `category(...)` with `Cache-Control: public` and `categories` with no Cache-Control at all, each
-    answer carrying the number of requests served so far: an answer the router kept shows an old number."""
+    """Answers `category(...)` with `Cache-Control: public` (or `private, max-age=0` while `private` is set) and
+    `categories` with no Cache-Control at all, each answer carrying the number of requests served so far: an answer
+    the router kept shows an old number."""
     served = 0
+    private = False
     lock = threading.Lock()
 
     def do_POST(self) -> None:
@@ -318,7 +321,7 @@ class CountingCatalog(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         if shared:
-            self.send_header("cache-control", "public")
+            self.send_header("cache-control", "private, max-age=0" if CountingCatalog.private else "public")
         self.end_headers()
         self.wfile.write(data)
 
@@ -359,6 +362,29 @@ async def test_an_answer_no_subgraph_marked_public_is_never_cached(caching_route
             assert len(set(unmarked)) == 3, f"an answer without Cache-Control came from the cache: {unmarked}"
             marked = [await served('{ category(slug: "kept") { id } }', headers) for _ in range(3)]
             assert len(set(marked)) == 1, f"a public answer was not kept: {marked}"
+
+
+async def test_a_query_that_was_private_is_cached_again_once_its_answer_is_shared(caching_router: str) -> None:
+    """A query whose answers keep coming back private skips the router's cache for a second at a time (it saves
+    the cache's work on every search); once the subgraph shares the answer again, the router keeps it again."""
+    query = '{ category(slug: "sometimes-private") { id } }'
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def served() -> str:
+            response = await http.post(caching_router, json={"query": query})
+            assert response.status_code == 200 and "errors" not in response.json(), response.text
+            return str(response.json()["data"]["category"]["id"])
+
+        CountingCatalog.private = True
+        try:
+            private = [await served() for _ in range(6)]
+            assert len(set(private)) == 6, f"a private answer came from the cache: {private}"
+        finally:
+            CountingCatalog.private = False
+        started = time.monotonic()
+        while (first := await served()) != await served():
+            assert time.monotonic() - started < 10, "a query once private was never cached again"
+            await asyncio.sleep(0.05)  # the skip ends a second after the last private answer; re-polled
+        assert first != private[-1]
 
 
 # --------------------------------------------------------------------------------- upstream timeout vs streams
