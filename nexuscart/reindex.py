@@ -1,8 +1,11 @@
-"""`nexuscart reindex`: rebuild the search index from the catalog, without downtime.
+"""`nexuscart reindex`: rebuild the search index from the catalog, without downtime, and refresh the
+recommendations' copy of the products.
 
-The platform composes the two domains here, as the seed does: catalog reads its own products (the same
-snapshots its events carry), search replaces its index with them in one transaction (searches read the old
-index until it commits) and, with Elasticsearch, loads a new index and swaps the alias.
+The platform composes the domains here, as the seed does: catalog reads its own products (the same snapshots its
+events carry), search replaces its index with them in one transaction (searches read the old index until it
+commits) and, with Elasticsearch, loads a new index and swaps the alias. Recommendations applies each snapshot as
+its consumer would (an older one than it has changes nothing), which gives the rows from before its product
+cards were kept their card.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from kernel.uow import unit_of_work
 from subgraphs.catalog import repository as catalog_repository
 from subgraphs.catalog import service as catalog
 from subgraphs.catalog.events import ProductSnapshot, ProductUpdated
+from subgraphs.recommendations import service as recommendations
 from subgraphs.search import repository as search_repository
 from subgraphs.search import service as search
 from subgraphs.search.backends import search_engine
@@ -52,7 +56,13 @@ async def reindex(settings: Settings) -> str:
                 documents_out = await search.index_documents(session, [s.product_id for s in snapshots])
                 groups = await search_repository.synonym_groups(session)
             target = await index.rebuild(documents_out, groups)
-        return f"reindexed {count} products into {target} in {time.perf_counter() - started:.1f} s"
+        # Recommendations publishes what may be shown to Redis: without it there is nothing to refresh.
+        for page_start in range(0, len(snapshots) if redis is not None else 0, PAGE):
+            async with unit_of_work(sessions) as session:
+                for snapshot in snapshots[page_start:page_start + PAGE]:
+                    await recommendations.apply_product_snapshot(session, redis, snapshot)  # type: ignore[arg-type]
+        return (f"reindexed {count} products into {target} and refreshed them in recommendations in "
+                f"{time.perf_counter() - started:.1f} s")
     finally:
         if hasattr(index, "aclose"):
             await index.aclose()

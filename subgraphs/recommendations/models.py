@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Numeric, Table, Text
@@ -31,6 +32,9 @@ products = Table(
     Column("category_id", BigInteger),
     Column("brand", Text),
     Column("price", Numeric(14, 2)),
+    Column("slug", Text),
+    Column("name", Text),
+    Column("currency", Text),
     Column("tags", ARRAY(Text), nullable=False),
     Column("deleted", Boolean, nullable=False),
     Column("in_stock", Boolean, nullable=False),
@@ -82,6 +86,17 @@ class InteractionKind(str, enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProductCard:
+    """What a list of recommendations shows of a product: these `Product` fields come from this domain's copy of
+    the catalog (`@provides` in schema.py), so a list needs no catalog call."""
+    slug: str
+    name: str
+    brand: str | None
+    min_price: Decimal
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ProductRecord:
     product_id: int
     category_id: int | None
@@ -90,11 +105,12 @@ class ProductRecord:
     tags: tuple[str, ...]
     deleted: bool
     in_stock: bool
+    card: ProductCard | None = None  # None for a row from before cards were kept, until its next snapshot
 
     @property
     def available(self) -> bool:
-        """What may be recommended: sold and in stock."""
-        return self.in_stock and not self.deleted
+        """What may be recommended: sold, in stock, and with a card to show."""
+        return self.in_stock and not self.deleted and self.card is not None
 
 
 class ExperimentStatus(str, enum.Enum):

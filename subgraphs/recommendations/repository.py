@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, exists, func, literal, or_, select, text, update
@@ -14,6 +13,7 @@ from subgraphs.recommendations.models import (
     SCHEMA,
     ExperimentRecord,
     ExperimentStatus,
+    ProductCard,
     ProductRecord,
     VariantSpec,
     experiment_exposures,
@@ -27,9 +27,12 @@ from subgraphs.recommendations.models import (
 
 def _product(row: Any) -> ProductRecord:
     m = row._mapping
+    card = (ProductCard(slug=m["slug"], name=m["name"], brand=m["brand"], min_price=m["price"],
+                        currency=m["currency"])
+            if m["name"] is not None and m["slug"] is not None and m["price"] is not None and m["currency"] else None)
     return ProductRecord(product_id=m["product_id"], category_id=m["category_id"], brand=m["brand"],
                          price=float(m["price"]) if m["price"] is not None else None, tags=tuple(m["tags"] or ()),
-                         deleted=m["deleted"], in_stock=m["in_stock"])
+                         deleted=m["deleted"], in_stock=m["in_stock"], card=card)
 
 
 # ---- products and variants --------------------------------------------------------------------------------
@@ -43,13 +46,12 @@ async def all_products(session: AsyncSession) -> list[ProductRecord]:
     return [_product(r) for r in await session.execute(select(products))]
 
 
-async def put_product_snapshot(session: AsyncSession, *, product_id: int, category_id: int, brand: str | None,
-                               price: Decimal, tags: Sequence[str], updated_at: datetime,
-                               variant_ids: Sequence[int]) -> None:
+async def put_product_snapshot(session: AsyncSession, *, product_id: int, category_id: int, card: ProductCard,
+                               tags: Sequence[str], updated_at: datetime, variant_ids: Sequence[int]) -> None:
     """The catalog's snapshot, unless a newer one (or the deletion) is here already; its variants are this
     product's from now on (a variant's stock state, learned first, is kept)."""
-    values = {"category_id": category_id, "brand": brand, "price": price, "tags": list(tags),
-              "updated_at": updated_at}
+    values = {"category_id": category_id, "brand": card.brand, "price": card.min_price, "slug": card.slug,
+              "name": card.name, "currency": card.currency, "tags": list(tags), "updated_at": updated_at}
     stmt = insert(products).values(product_id=product_id, deleted=False, in_stock=False, **values)
     await session.execute(stmt.on_conflict_do_update(
         index_elements=[products.c.product_id], set_=values,
@@ -93,10 +95,11 @@ async def products_of_variants(session: AsyncSession, variant_ids: Sequence[int]
     return sorted(r.product_id for r in rows)
 
 
-async def available_product_ids(session: AsyncSession) -> list[int]:
-    rows = await session.execute(select(products.c.product_id)
-                                 .where(products.c.deleted.is_(False), products.c.in_stock.is_(True)))
-    return [r.product_id for r in rows]
+async def available_products(session: AsyncSession) -> list[ProductRecord]:
+    """The products that may be recommended (ProductRecord.available), with their cards."""
+    rows = await session.execute(select(products).where(products.c.deleted.is_(False), products.c.in_stock.is_(True),
+                                                        products.c.name.is_not(None)))
+    return [record for record in map(_product, rows) if record.available]
 
 
 # ---- interactions -----------------------------------------------------------------------------------------

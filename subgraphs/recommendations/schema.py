@@ -14,11 +14,17 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from kernel.graphql import Info, RequestContext, build_schema
+from kernel.graphql import Info, Money, RequestContext, build_schema
 from kernel.ids import entity_key, parse_id
 from subgraphs.recommendations import experiments as experiment_service
 from subgraphs.recommendations import service
-from subgraphs.recommendations.models import ExperimentRecord, ExperimentStatus, InteractionKind, VariantSpec
+from subgraphs.recommendations.models import (
+    ExperimentRecord,
+    ExperimentStatus,
+    InteractionKind,
+    ProductCard,
+    VariantSpec,
+)
 from subgraphs.recommendations.serving import Recommender
 
 RECOMMENDER = "recommender"
@@ -39,21 +45,50 @@ async def _recommender(ctx: RequestContext) -> Recommender:
     return recommender
 
 
-def _products(product_ids: list[int]) -> list[Product]:
-    return [Product(id=strawberry.ID(str(p))) for p in product_ids]
+def _products(shown: list[service.ShownProduct]) -> list[Product]:
+    return [Product(id=strawberry.ID(str(p)), card=card) for p, card in shown]
+
+
+# The card fields this subgraph answers on its own lists of products (`@provides`: the router takes them from here
+# and calls catalog only for any other field); anywhere else they are catalog's (`@external`).
+PROVIDED_CARD = ["slug name brand minPrice { amount currency }"]
+
+
+def _card(product: Product) -> ProductCard:
+    if product.card is None:  # the router asks for these only on the lists that provide them
+        raise RuntimeError(f"the router asked recommendations for the card of product {product.id}")
+    return product.card
 
 
 # Owned by catalog; recommendations contributes two lists (no description here: composition keeps catalog's).
 @strawberry.federation.type(keys=["id"])
 class Product:
     id: strawberry.ID
+    card: strawberry.Private[ProductCard | None] = None
+
+    @strawberry.federation.field(external=True)
+    def slug(self) -> str:
+        return _card(self).slug
+
+    @strawberry.federation.field(external=True)
+    def name(self) -> str:
+        return _card(self).name
+
+    @strawberry.federation.field(external=True)
+    def brand(self) -> str | None:
+        return _card(self).brand
+
+    @strawberry.federation.field(external=True)
+    def min_price(self) -> Money:
+        card = _card(self)
+        return Money.of(card.min_price, card.currency)
 
     @classmethod
     def resolve_reference(cls, id: strawberry.ID, **_unknown: Any) -> Product | None:
         # No I/O: a product the model has never seen still gets lists (its category's popular products).
         return cls(id=id) if entity_key(id) is not None else None
 
-    @strawberry.field(description=(
+    @strawberry.federation.field(provides=PROVIDED_CARD, description=(
         "Products like this one: those the same shoppers looked at, then the most popular of its category; only "
         "in-stock ones. first: 1..50."))
     async def similar_products(self, info: Info, first: int | None = 10) -> list[Product]:
@@ -62,7 +97,7 @@ class Product:
                                                first=10 if first is None else first)
         return _products(found)
 
-    @strawberry.field(description=(
+    @strawberry.federation.field(provides=PROVIDED_CARD, description=(
         "Products bought (or put in the cart) together with this one, then the most popular of its category; only "
         "in-stock ones. first: 1..50."))
     async def frequently_bought_together(self, info: Info, first: int | None = 5) -> list[Product]:
@@ -89,7 +124,7 @@ class Cart:
         lines = [CartItem(product_id=item.get("productId")) for item in items or () if isinstance(item, dict)]
         return cls(id=id, items=lines)
 
-    @strawberry.federation.field(requires=["items { productId }"], description=(
+    @strawberry.federation.field(requires=["items { productId }"], provides=PROVIDED_CARD, description=(
         "Products to add to this cart: bought together with its products, then the most popular of their "
         "categories; never the cart's own products, only in-stock ones. first: 1..50."))
     async def recommendations(self, info: Info, first: int | None = 5) -> list[Product]:
@@ -220,7 +255,7 @@ class CreateExperimentInput:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description=(
+    @strawberry.federation.field(provides=PROVIDED_CARD, description=(
         "Products for the signed-in shopper and/or the guest `sessionId`: from what they looked at recently (the "
         "next call already reflects a trackInteraction), never what they just bought, nor out-of-stock or deleted "
         "products; what they just looked at comes last. Anonymous without a sessionId: the most popular products. "

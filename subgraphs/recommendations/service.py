@@ -43,7 +43,7 @@ from subgraphs.recommendations.errors import (
     ShopperUnknown,
 )
 from subgraphs.recommendations.events import InteractionRecorded
-from subgraphs.recommendations.models import SCHEMA, InteractionKind, ProductRecord
+from subgraphs.recommendations.models import SCHEMA, InteractionKind, ProductCard, ProductRecord
 from subgraphs.recommendations.serving import Recommender
 
 if TYPE_CHECKING:
@@ -169,19 +169,24 @@ async def track_interaction(session: AsyncSession, redis: Redis, settings: Setti
 
 # ---- answers ----------------------------------------------------------------------------------------------
 
-async def _shown(redis: Redis, candidates: Sequence[int], *, recent: Sequence[int], first: int) -> list[int]:
+# A product to show and its card: what a list shows of it, answered here (schema.py's `@provides`).
+ShownProduct = tuple[int, ProductCard]
+
+
+async def _shown(redis: Redis, candidates: Sequence[int], *, recent: Sequence[int],
+                 first: int) -> list[ShownProduct]:
     """The first `first` candidates that may be shown (Redis: in stock, not deleted), the shopper's recent
-    products last."""
-    available = await signals.available_among(redis, candidates)
+    products last, each with its card."""
+    cards = await signals.cards_of(redis, candidates)
     just_seen = set(recent)
-    fresh = [p for p in candidates if p in available and p not in just_seen]
-    seen = [p for p in candidates if p in available and p in just_seen]
+    fresh = [(p, cards[p]) for p in candidates if p in cards and p not in just_seen]
+    seen = [(p, cards[p]) for p in candidates if p in cards and p in just_seen]
     return (fresh + seen)[:first]
 
 
 async def recommended_for_you(redis: Redis, recommender: Recommender, settings: Settings, *,
                               caller: Principal | None, session_id: str | None, first: int,
-                              model: ServingModel | None = None, categories: Sequence[int] = ()) -> list[int]:
+                              model: ServingModel | None = None, categories: Sequence[int] = ()) -> list[ShownProduct]:
     """For the signed-in user and/or the guest session: personal when they have recent products, else the most
     popular products (also for an anonymous caller without a session: the shop's front page). Two Redis round
     trips and in-memory scoring, no SQL."""
@@ -198,7 +203,7 @@ async def recommended_for_you(redis: Redis, recommender: Recommender, settings: 
 
 async def recommended_for_shopper(session: AsyncSession, redis: Redis, recommender: Recommender,
                                   settings: Settings, *, caller: Principal | None, session_id: str | None,
-                                  first: int) -> list[int]:
+                                  first: int) -> list[ShownProduct]:
     """recommendedForYou: as recommended_for_you, from the model version of the shopper's variant of the running
     experiment (experiments.py; an anonymous caller takes part in none), its first exposure recorded in
     `session`'s transaction."""
@@ -211,14 +216,15 @@ async def recommended_for_shopper(session: AsyncSession, redis: Redis, recommend
                                      first=first, model=model)
 
 
-async def similar_products(redis: Redis, recommender: Recommender, *, product_id: int, first: int) -> list[int]:
+async def similar_products(redis: Redis, recommender: Recommender, *, product_id: int,
+                           first: int) -> list[ShownProduct]:
     check_first(first)
     candidates = recommender.similar(product_id, exclude=(), first=first + CANDIDATE_MARGIN)
     return await _shown(redis, candidates, recent=(), first=first)
 
 
 async def bought_together(redis: Redis, recommender: Recommender, *, product_ids: Sequence[int],
-                          first: int) -> list[int]:
+                          first: int) -> list[ShownProduct]:
     """Products bought with these ones (never these themselves)."""
     check_first(first)
     if not product_ids:
@@ -232,10 +238,10 @@ async def bought_together(redis: Redis, recommender: Recommender, *, product_ids
 def _publish_availability(session: AsyncSession, redis: Redis, product: ProductRecord | None) -> None:
     if product is None:
         return
-    available = product.available
+    card = product.card if product.available else None
 
     async def publish() -> None:
-        await signals.set_available(redis, product.product_id, available)
+        await signals.set_card(redis, product.product_id, card)
 
     after_commit(session, publish)
 
@@ -248,10 +254,11 @@ async def apply_interaction(session: AsyncSession, event: InteractionRecorded) -
 
 
 async def apply_product_snapshot(session: AsyncSession, redis: Redis, product: ProductSnapshot) -> None:
+    card = ProductCard(slug=product.slug, name=product.name, brand=product.brand, min_price=product.min_price,
+                       currency=product.currency)
     await repository.put_product_snapshot(
-        session, product_id=product.product_id, category_id=product.category_id, brand=product.brand,
-        price=product.min_price, tags=product.tags, updated_at=product.updated_at,
-        variant_ids=[v.variant_id for v in product.variants])
+        session, product_id=product.product_id, category_id=product.category_id, card=card, tags=product.tags,
+        updated_at=product.updated_at, variant_ids=[v.variant_id for v in product.variants])
     _publish_availability(session, redis, await repository.get_product(session, product.product_id))
 
 
@@ -333,7 +340,8 @@ async def retrain_now(session_factory: async_sessionmaker[AsyncSession], redis: 
     if settings.recommendations_model_dir is None:
         return None
     async with unit_of_work(session_factory) as session:
-        await signals.replace_available(redis, await repository.available_product_ids(session))
+        await signals.replace_cards(redis, {p.product_id: p.card for p in await repository.available_products(session)
+                                            if p.card is not None})
         interactions, items = await training_data(session, settings)
     if len(interactions) < MIN_TRAINING_INTERACTIONS:
         return None

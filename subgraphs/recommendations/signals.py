@@ -4,18 +4,23 @@ recommendation costs two Redis round trips and no SQL:
     recs:recent:<subject>   list   the subject's latest product ids, newest first (LPUSH + LTRIM)
     recs:bought:<user id>   zset   products the user bought -> when (epoch seconds): never recommended to them
                                    for RECOMMENDATIONS_BOUGHT_EXCLUSION_DAYS
-    recs:available          set    products that may be recommended: sold (not deleted) and in stock
+    recs:cards              hash   product id -> its card (JSON: slug, name, brand, price, currency), for exactly
+                                   the products that may be recommended: sold (not deleted), in stock, with a card
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 
+import orjson
 from redis.asyncio import Redis
+
+from subgraphs.recommendations.models import ProductCard
 
 RECENT_KEEP = 50
 RECENT_TTL_SECONDS = 30 * 24 * 3600
-AVAILABLE_KEY = "recs:available"
+CARDS_KEY = "recs:cards"
 
 
 def recent_key(subject: str) -> str:
@@ -78,25 +83,37 @@ async def mark_bought(redis: Redis, user_id: int, product_ids: Sequence[int], wi
         await pipe.execute()
 
 
-async def available_among(redis: Redis, product_ids: Sequence[int]) -> set[int]:
-    """One round trip: which of these may be recommended."""
+async def cards_of(redis: Redis, product_ids: Sequence[int]) -> dict[int, ProductCard]:
+    """One round trip: the cards of those of these products that may be recommended."""
     if not product_ids:
-        return set()
-    flags = await redis.smismember(AVAILABLE_KEY, [str(p) for p in product_ids])
-    return {p for p, flag in zip(product_ids, flags, strict=True) if flag}
+        return {}
+    raw_cards = await redis.hmget(CARDS_KEY, [str(p) for p in product_ids])
+    return {p: _card(raw) for p, raw in zip(product_ids, raw_cards, strict=True) if raw is not None}
 
 
-async def set_available(redis: Redis, product_id: int, available: bool) -> None:
-    if available:
-        await redis.sadd(AVAILABLE_KEY, str(product_id))
+async def set_card(redis: Redis, product_id: int, card: ProductCard | None) -> None:
+    """The product may be recommended with this card; None: it may not."""
+    if card is not None:
+        await redis.hset(CARDS_KEY, str(product_id), _card_json(card))
     else:
-        await redis.srem(AVAILABLE_KEY, str(product_id))
+        await redis.hdel(CARDS_KEY, str(product_id))
 
 
-async def replace_available(redis: Redis, product_ids: Sequence[int]) -> None:
-    """The whole set from the projection (Postgres): what the consumers keep, rebuilt should Redis lose it."""
+async def replace_cards(redis: Redis, cards: dict[int, ProductCard]) -> None:
+    """The whole hash from the projection (Postgres): what the consumers keep, rebuilt should Redis lose it."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(AVAILABLE_KEY)
-        if product_ids:
-            pipe.sadd(AVAILABLE_KEY, *[str(p) for p in product_ids])
+        pipe.delete(CARDS_KEY)
+        if cards:
+            pipe.hset(CARDS_KEY, mapping={str(p): _card_json(card) for p, card in cards.items()})
         await pipe.execute()
+
+
+def _card_json(card: ProductCard) -> bytes:
+    return orjson.dumps({"slug": card.slug, "name": card.name, "brand": card.brand,
+                         "price": str(card.min_price), "currency": card.currency})
+
+
+def _card(raw: bytes | str) -> ProductCard:
+    fields = orjson.loads(raw)
+    return ProductCard(slug=fields["slug"], name=fields["name"], brand=fields["brand"],
+                       min_price=Decimal(fields["price"]), currency=fields["currency"])

@@ -1,11 +1,18 @@
 """Recommendations end to end, through the router and real processes: products reach the subgraph through the
 catalog's and inventory's events; a shopper's views change recommendedForYou at once and favour that category;
 a guest session gets recommendations; bought, out-of-stock and deleted products disappear; the product lists are
-Products the catalog resolves; bad input is refused with its code."""
+Products whose cards (slug, name, brand, price) recommendations answers itself and whose other fields the catalog
+resolves; bad input is refused with its code."""
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
 
+import httpx
+import pytest
+
+from nexuscart.infra import free_port
 from tests.e2e.test_commerce import (
     ADD_TO_CART,
     eventually,
@@ -13,6 +20,7 @@ from tests.e2e.test_commerce import (
     stocked_variant,
     wait_for_status,
 )
+from tests.e2e.test_router_transport import run_router
 
 TRACK = "mutation($input: TrackInteractionInput!) { trackInteraction(input: $input) }"
 FOR_YOU = "query($first: Int, $s: String) { recommendedForYou(first: $first, sessionId: $s) { id name } }"
@@ -129,3 +137,57 @@ async def test_a_view_of_a_product_recommendations_has_not_heard_of_is_checked_w
 
     # a product the catalog does not sell is still NOT_FOUND
     assert await router.error_code(TRACK, {"input": {"productId": "9" * 15, "kind": "VIEW"}}, ada) == "NOT_FOUND"
+
+
+CARDS = """query { recommendedForYou(first: 50) { id slug name brand minPrice { amount currency } } }"""
+RENAME = "mutation($id: ID!, $name: String!) { updateProduct(id: $id, input: {name: $name}) { id } }"
+
+
+@pytest.fixture
+def router_without_catalog(platform) -> Iterator[str]:
+    """A second router over the same subgraphs, except that nothing listens where it looks for the catalog."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "FORK")}
+    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
+                **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
+                   for name in platform.config.subgraph_ports},
+                "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{free_port()}/graphql"})
+    yield from run_router(port, env)
+
+
+async def test_a_list_shows_its_cards_from_recommendations_alone_and_follows_a_rename(
+        router, router_without_catalog, make_user) -> None:
+    """A list's cards (slug, name, brand, price) come from recommendations' own copy of the catalog: the router
+    asks catalog nothing for them (they are shown even while catalog is unreachable), and a rename reaches them
+    through product.updated."""
+    _, admin = await make_user("ADMIN")
+    _, ada = await make_user()
+    product_id, _ = await stocked_variant(router, admin, 3, price="31.50")
+    await _view(router, ada, product_id)
+
+    async def card(name_wanted: str | None = None) -> dict | None:
+        cards = {p["id"]: p for p in (await router.ok(CARDS, token=ada))["recommendedForYou"]}
+        found = cards.get(product_id)
+        return found if found and (name_wanted is None or found["name"] == name_wanted) else None
+
+    shown = await eventually(card, what="the viewed product to be recommended")
+    assert shown["name"].startswith("Spine Widget") and shown["slug"]
+    assert shown["minPrice"] == {"amount": "31.50", "currency": "USD"}
+
+    renamed = f"Renamed Widget {uuid.uuid4().hex[:6]}"
+    await router.ok(RENAME, {"id": product_id, "name": renamed}, admin)
+    await eventually(lambda: card(renamed), what="the rename to reach recommendations' cards")
+
+    # `no-cache`: past the router's response cache, whose rewrite of the document (a `__typename` in every
+    # selection) makes Hive Router's planner ask catalog for `minPrice { __typename }` (router/README.md).
+    uncached = {"authorization": f"Bearer {ada}", "cache-control": "no-cache"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(router_without_catalog, json={"query": CARDS}, headers=uncached)
+        body = response.json()
+        assert "errors" not in body, body
+        assert {p["id"]: p["name"] for p in body["data"]["recommendedForYou"]}[product_id] == renamed
+        # any other field is still the catalog's: unreachable here
+        response = await http.post(router_without_catalog,
+                                   json={"query": "{ recommendedForYou(first: 1) { id description } }"},
+                                   headers=uncached)
+        assert response.json()["errors"][0]["extensions"]["serviceName"] == "catalog"
