@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="apply every domain's migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create the demo data once").set_defaults(func=cmd_seed)
-    sub.add_parser("reindex", help="rebuild the search index from the catalog (no downtime)").set_defaults(
+    sub.add_parser("reindex", help=("rebuild the search index from the catalog (no downtime) and refresh "
+                                    "recommendations' copy of the products")).set_defaults(
         func=cmd_reindex)
     sub.add_parser("retrain-recommendations", help="train a recommendation model from the stored interactions; "
                    "promoted only when its offline metrics are at least the current model's").set_defaults(

@@ -177,11 +177,11 @@ async def _shown(redis: Redis, candidates: Sequence[int], *, recent: Sequence[in
                  first: int) -> list[ShownProduct]:
     """The first `first` candidates that may be shown (Redis: in stock, not deleted), the shopper's recent
     products last, each with its card."""
-    cards = await signals.cards_of(redis, candidates)
+    cards = await signals.stored_cards(redis, candidates)
     just_seen = set(recent)
-    fresh = [(p, cards[p]) for p in candidates if p in cards and p not in just_seen]
-    seen = [(p, cards[p]) for p in candidates if p in cards and p in just_seen]
-    return (fresh + seen)[:first]
+    fresh = [p for p in candidates if p in cards and p not in just_seen]
+    seen = [p for p in candidates if p in cards and p in just_seen]
+    return [(p, signals.parse_card(cards[p])) for p in (fresh + seen)[:first]]
 
 
 async def recommended_for_you(redis: Redis, recommender: Recommender, settings: Settings, *,

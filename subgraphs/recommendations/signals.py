@@ -83,12 +83,13 @@ async def mark_bought(redis: Redis, user_id: int, product_ids: Sequence[int], wi
         await pipe.execute()
 
 
-async def cards_of(redis: Redis, product_ids: Sequence[int]) -> dict[int, ProductCard]:
-    """One round trip: the cards of those of these products that may be recommended."""
+async def stored_cards(redis: Redis, product_ids: Sequence[int]) -> dict[int, bytes | str]:
+    """One round trip: which of these products may be recommended, each with its card as stored (parse_card reads
+    one; a caller parses only the ones it shows)."""
     if not product_ids:
         return {}
     raw_cards = await redis.hmget(CARDS_KEY, [str(p) for p in product_ids])
-    return {p: _card(raw) for p, raw in zip(product_ids, raw_cards, strict=True) if raw is not None}
+    return {p: raw for p, raw in zip(product_ids, raw_cards, strict=True) if raw is not None}
 
 
 async def set_card(redis: Redis, product_id: int, card: ProductCard | None) -> None:
@@ -113,7 +114,7 @@ def _card_json(card: ProductCard) -> bytes:
                          "price": str(card.min_price), "currency": card.currency})
 
 
-def _card(raw: bytes | str) -> ProductCard:
+def parse_card(raw: bytes | str) -> ProductCard:
     fields = orjson.loads(raw)
     return ProductCard(slug=fields["slug"], name=fields["name"], brand=fields["brand"],
                        min_price=Decimal(fields["price"]), currency=fields["currency"])
