@@ -5,7 +5,6 @@ Products whose cards (slug, name, brand, price) recommendations answers itself a
 resolves; bad input is refused with its code."""
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from tests.e2e.test_commerce import (
     stocked_variant,
     wait_for_status,
 )
-from tests.e2e.test_router_transport import run_router
+from tests.e2e.test_router_limits import private_router
 
 TRACK = "mutation($input: TrackInteractionInput!) { trackInteraction(input: $input) }"
 FOR_YOU = "query($first: Int, $s: String) { recommendedForYou(first: $first, sessionId: $s) { id name } }"
@@ -146,13 +145,11 @@ RENAME = "mutation($id: ID!, $name: String!) { updateProduct(id: $id, input: {na
 @pytest.fixture
 def router_without_catalog(platform) -> Iterator[str]:
     """A second router over the same subgraphs, except that nothing listens where it looks for the catalog."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "FORK")}
-    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
-                **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
-                   for name in platform.config.subgraph_ports},
-                "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{free_port()}/graphql"})
-    yield from run_router(port, env)
+    with private_router({"ROUTER_RATE_LIMIT_PER_MINUTE": "0",
+                         **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
+                            for name in platform.config.subgraph_ports},
+                         "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{free_port()}/graphql"}) as url:
+        yield url
 
 
 async def test_a_list_shows_its_cards_from_recommendations_alone_and_follows_a_rename(

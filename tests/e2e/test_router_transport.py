@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -25,8 +22,8 @@ import httpx
 import pytest
 import websockets
 
-from nexuscart.infra import free_port, node_binary, wait_for_port
-from nexuscart.launcher import REPO_ROOT, ROUTER_DIR
+from nexuscart.infra import free_port
+from tests.e2e.test_router_limits import private_router
 
 # The defaults documented in router/README.md.
 MAX_TOKENS, MAX_DEPTH, MAX_ALIASES = 3000, 12, 30
@@ -225,34 +222,16 @@ def faulty_router() -> Iterator[str]:
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
     closed_port = free_port()  # nothing listens there
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "FORK")}
-    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
-                "ROUTER_RESPONSE_CACHE_TTL_MS": "0", "ROUTER_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),
-                "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{catalog.server_address[1]}/graphql",
-                "NEXUSCART_PROMOTIONS_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/graphql",
-                "NEXUSCART_PAYMENTS_URL": f"http://127.0.0.1:{closed_port}/graphql"})
     try:
-        yield from run_router(port, env)
+        with private_router({"ROUTER_RATE_LIMIT_PER_MINUTE": "0", "ROUTER_RESPONSE_CACHE_TTL_MS": "0",
+                             "ROUTER_UPSTREAM_TIMEOUT_MS": str(UPSTREAM_TIMEOUT_MS),
+                             "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{catalog.server_address[1]}/graphql",
+                             "NEXUSCART_PROMOTIONS_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/graphql",
+                             "NEXUSCART_PAYMENTS_URL": f"http://127.0.0.1:{closed_port}/graphql"}) as url:
+            yield url
     finally:
         catalog.shutdown()
         silent.close()
-
-
-def run_router(port: int, env: dict[str, str]) -> Iterator[str]:
-    proc = subprocess.Popen([node_binary(), str(ROUTER_DIR / "node_modules/@graphql-hive/gateway/dist/bin.js"),
-                             "supergraph", str(REPO_ROOT / "schema/supergraph.graphql")], cwd=ROUTER_DIR, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, 60, proc)
-        yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def post(url: str, query: str) -> dict[str, Any]:
@@ -333,14 +312,12 @@ class CountingCatalog(BaseHTTPRequestHandler):
 def caching_router() -> Iterator[str]:
     catalog = ThreadingHTTPServer(("127.0.0.1", 0), CountingCatalog)
     threading.Thread(target=catalog.serve_forever, daemon=True).start()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
-    # One process, so one in-memory cache; a TTL no slow machine outlives.
-    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
-                "FORK": "1", "ROUTER_RESPONSE_CACHE_TTL_MS": "60000",
-                "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{catalog.server_address[1]}/graphql"})
     try:
-        yield from run_router(port, env)
+        # One process, so one in-memory cache; a TTL no slow machine outlives.
+        with private_router({"ROUTER_RATE_LIMIT_PER_MINUTE": "0", "FORK": "1",
+                             "ROUTER_RESPONSE_CACHE_TTL_MS": "60000",
+                             "NEXUSCART_CATALOG_URL": f"http://127.0.0.1:{catalog.server_address[1]}/graphql"}) as url:
+            yield url
     finally:
         catalog.shutdown()
 
@@ -394,13 +371,10 @@ SHORT_TIMEOUT_MS = 1000
 
 @pytest.fixture(scope="module")
 def short_timeout_router(platform) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "FORK")}
-    env.update({"ROUTER_PORT": str(port), "ROUTER_HOST": "127.0.0.1", "ROUTER_RATE_LIMIT_PER_MINUTE": "0",
-                "ROUTER_UPSTREAM_TIMEOUT_MS": str(SHORT_TIMEOUT_MS),
-                **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
-                   for name in platform.config.subgraph_ports}})
-    yield from run_router(port, env)
+    with private_router({"ROUTER_RATE_LIMIT_PER_MINUTE": "0", "ROUTER_UPSTREAM_TIMEOUT_MS": str(SHORT_TIMEOUT_MS),
+                         **{f"NEXUSCART_{name.upper()}_URL": platform.subgraph_url(name)
+                            for name in platform.config.subgraph_ports}}) as url:
+        yield url
 
 
 async def test_subscription_outlives_the_upstream_timeout(short_timeout_router: str, router, make_user) -> None:
