@@ -657,11 +657,12 @@ function stableJson(value) {
 // Anonymous and signed-in requests never share an entry: the lookup comes before any subgraph has answered, and
 // a subgraph may share its anonymous answer while showing a signed-in caller more (reviews: the author's own
 // unpublished review). A signed-in entry is stored only from a signed-in request every subgraph marked shared.
+const audienceOf = (request) => (request.headers.get('authorization') ? 'signed-in' : 'anonymous');
 function responseCacheKey({ documentString, operationName, variableValues, sessionId, request }) {
   if (!responseCacheable(request)) return '';
   rememberOperation(request, { documentString, operationName });
   if (learnedPrivateRequests.has(request)) return '';
-  const audience = request.headers.get('authorization') ? 'signed-in' : 'anonymous';
+  const audience = audienceOf(request);
   return createHash('sha256')
     .update(
       [documentString, operationName ?? '', stableJson(variableValues ?? {}), sessionId ?? '', audience].join('|'),
@@ -699,8 +700,7 @@ const operationKeyByRequest = new WeakMap();
 const learnedPrivateRequests = new WeakSet();
 function rememberOperation(request, { documentString, operationName }) {
   if (!documentString) return;
-  const audience = request.headers.get('authorization') ? 'signed-in' : 'anonymous';
-  const key = `${audience}|${operationName ?? ''}|${documentString}`;
+  const key = `${audienceOf(request)}|${operationName ?? ''}|${documentString}`;
   operationKeyByRequest.set(request, key);
   const record = privateQueries.get(key);
   if (record !== undefined && record.skipUntil > Date.now()) learnedPrivateRequests.add(request);
