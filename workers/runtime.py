@@ -89,6 +89,14 @@ async def _run_periodic(task: PeriodicTask, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)  # the interval, or stop at once
 
 
+def _ended_unasked(task: asyncio.Task[Any], stop: asyncio.Event) -> bool:
+    """A finished task is a crash unless it returned cleanly because a stop was asked: the stop event wakes every
+    task together, so a periodic job or consumer may finish before the waiter on the event itself is seen."""
+    if task.cancelled() or task.exception() is not None:
+        return True
+    return not stop.is_set()
+
+
 class JoinStalled(Exception):
     """A consumer that has had no partitions assigned for too long (see `_join_stalled`)."""
 
@@ -257,7 +265,7 @@ class Worker:
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({stopper, *self.tasks.values()}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            crashed = [t for t in done if t is not stopper]
+            crashed = [t for t in done if t is not stopper and _ended_unasked(t, stop)]
             for task in crashed:
                 log.error("worker task ended", extra={"task": task.get_name()},
                           exc_info=task.exception() if not task.cancelled() else None)
