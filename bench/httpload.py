@@ -28,6 +28,7 @@ class LoadResult:
     errors: int
     sample_error: str | None = None
     cpu_ms: dict[str, float] | None = None  # CPU per request per process group (bench/cpu.py), when probed
+    details: list[str] = dataclasses.field(default_factory=list)  # more lines under the row (e.g. statements)
 
     @property
     def requests(self) -> int:
@@ -48,13 +49,14 @@ class LoadResult:
                f"  p99 {self.percentile(99):>7.2f} ms  errors {self.errors}")
         if self.cpu_ms:
             row += "\n    CPU ms/request: " + ", ".join(f"{name} {ms:.2f}" for name, ms in self.cpu_ms.items())
-        return row
+        return "\n".join([row, *(f"    {line}" for line in self.details)])
 
     def as_dict(self) -> dict:
         return {"name": self.name, "concurrency": self.concurrency, "requests": self.requests,
                 "rps": round(self.rps, 1), "p50_ms": round(self.percentile(50), 2),
                 "p99_ms": round(self.percentile(99), 2), "mean_ms": round(statistics.fmean(self.latencies_ms), 2)
-                if self.latencies_ms else None, "errors": self.errors, "cpu_ms_per_request": self.cpu_ms}
+                if self.latencies_ms else None, "errors": self.errors, "cpu_ms_per_request": self.cpu_ms,
+                "details": self.details}
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:

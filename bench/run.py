@@ -139,8 +139,44 @@ async def stock_scenarios(router_url: str, concurrency: int, duration: float, to
     return results
 
 
+class StatementCount:
+    """Postgres statements over a window, from pg_stat_statements (`--statements`: the embedded Postgres loads
+    it). Postgres 18 counts same-named tables of different schemas as one statement (`orders.outbox` in the
+    output stands for every domain's outbox)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def _query(self, sql: str) -> list:
+        import asyncpg
+
+        from kernel.db import asyncpg_dsn
+        conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        try:
+            return await conn.fetch(sql)
+        finally:
+            await conn.close()
+
+    async def start(self) -> None:
+        await self._query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await self._query("SELECT pg_stat_statements_reset()")
+
+    async def per(self, count: int, unit: str, top: int = 12) -> list[str]:
+        """Statements and transactions per `unit` since start(), and the most frequent statements."""
+        rows = await self._query("SELECT calls, total_exec_time, query FROM pg_stat_statements "
+                                 "WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC")
+        calls = sum(r["calls"] for r in rows)
+        commits = sum(r["calls"] for r in rows if r["query"].strip().upper() == "COMMIT")
+        lines = [f"Postgres statements per {unit}: {calls / count:.1f} ({commits / count:.1f} transactions); "
+                 f"the most frequent (calls per {unit}, execution ms per {unit}):"]
+        for r in rows[:top]:
+            lines.append(f"  {r['calls'] / count:6.2f} {r['total_exec_time'] / count:7.2f}  "
+                         f"{' '.join(r['query'].split())[:110]}")
+        return lines
+
+
 async def checkout_scenarios(router_url: str, concurrency: int, duration: float, customer: str, admin: str,
-                             database_url: str | None) -> list[LoadResult]:
+                             database_url: str | None, count_statements: bool = False) -> list[LoadResult]:
     """Guest carts are prepared by a load run of addToCart (one unit of one of 20 demo variants, each
     restocked with a million units, so orders do not all queue on one stock row); placeOrder then checks
     each one out once, signed in (placeOrder reserves the stock itself). The orders' own history gives
@@ -191,6 +227,9 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
         placed_ids.append(int(body["data"]["placeOrder"]["id"]))
         return None
 
+    statements = StatementCount(database_url) if database_url and count_statements else None
+    if statements:
+        await statements.start()
     started = time.time()
     cpu_before = cpu_snapshot()
     checkout = await run_load("checkout: placeOrder via router", router_url, place, concurrency=concurrency,
@@ -203,6 +242,8 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
             # The whole cost of an order: its request and every saga step, most of which run after the load
             # window (the checkout row divides only what was spent inside it).
             saga.cpu_ms = cpu_ms_per_request(cpu_before, cpu_after, len(placed_ids))
+        if statements:
+            saga.details += await statements.per(len(placed_ids), "order")
         results.append(saga)
         results.append(await paid_latency_one_at_a_time(router_url, database_url, place, carts))
     return results
@@ -296,6 +337,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                            "after-purchase", "recommendations"),
                         default=os.environ.get("BENCH_ONLY") or None,
                         help="run one group of scenarios (env BENCH_ONLY; default: all)")
+    parser.add_argument("--statements", action="store_true",
+                        help="checkout: count Postgres statements per order (loads pg_stat_statements into the "
+                             "embedded Postgres, or needs it in the one at DATABASE_URL)")
     return parser.parse_args(argv)
 
 
@@ -311,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"booting the platform with demo data in {data_dir} ...", flush=True)
         # One load generator is one client IP: the per-IP router limit would measure itself, not the platform.
         from bench.flash_sale_bench import BENCH_ENV
+        if args.statements:
+            os.environ["EMBEDDED_POSTGRES_STATEMENT_STATS"] = "1"
         platform = Platform(PlatformConfig.ephemeral(data_dir, seed=True, quiet=True,
                                                      extra_env={"ROUTER_RATE_LIMIT_PER_MINUTE": "0",
                                                                 **BENCH_ENV})).start()
@@ -338,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         if only in ("", "stock"):
             results += await stock_scenarios(router_url, concurrency, duration, token)
         if only in ("", "checkout") and token and admin:
-            results += await checkout_scenarios(router_url, concurrency, duration, token, admin, database_url)
+            results += await checkout_scenarios(router_url, concurrency, duration, token, admin, database_url,
+                                                count_statements=args.statements)
         if only in ("", "flash") and platform is not None and platform.infra and admin and database_url:
             from bench.flash_sale_bench import flash_sale_scenarios
             results += await flash_sale_scenarios(

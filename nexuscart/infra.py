@@ -298,6 +298,14 @@ def _postgres_ready(pgdata: Path, timeout: float = 60.0) -> Any:
     return wait
 
 
+def _statement_stats_options() -> list[str]:
+    """`EMBEDDED_POSTGRES_STATEMENT_STATS=1` loads pg_stat_statements (`make bench --statements` counts each
+    order's statements with it); off by default, as it costs a little on every statement."""
+    if os.environ.get("EMBEDDED_POSTGRES_STATEMENT_STATS") == "1":
+        return ["-c", "shared_preload_libraries=pg_stat_statements"]
+    return []
+
+
 def _start_postgres(data_dir: Path) -> tuple[str, EmbeddedProcess]:
     find_suitable_socket_dir = _import_embedded_postgres().utils.find_suitable_socket_dir
     pgdata = (data_dir / "postgres").resolve()
@@ -311,7 +319,7 @@ def _start_postgres(data_dir: Path) -> tuple[str, EmbeddedProcess]:
     server = EmbeddedProcess(
         "postgres",
         [str(_postgres_bin() / "postgres"), "-D", str(pgdata), "-k", str(socket_dir), "-h", "",
-         "-c", f"max_connections={EMBEDDED_MAX_CONNECTIONS}"],
+         "-c", f"max_connections={EMBEDDED_MAX_CONNECTIONS}", *_statement_stats_options()],
         # SIGINT is Postgres' fast shutdown (SIGTERM would wait for every client to disconnect).
         stop_signal=signal.SIGINT, ready=_postgres_ready(pgdata), user=user, log_path=pgdata / "log")
     # After a SIGKILL of everything, the dead postmaster's backends may still hold its shared memory for a
