@@ -1,9 +1,10 @@
 """Transactional outbox: events are rows written in the same transaction as the state change.
 
-`add_event` only inserts (and queues a NOTIFY that Postgres delivers at commit); nothing reaches Kafka
-before the transaction commits. The relay (workers/outbox_relay.py) publishes the rows and marks them published;
-it keeps them for OUTBOX_RETENTION_SECONDS, so a broker that lost them (a restart of the in-memory embedded one)
-is given them again.
+`add_event` only inserts; the outbox's trigger (kernel/migrations/0004) queues a NOTIFY on NOTIFY_CHANNEL
+naming the schema, which Postgres delivers at commit. Nothing reaches Kafka before the transaction commits. The
+relay (workers/outbox_relay.py) publishes the rows and marks them published; it keeps them for
+OUTBOX_RETENTION_SECONDS, so a broker that lost them (a restart of the in-memory embedded one) is given them
+again.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kernel.events import EventEnvelope, EventPayload
 from kernel.logs import correlation_id_var
 from kernel.tracing import current_traceparent
 
-NOTIFY_CHANNEL = "nexuscart_outbox"
+NOTIFY_CHANNEL = "nexuscart_outbox"  # named again in kernel/migrations/0004_outbox_notify_trigger.sql
 
 
 async def add_event(session: AsyncSession, schema: str, event: EventPayload, *, key: str | int,
@@ -30,6 +31,4 @@ async def add_event(session: AsyncSession, schema: str, event: EventPayload, *, 
         {"event_id": envelope.event_id, "topic": event.topic, "key": str(key), "envelope": envelope.to_json(),
          "traceparent": current_traceparent()},
     )
-    await session.execute(text("SELECT pg_notify(:channel, :schema)"),
-                          {"channel": NOTIFY_CHANNEL, "schema": schema})
     return envelope

@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
 from kernel.consumer import IdempotentConsumer
-from kernel.db import create_engine, create_session_factory
+from kernel.db import asyncpg_dsn, create_engine, create_session_factory
 from kernel.events import EventEnvelope, EventPayload, Id, MalformedEvent, Money, omitted_when_none, payload_types
 from kernel.kafka import DLQ_TOPIC, all_topics, create_consumer, create_producer, ensure_topics
 from kernel.migrate import migrate_all
-from kernel.outbox import add_event
+from kernel.outbox import NOTIFY_CHANNEL, add_event
 from workers.outbox_relay import run_relay
 
 TEST_SCHEMA = "kernel_test"
@@ -88,6 +89,20 @@ async def test_relay_publishes_committed_events_and_never_rolled_back_ones(setti
         assert not any(rolled_back_key.encode() in r.value for records in batches.values() for r in records)
     finally:
         await consumer.stop()
+
+
+async def test_a_committed_event_wakes_the_relay_with_its_schema(settings, session_factory, infra) -> None:
+    """The relay reads only the outboxes a NOTIFY named: the outbox's trigger must name the schema."""
+    listener = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(NOTIFY_CHANNEL, lambda _conn, _pid, _channel, payload: heard.put_nowait(payload))
+    try:
+        key = str(uuid.uuid4())
+        async with session_factory() as session, session.begin():
+            await add_event(session, TEST_SCHEMA, Probe(k=key), key=key)
+        assert await asyncio.wait_for(heard.get(), timeout=10) == TEST_SCHEMA  # a bound, not a wait
+    finally:
+        await listener.close()
 
 
 def recording_handler(attempts: dict[str, int]):
