@@ -215,3 +215,29 @@ def test_the_cycle_finder_sees_function_level_and_from_imports(tmp_path: Path) -
         (tmp_path / other).mkdir()
 
     assert cycles(import_graph(tmp_path)) == [["kernel.a", "kernel.b"]]
+
+
+def _multi_values_calls(tree: ast.AST) -> Iterator[int]:
+    """Lines of `.values([...])`, `.values([... for ...])` or `.values(list(...))`: SQLAlchemy's multi-row VALUES."""
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "values"
+                and len(node.args) == 1):
+            arg = node.args[0]
+            if isinstance(arg, ast.List | ast.ListComp) or (
+                    isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id == "list"):
+                yield node.lineno
+
+
+def test_rows_are_inserted_as_an_executemany_not_a_multi_row_values_clause() -> None:
+    """`insert(t).values([row, row])` is never cached by SQLAlchemy: every call compiles the statement again
+    (measured: most of the worker's compile time, one compile per notification, purchase, shipment line and
+    interaction). `session.execute(insert(t), rows)` is compiled once and sent as one multi-row statement."""
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in project_modules().values()
+             for line in _multi_values_calls(ast.parse(path.read_text()))]
+    assert not found, f"multi-row .values(...) (use session.execute(insert(table), rows)): {found}"
+
+
+def test_the_multi_values_finder_sees_lists_comprehensions_and_list_calls() -> None:
+    source = ("insert(t).values([{'a': 1}])\ninsert(t).values([r for r in rows])\ninsert(t).values(list(rows))\n"
+              "insert(t).values(a=1)\ninsert(t).values({'a': 1})\nd.values()\n")
+    assert list(_multi_values_calls(ast.parse(source))) == [1, 2, 3]

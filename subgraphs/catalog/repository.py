@@ -138,8 +138,8 @@ async def insert_variants_if_skus_free(session: AsyncSession, rows: list[dict[st
     # Sorted: two writers inserting overlapping SKUs take the row locks in one order, so they queue
     # behind each other instead of deadlocking (a deadlock would surface as an internal error).
     rows = sorted(rows, key=lambda row: row["sku"])
-    stmt = insert(VariantRow).values(rows).on_conflict_do_nothing(index_elements=["sku"]).returning(VariantRow.sku)
-    return list((await session.execute(stmt)).scalars())
+    stmt = insert(VariantRow).on_conflict_do_nothing(index_elements=["sku"]).returning(VariantRow.sku)
+    return list((await session.execute(stmt, rows)).scalars())
 
 
 async def delete_variants(session: AsyncSession, variant_ids: Sequence[int]) -> None:

@@ -103,9 +103,9 @@ async def register_variants(session: AsyncSession, variants: Sequence[tuple[int,
     if not variants:
         return 0
     result = await session.execute(
-        insert(VariantRow).values([{"variant_id": v, "product_id": p} for p, v in variants])
-        .on_conflict_do_nothing(index_elements=["variant_id"]))
-    return rowcount(result)
+        insert(VariantRow).on_conflict_do_nothing(index_elements=["variant_id"]).returning(VariantRow.variant_id),
+        [{"variant_id": v, "product_id": p} for p, v in variants])
+    return len(result.all())
 
 
 async def ensure_stock_rows(session: AsyncSession, variant_ids: Sequence[int]) -> None:
@@ -363,4 +363,4 @@ async def reservations_of(session: AsyncSession, order_id: int) -> list[Reservat
 
 async def add_adjustments(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
     if rows:
-        await session.execute(insert(StockAdjustmentRow).values(list(rows)))
+        await session.execute(insert(StockAdjustmentRow), list(rows))

@@ -97,8 +97,8 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
     """The ids of the rows written (one statement for a notification's channels); a row that exists is left."""
     if not rows:
         return set()
-    result = await session.execute(insert(deliveries).values(list(rows)).on_conflict_do_nothing()
-                                   .returning(deliveries.c.id))
+    result = await session.execute(insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id),
+                                   list(rows))
     return {r.id for r in result}
 
 

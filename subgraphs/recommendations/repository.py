@@ -58,10 +58,9 @@ async def put_product_snapshot(session: AsyncSession, *, product_id: int, catego
         where=and_(products.c.deleted.is_(False),
                    or_(products.c.updated_at.is_(None), products.c.updated_at <= stmt.excluded.updated_at))))
     if variant_ids:
-        rows = [{"variant_id": v, "product_id": product_id, "in_stock": False} for v in variant_ids]
-        stmt = insert(variants).values(rows)
-        await session.execute(stmt.on_conflict_do_update(index_elements=[variants.c.variant_id],
-                                                         set_={"product_id": product_id}))
+        await session.execute(insert(variants).on_conflict_do_update(
+            index_elements=[variants.c.variant_id], set_={"product_id": product_id}),
+            [{"variant_id": v, "product_id": product_id, "in_stock": False} for v in variant_ids])
     await refresh_in_stock(session, [product_id])
 
 
@@ -108,9 +107,8 @@ async def add_interactions(session: AsyncSession, rows: Sequence[dict[str, Any]]
     """Stores each interaction once (by event_id); returns how many were new."""
     if not rows:
         return 0
-    result = await session.execute(insert(interactions).values(list(rows))
-                                   .on_conflict_do_nothing(index_elements=[interactions.c.event_id])
-                                   .returning(interactions.c.id))
+    result = await session.execute(insert(interactions).on_conflict_do_nothing(index_elements=[interactions.c.event_id])
+                                   .returning(interactions.c.id), list(rows))
     return len(result.all())
 
 

@@ -288,9 +288,8 @@ async def lock_author_product(session: AsyncSession, user_id: int, product_id: i
 
 
 async def add_purchases(session: AsyncSession, *, user_id: int, product_ids: Sequence[int], order_id: int) -> None:
-    await session.execute(insert(purchases).values([
-        {"user_id": user_id, "product_id": p, "order_id": order_id, "purchased_at": func.now()}
-        for p in product_ids]).on_conflict_do_nothing())
+    await session.execute(insert(purchases).values(purchased_at=func.now()).on_conflict_do_nothing(),
+                          [{"user_id": user_id, "product_id": p, "order_id": order_id} for p in product_ids])
 
 
 async def has_purchased(session: AsyncSession, user_id: int, product_id: int) -> bool:

@@ -165,13 +165,14 @@ async def apply_product(session: AsyncSession, *, product_id: int, seller_id: in
                                                        "updated_at": p.excluded.updated_at},
         where=products.c.updated_at <= p.excluded.updated_at))
     if weights:
-        v = insert(variants).values([{"variant_id": variant_id, "product_id": product_id, "weight_grams": grams,
-                                      "updated_at": updated_at} for variant_id, grams in weights])
+        v = insert(variants)
         await session.execute(v.on_conflict_do_update(
             index_elements=[variants.c.variant_id], set_={"weight_grams": v.excluded.weight_grams,
                                                            "product_id": v.excluded.product_id,
                                                            "updated_at": v.excluded.updated_at},
-            where=variants.c.updated_at <= v.excluded.updated_at))
+            where=variants.c.updated_at <= v.excluded.updated_at),
+            [{"variant_id": variant_id, "product_id": product_id, "weight_grams": grams, "updated_at": updated_at}
+             for variant_id, grams in weights])
 
 
 async def weights(session: AsyncSession, variant_ids: Sequence[int]) -> dict[int, int]:
@@ -209,8 +210,8 @@ async def record_order(session: AsyncSession, *, order_id: int, user_id: int, st
 
 async def record_order_lines(session: AsyncSession, lines: Sequence[dict[str, Any]]) -> None:
     if lines:
-        await session.execute(insert(order_lines).values([{**line, "shipped": 0} for line in lines])
-                              .on_conflict_do_nothing())
+        await session.execute(insert(order_lines).on_conflict_do_nothing(),
+                              [{**line, "shipped": 0} for line in lines])
 
 
 async def lock_order(session: AsyncSession, order_id: int) -> OrderFact | None:
@@ -248,8 +249,8 @@ async def insert_shipment(session: AsyncSession, values: dict[str, Any],
                           lines: Sequence[ShipmentLineRecord]) -> ShipmentRecord:
     row = (await session.execute(insert(shipments).values(**values, shipped_at=func.now())
                                  .returning(*_SHIPMENT_COLUMNS))).one()
-    await session.execute(insert(shipment_lines).values(
-        [{"shipment_id": values["id"], "item_id": line.item_id, "quantity": line.quantity} for line in lines]))
+    await session.execute(insert(shipment_lines), [{"shipment_id": values["id"], "item_id": line.item_id,
+                                                     "quantity": line.quantity} for line in lines])
     return _shipment(row, list(lines))
 
 
