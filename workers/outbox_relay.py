@@ -240,7 +240,7 @@ class SchemasDue:
         if payload in self.schemas:
             self._due.add(payload)
         else:
-            self._due.update(self.schemas)
+            self.all()
         self.wake.set()
 
     def again(self, schema: str) -> None:
