@@ -4,7 +4,7 @@ consumer would park on the DLQ is recorded in `dead_letters` instead of being pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,3 +103,24 @@ async def apply_interleaved(spec: ConsumerSpec, session_factory: async_sessionma
         return [SimpleNamespace(topic=e.event_type, key=None, value=e.to_json()) for e in batches[name]]
 
     return list(await asyncio.gather(*(worker(name)._apply_together(records(name)) for name in batches)))
+
+
+async def apply_as_one_batch(spec: ConsumerSpec, session_factory: async_sessionmaker[AsyncSession],
+                             envelopes: list[EventEnvelope], *,
+                             after_first: Callable[[], Awaitable[Any]] | None = None) -> bool:
+    """`spec`'s group applies `envelopes` in one transaction, as a worker applies a fetched batch (its
+    before_batch included). `after_first` is awaited once the first event is applied, while the batch's
+    transaction is still open. True when the batch committed whole, False when it was rolled back to be applied
+    one event at a time."""
+    pending = [after_first] if after_first is not None else []
+
+    async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await spec.handler(session, envelope)
+        if pending:
+            await pending.pop()()
+
+    consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None, dlq_producer=None,
+                                  session_factory=session_factory, handler=handle,
+                                  prepare_batch=spec.prepare_batch, max_attempts=1)
+    return await consumer._apply_together([SimpleNamespace(topic=e.event_type, key=None, value=e.to_json())
+                                           for e in envelopes])

@@ -119,12 +119,34 @@ def stock_variants_of(event: EventPayload) -> list[int]:
     return []
 
 
-async def lock_batch_stock(session: AsyncSession, events: list[EventPayload]) -> None:
-    """Before a batch: every stock row it will touch, locked at once in (variant, warehouse) order, so two
-    workers' batches over the same hot variants queue instead of deadlocking (ConsumerSpec.before_batch).
-    Orders decided already (usually by placeOrder's own call) will reserve nothing: their rows stay free."""
-    placed = [e.order_id for e in events if isinstance(e, OrderPlaced) and e.flash_sale_id is None]
-    decided = await repository.decided_orders(session, placed) if placed else set()
+def decides_on_stock(event: EventPayload, decided: set[int]) -> bool:
+    """Whether applying `event` reads stock under its locks to decide, or records a first decision (orders in
+    `decided` have one already): a reservation for an order placeOrder did not decide, a flash sale's hold, or
+    the cancellation of an order inventory never heard of (its claim must come after the stock locks, as
+    reserve_for_order's does)."""
+    if isinstance(event, OrderPlaced):
+        return event.flash_sale_id is None and event.order_id not in decided
+    if isinstance(event, OrderCancelled):
+        return event.order_id not in decided
+    return isinstance(event, FlashSaleScheduled)
+
+
+async def prepare_stock_batch(session: AsyncSession, events: list[EventPayload]) -> None:
+    """ConsumerSpec.before_batch. Usually placeOrder's own call decided the batch's orders, and their paid and
+    cancelled events only move stock: the batch locks nothing up front, and its moves are applied together just
+    before it commits (service.defer_stock_moves), so placeOrder's next reservation of the same hot variants
+    waits for the batch's last statements only.
+
+    A batch that decides on stock (decides_on_stock) locks every stock row it will touch at once instead, in
+    (variant, warehouse) order, and applies its moves as they come: two workers' batches over the same hot
+    variants then queue instead of deadlocking, and its reservations see the rows as they are. Either way a
+    transaction takes its stock locks in one ordered statement."""
+    asked = [e.order_id for e in events
+             if isinstance(e, OrderCancelled) or (isinstance(e, OrderPlaced) and e.flash_sale_id is None)]
+    decided = await repository.decided_orders(session, asked) if asked else set()
+    if not any(decides_on_stock(event, decided) for event in events):
+        service.defer_stock_moves(session)
+        return
     await repository.lock_stock(session, [v for event in events
                                           if not (isinstance(event, OrderPlaced) and event.order_id in decided)
                                           for v in stock_variants_of(event)])
@@ -132,7 +154,7 @@ async def lock_batch_stock(session: AsyncSession, events: list[EventPayload]) ->
 
 def consumer_specs(resources: WorkerResources) -> list[ConsumerSpec]:
     return [ConsumerSpec(name=CONSUMER_GROUP, schema=SCHEMA, handlers=handlers(resources.redis), prompt=True,
-                         before_batch=lock_batch_stock)]
+                         before_batch=prepare_stock_batch)]
 
 
 def periodic_tasks(resources: WorkerResources) -> list[PeriodicTask]:

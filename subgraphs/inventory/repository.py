@@ -157,29 +157,41 @@ async def reserve_units(session: AsyncSession, variant_id: int, warehouse_id: in
     return rowcount(result) == 1
 
 
-async def ship_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
-    """A committed reservation leaves the building: on_hand and reserved both drop, available is unchanged."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class StockMove:
+    """A change to one stock row that decides nothing (a paid order's units leave, a cancelled order's units
+    come back): applied as given, the invariants checked by the statement that applies it."""
+    variant_id: int
+    warehouse_id: int
+    on_hand: int = 0
+    reserved: int = 0
+
+
+async def move_stock(session: AsyncSession, moves: Sequence[StockMove]) -> int:
+    """Apply every move in ONE statement (moves of the same row are summed); the caller holds the rows' locks
+    (lock_stock). A row whose result would break an invariant (on_hand or reserved below zero, reserved above
+    on_hand, on_hand above INT_MAX) is left alone: returns how many distinct rows changed, for the caller to
+    compare with how many it moved."""
+    summed: dict[tuple[int, int], list[int]] = {}
+    for move in moves:
+        totals = summed.setdefault((move.variant_id, move.warehouse_id), [0, 0])
+        totals[0] += move.on_hand
+        totals[1] += move.reserved
+    if not summed:
+        return 0
+    keys = sorted(summed)
+    # text(): an unnest bulk update whose WHERE carries the invariants, on the reservation path (hot path).
     result = await session.execute(text("""
-        UPDATE inventory.stock_levels SET on_hand = on_hand - :q, reserved = reserved - :q, updated_at = now()
-        WHERE variant_id = :v AND warehouse_id = :w AND reserved >= :q AND on_hand >= :q"""),
-        {"v": variant_id, "w": warehouse_id, "q": quantity})
-    return rowcount(result) == 1
-
-
-async def unreserve_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
-    result = await session.execute(text("""
-        UPDATE inventory.stock_levels SET reserved = reserved - :q, updated_at = now()
-        WHERE variant_id = :v AND warehouse_id = :w AND reserved >= :q"""),
-        {"v": variant_id, "w": warehouse_id, "q": quantity})
-    return rowcount(result) == 1
-
-
-async def restock_units(session: AsyncSession, variant_id: int, warehouse_id: int, quantity: int) -> bool:
-    result = await session.execute(text("""
-        UPDATE inventory.stock_levels SET on_hand = on_hand + :q, updated_at = now()
-        WHERE variant_id = :v AND warehouse_id = :w AND on_hand::bigint + :q <= :max"""),
-        {"v": variant_id, "w": warehouse_id, "q": quantity, "max": INT_MAX})
-    return rowcount(result) == 1
+        UPDATE inventory.stock_levels AS s
+        SET on_hand = s.on_hand + m.on_hand, reserved = s.reserved + m.reserved, updated_at = now()
+        FROM unnest(CAST(:v AS bigint[]), CAST(:w AS bigint[]), CAST(:o AS integer[]), CAST(:r AS integer[]))
+             AS m(variant_id, warehouse_id, on_hand, reserved)
+        WHERE s.variant_id = m.variant_id AND s.warehouse_id = m.warehouse_id
+          AND s.on_hand::bigint + m.on_hand BETWEEN 0 AND :max AND s.reserved::bigint + m.reserved >= 0
+          AND s.reserved::bigint + m.reserved <= s.on_hand::bigint + m.on_hand"""),
+        {"v": [v for v, _ in keys], "w": [w for _, w in keys], "o": [summed[k][0] for k in keys],
+         "r": [summed[k][1] for k in keys], "max": INT_MAX})
+    return rowcount(result)
 
 
 async def ensure_stock_row(session: AsyncSession, variant_id: int, warehouse_id: int) -> None:

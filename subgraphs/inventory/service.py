@@ -4,9 +4,11 @@ No GraphQL and no commits here: the edge (GraphQL request, event consumer, scrip
 and every event below goes to the outbox in that same transaction.
 
 Locking: any operation that changes a variant's stock first locks all of that variant's warehouse rows in
-(variant_id, warehouse_id) order (`repository.lock_stock`). Changes to one variant are therefore serial,
-which keeps the before/after totals behind `inventory.low_stock` exact, and the fixed order means two
-orders touching the same variants queue instead of deadlocking.
+(variant_id, warehouse_id) order (`repository.lock_stock`), in one statement. Changes to one variant are
+therefore serial, which keeps the before/after totals behind `inventory.low_stock` exact, and the fixed order
+means two orders touching the same variants queue instead of deadlocking. Every transaction takes its stock
+locks in one such statement: up front where it decides (a reservation, a hold, an adjustment, a consumer
+batch that reserves), or at its end for moves that decide nothing (see "stock moves" below).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.auth import Principal
 from kernel.ids import next_id
 from kernel.outbox import add_event
+from kernel.uow import before_commit
 from subgraphs.inventory import cache, clients, repository
 from subgraphs.inventory.errors import (
     InvalidDelta,
@@ -44,7 +47,7 @@ from subgraphs.inventory.events import (
     StockLine,
 )
 from subgraphs.inventory.models import SCHEMA, WarehouseRow
-from subgraphs.inventory.repository import ReservationLine, StockRow, Totals
+from subgraphs.inventory.repository import ReservationLine, StockMove, StockRow, Totals
 
 log = logging.getLogger("nexuscart.inventory")
 
@@ -240,15 +243,12 @@ async def commit_order(session: AsyncSession, order_id: int) -> list[Reservation
     open_lines = await repository.lock_reservations(session, order_id, [RESERVED])
     if not open_lines:
         return []
-    locked = await repository.lock_stock(session, (line.variant_id for line in open_lines))
     for line in open_lines:
-        if not await repository.ship_units(session, line.variant_id, line.warehouse_id, line.quantity):
-            raise RuntimeError(f"reservation of order {order_id} exceeds the reserved stock of "
-                               f"variant {line.variant_id} in warehouse {line.warehouse_id}")
         await repository.set_reservation_status(session, order_id, line, COMMITTED)
     await add_event(session, SCHEMA, InventoryCommitted(order_id=order_id, items=_stock_lines(open_lines)),
                     key=order_id)
-    await _emit_stock_changes(session, _totals_of(locked), (line.variant_id for line in open_lines))
+    await _move_stock(session, [StockMove(line.variant_id, line.warehouse_id, on_hand=-line.quantity,
+                                          reserved=-line.quantity) for line in open_lines])
     return [dataclasses.replace(line, status=COMMITTED) for line in open_lines]
 
 
@@ -263,23 +263,73 @@ async def release_order(session: AsyncSession, order_id: int) -> list[Reservatio
     open_lines = await repository.lock_reservations(session, order_id, [RESERVED, COMMITTED])
     if not open_lines:
         return []
-    locked = await repository.lock_stock(session, (line.variant_id for line in open_lines))
     changed: list[ReservationLine] = []
+    moves: list[StockMove] = []
     for line in open_lines:
         if line.status == RESERVED:
-            ok = await repository.unreserve_units(session, line.variant_id, line.warehouse_id, line.quantity)
+            moves.append(StockMove(line.variant_id, line.warehouse_id, reserved=-line.quantity))
             new_status = RELEASED
         else:
-            ok = await repository.restock_units(session, line.variant_id, line.warehouse_id, line.quantity)
+            moves.append(StockMove(line.variant_id, line.warehouse_id, on_hand=line.quantity))
             new_status = RESTOCKED
-        if not ok:
-            raise RuntimeError(f"cannot return {line.quantity} of variant {line.variant_id} to warehouse "
-                               f"{line.warehouse_id} for order {order_id}")
         await repository.set_reservation_status(session, order_id, line, new_status)
         changed.append(dataclasses.replace(line, status=new_status))
     await add_event(session, SCHEMA, InventoryReleased(order_id=order_id, items=_stock_lines(changed)), key=order_id)
-    await _emit_stock_changes(session, _totals_of(locked), (line.variant_id for line in changed))
+    await _move_stock(session, moves)
     return changed
+
+
+# ---- stock moves ------------------------------------------------------------------------------------------
+# A paid order's units leaving, a cancelled order's units coming back, a flash sale's settlement: changes that
+# decide nothing (the reservation lines say what moves) and never lower availability. One way applies them:
+# lock the rows, one UPDATE with the invariants in its WHERE, the stock events. In a consumer batch that makes
+# no stock decision they wait for the batch's end (defer_stock_moves) and are applied together just before it
+# commits.
+
+_DEFERRED_MOVES = "inventory_deferred_stock_moves"
+
+
+def defer_stock_moves(session: AsyncSession) -> None:
+    """From now until `session` commits, stock moves are gathered and applied together as its last work
+    (kernel/uow.py `before_commit`). For a consumer batch that decides nothing under the stock locks (see
+    consumers.py): the hot stock rows are then locked for the batch's last statements only, not while its
+    twenty events are applied one after the other on a busy event loop (placeOrder's own reservation waited
+    on those locks), and the batch writes one `inventory.stock_changed` per variant, not one per order.
+
+    Only for transactions that read no stock to decide: a move waiting here is not yet in the rows. Moves
+    never lower availability, so such a read would only ever refuse what it could have granted."""
+    if _DEFERRED_MOVES in session.info:
+        return
+    pending: list[StockMove] = []
+    session.info[_DEFERRED_MOVES] = pending
+
+    async def apply() -> None:
+        del session.info[_DEFERRED_MOVES]
+        await _apply_moves(session, pending)
+
+    before_commit(session, apply)
+
+
+async def _move_stock(session: AsyncSession, moves: list[StockMove]) -> None:
+    pending: list[StockMove] | None = session.info.get(_DEFERRED_MOVES)
+    if pending is not None:
+        pending.extend(moves)
+    else:
+        await _apply_moves(session, moves)
+
+
+async def _apply_moves(session: AsyncSession, moves: list[StockMove]) -> None:
+    """Lock the moved variants' rows (in key order, as every stock change does), apply every move in one
+    statement, emit the stock events. A move the rows cannot take means the reservation lines and the stock
+    rows disagree: raised, so the transaction rolls back and the consumer retries it, then parks the event."""
+    if not moves:
+        return
+    variant_ids = sorted({move.variant_id for move in moves})
+    locked = await repository.lock_stock(session, variant_ids)
+    rows = {(move.variant_id, move.warehouse_id) for move in moves}
+    if await repository.move_stock(session, moves) != len(rows):
+        raise RuntimeError(f"stock moves over {sorted(rows)} exceed what those stock rows hold")
+    await _emit_stock_changes(session, _totals_of(locked), variant_ids)
 
 
 # ---- flash sales ------------------------------------------------------------------------------------------
@@ -371,27 +421,22 @@ async def settle_flash_sale(session: AsyncSession, sale_id: int, sold: int) -> F
     if sold > held:
         raise InvalidFlashSaleEvent(f"flash sale {sale_id} sold {sold} units but held only {held}")
 
-    locked = await repository.lock_stock(session, (line.variant_id for line in open_lines))
     to_ship = sold
     shipped: list[ReservationLine] = []
     released: list[ReservationLine] = []
+    moves: list[StockMove] = []
     for line in sorted(open_lines, key=lambda r: (-r.quantity, r.variant_id, r.warehouse_id)):
         ship = min(to_ship, line.quantity)
         back = line.quantity - ship
         to_ship -= ship
-        if ship and not await repository.ship_units(session, line.variant_id, line.warehouse_id, ship):
-            raise RuntimeError(f"hold of flash sale {sale_id} exceeds the reserved stock of "
-                               f"variant {line.variant_id} in warehouse {line.warehouse_id}")
-        if back and not await repository.unreserve_units(session, line.variant_id, line.warehouse_id, back):
-            raise RuntimeError(f"cannot return {back} of variant {line.variant_id} to warehouse "
-                               f"{line.warehouse_id} for flash sale {sale_id}")
+        moves.append(StockMove(line.variant_id, line.warehouse_id, on_hand=-ship, reserved=-line.quantity))
         status, quantity = (COMMITTED, ship) if ship else (RELEASED, line.quantity)
         await repository.close_reservation(session, sale_id, line, status, quantity)
         if ship:
             shipped.append(dataclasses.replace(line, quantity=ship, status=COMMITTED))
         if back:
             released.append(dataclasses.replace(line, quantity=back, status=RELEASED))
-    await _emit_stock_changes(session, _totals_of(locked), (line.variant_id for line in open_lines))
+    await _move_stock(session, moves)
     return FlashSaleSettlement(sale_id=sale_id, shipped=shipped, released=released)
 
 

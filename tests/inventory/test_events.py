@@ -2,13 +2,14 @@
 projection, order events drive reservations and write the contract's events to the outbox."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kernel.consumer import WorkerResources
 from kernel.events import EventEnvelope
 from kernel.ids import next_id
 from subgraphs.inventory.consumers import consumer_specs
-from tests.event_driver import apply_interleaved
+from tests.event_driver import apply_as_one_batch, apply_interleaved
 from tests.inventory.conftest import Stock
 
 
@@ -140,3 +141,112 @@ async def test_two_workers_batches_over_the_same_variants_queue_instead_of_deadl
     assert applied_together == [True, True]
     assert await stock.row(first, warehouse) == (100, 2)
     assert await stock.row(second, warehouse) == (100, 2)
+
+
+def order_paid(order_id: int, *lines: tuple[int, int]) -> dict[str, Any]:
+    return {"order_id": str(order_id), "user_id": "9",
+            "items": [{"variant_id": str(v), "quantity": q} for v, q in lines]}
+
+
+def order_cancelled(order_id: int, *lines: tuple[int, int], previous_status: str) -> dict[str, Any]:
+    return {**order_paid(order_id, *lines), "reason": "CUSTOMER_CANCELLED", "previous_status": previous_status}
+
+
+async def reserve_as_place_order_does(sessions, order_id: int, *lines: tuple[int, int]) -> str:
+    """placeOrder's own reservation call (internal.py): decided and answered, announced by no event."""
+    from subgraphs.inventory import service
+    async with sessions() as session, session.begin():
+        return (await service.reserve_for_order(session, order_id, list(lines), announce=False)).outcome
+
+
+async def test_a_batch_of_paid_orders_does_not_hold_the_stock_rows_placeorder_needs(sessions, stock: Stock) -> None:
+    """The usual batch under load: placeOrder decided its orders, and their order.paid only moves stock. Such a
+    batch locks no stock row until its last statements, so placeOrder's next reservation of the same hot variant
+    goes through while the batch is still being applied. (Were the rows locked up front, the reservation below
+    would wait for the batch, and the batch for it: the test would fail on its guard instead.)"""
+    # given three orders of one variant reserved by placeOrder's call
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 10}, threshold=0)
+    orders = [next_id() for _ in range(3)]
+    for order_id in orders:
+        assert await reserve_as_place_order_does(sessions, order_id, (variant, 2)) == "RESERVED"
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
+    stock_events_before = len(await stock.events("inventory.stock_changed"))
+    late_order = next_id()
+    outcome_during_the_batch: list[str] = []
+
+    async def place_another_order() -> None:
+        outcome_during_the_batch.append(await asyncio.wait_for(
+            reserve_as_place_order_does(sessions, late_order, (variant, 3)), timeout=30))  # a guard, not a timing
+
+    # when a worker applies their order.paid as one batch, and another order is placed while it is under way
+    committed_whole = await apply_as_one_batch(spec, sessions, [
+        EventEnvelope.new("order.paid", order_paid(order_id, (variant, 2))) for order_id in orders],
+        after_first=place_another_order)
+
+    # then the new order was reserved meanwhile, the batch committed whole, and the stock row holds both: the
+    # paid units left (10 - 6) and the new order's units are reserved
+    assert outcome_during_the_batch == ["RESERVED"]
+    assert committed_whole
+    assert await stock.row(variant, warehouse) == (4, 3)
+    assert [await stock.reservations(order_id) for order_id in orders] == [
+        [(variant, warehouse, 2, "COMMITTED")]] * 3
+    # and the batch told the variant's new totals once, not once per order (after the new order's reservation
+    # had told its own: made while the paid units were still on hand)
+    assert (await stock.payloads("inventory.stock_changed"))[stock_events_before:] == [
+        {"variant_id": str(variant), "on_hand": 10, "reserved": 9, "available": 1, "in_stock": True},
+        {"variant_id": str(variant), "on_hand": 4, "reserved": 3, "available": 1, "in_stock": True}]
+    assert len(await stock.events("inventory.committed")) == 3
+
+
+async def test_a_batch_of_paid_and_cancelled_orders_moves_each_units_once(sessions, stock: Stock) -> None:
+    # given four reserved orders over two variants
+    warehouse = await stock.warehouse()
+    first, second = await stock.variant({warehouse: 10}), await stock.variant({warehouse: 10})
+    paid, released, refunded, both = (next_id() for _ in range(4))
+    for order_id, lines in ((paid, [(first, 1)]), (released, [(first, 2)]), (refunded, [(second, 3)]),
+                            (both, [(first, 1), (second, 1)])):
+        assert await reserve_as_place_order_does(sessions, order_id, *lines) == "RESERVED"
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
+
+    # when one batch pays one, cancels one unpaid, pays then refunds one, and pays one over both variants, with
+    # the paid order's event delivered twice under two ids (a re-sent event the inbox cannot catch)
+    committed_whole = await apply_as_one_batch(spec, sessions, [
+        EventEnvelope.new("order.paid", order_paid(paid, (first, 1))),
+        EventEnvelope.new("order.cancelled", order_cancelled(released, (first, 2), previous_status="AWAITING_PAYMENT")),
+        EventEnvelope.new("order.paid", order_paid(refunded, (second, 3))),
+        EventEnvelope.new("order.paid", order_paid(both, (first, 1), (second, 1))),
+        EventEnvelope.new("order.cancelled", order_cancelled(refunded, (second, 3), previous_status="PAID")),
+        EventEnvelope.new("order.paid", order_paid(paid, (first, 1)))])
+
+    # then each order's units moved once: the first variant lost the two paid units and got the released two
+    # back; the second lost one paid unit, the refunded three went out and came back
+    assert committed_whole
+    assert await stock.row(first, warehouse) == (8, 0)
+    assert await stock.row(second, warehouse) == (9, 0)
+    assert await stock.reservations(refunded) == [(second, warehouse, 3, "RESTOCKED")]
+    assert await stock.reservations(released) == [(first, warehouse, 2, "RELEASED")]
+
+
+async def test_two_workers_batches_of_paid_orders_over_the_same_variants_commit_whole(sessions,
+                                                                                     stock: Stock) -> None:
+    """Batches that lock their stock rows at their end do it in one ordered statement: two of them over the same
+    variants, taken in opposite orders, queue instead of deadlocking."""
+    # given four orders reserved by placeOrder's call, two per variant
+    warehouse = await stock.warehouse()
+    first, second = await stock.variant({warehouse: 100}), await stock.variant({warehouse: 100})
+    batches = {"A": [(first, next_id()), (second, next_id())], "B": [(second, next_id()), (first, next_id())]}
+    for orders in batches.values():
+        for variant, order_id in orders:
+            assert await reserve_as_place_order_does(sessions, order_id, (variant, 1)) == "RESERVED"
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
+
+    # when both workers apply their order.paid batch at the same time, interleaved
+    applied_together = await apply_interleaved(spec, sessions, {name: [
+        EventEnvelope.new("order.paid", order_paid(order_id, (variant, 1))) for variant, order_id in orders]
+        for name, orders in batches.items()})
+
+    # then both committed whole and every paid unit left stock
+    assert applied_together == [True, True]
+    assert await stock.row(first, warehouse) == (98, 0)
+    assert await stock.row(second, warehouse) == (98, 0)
