@@ -146,6 +146,7 @@ class StatementCount:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
+        self.sessions_at_start = 0
 
     async def _query(self, sql: str) -> list:
         import asyncpg
@@ -157,9 +158,16 @@ class StatementCount:
         finally:
             await conn.close()
 
+    async def _sessions(self) -> int:
+        """Postgres sessions opened so far in this database (each a forked backend: a pool that opens and closes
+        connections under load shows here)."""
+        rows = await self._query("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(rows[0]["sessions"])
+
     async def start(self) -> None:
         await self._query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         await self._query("SELECT pg_stat_statements_reset()")
+        self.sessions_at_start = await self._sessions()
 
     async def per(self, count: int, unit: str, top: int = 12) -> list[str]:
         """Statements and transactions per `unit` since start(), and the most frequent statements."""
@@ -167,7 +175,9 @@ class StatementCount:
                                  "WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC")
         calls = sum(r["calls"] for r in rows)
         commits = sum(r["calls"] for r in rows if r["query"].strip().upper() == "COMMIT")
-        lines = [f"Postgres statements per {unit}: {calls / count:.1f} ({commits / count:.1f} transactions); "
+        opened = await self._sessions() - self.sessions_at_start - 2  # less the two this report opened
+        lines = [f"Postgres sessions opened meanwhile: {opened} ({opened / count:.2f} per {unit})",
+                 f"Postgres statements per {unit}: {calls / count:.1f} ({commits / count:.1f} transactions); "
                  f"the most frequent (calls per {unit}, execution ms per {unit}):"]
         for r in rows[:top]:
             lines.append(f"  {r['calls'] / count:6.2f} {r['total_exec_time'] / count:7.2f}  "

@@ -36,9 +36,13 @@ class Settings(BaseSettings):
     catalog_cache_ttl_seconds: int = 300
     response_cache_ttl_seconds: int = 300
 
-    # Database pool per process.
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # Database pool per process. Kept connections cover a process's usual peak (16 requests in flight, a worker's
+    # concurrent batches): an overflow connection is closed as soon as it is returned to a full pool, and with 10
+    # kept the cart opened ~600 new Postgres sessions in a 20 s addToCart run at 16 clients, each a backend
+    # forked and its prepared statements made again. 20 + 5 (bench/README: Performance) cut Postgres' CPU per
+    # paid order by about a quarter; the overflow is slack for a transaction that opens a second one (payments).
+    db_pool_size: int = 20
+    db_max_overflow: int = 5
 
     # Outbox relay.
     outbox_batch_size: int = 1000  # rows per relay round; bench/relay_bench.py measured 200 slower

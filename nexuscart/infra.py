@@ -37,9 +37,10 @@ from kernel.process import child_preexec
 log = logging.getLogger("nexuscart.infra")
 
 DATABASE_NAME = "nexuscart"
-# Every process keeps a pool (DB_POOL_SIZE + DB_MAX_OVERFLOW); a dozen of them under load exceed Postgres'
-# default of 100 connections. Real deployments put PgBouncer in front instead.
-EMBEDDED_MAX_CONNECTIONS = 500
+# Every process keeps a pool (DB_POOL_SIZE + DB_MAX_OVERFLOW, 25 by default); the twenty processes of `make run`
+# (four subgraphs run two each) could hold 500 at their peak, far above Postgres' default of 100, and the CLI,
+# migrations and tests connect too. Real deployments put PgBouncer in front instead.
+EMBEDDED_MAX_CONNECTIONS = 700
 
 
 class InfraError(RuntimeError):
