@@ -158,11 +158,22 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+_ARRAY_TYPES: dict[Any, ARRAY[Any]] = {}
+
+
 def any_of(column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any],
-           item_type: Any) -> ColumnElement[bool]:
-    """`column = ANY(:values)`: the values travel as ONE array parameter, so the statement text (and the
-    driver's prepared statement) is the same for any number of values, unlike `in_`."""
-    return column == any_(bindparam(None, list(values), type_=ARRAY(item_type)))
+           item_type: Any = None) -> ColumnElement[bool]:
+    """`column = ANY(:values)`, the one way a statement takes a list of values (tests/test_architecture.py
+    forbids `in_` with a list). The values travel as ONE array parameter, so the statement text (and the
+    driver's prepared statement) is the same for any number of values, where `in_` renders one text per
+    length and expands its parameters on every execution. `item_type` defaults to the column's type; the array
+    type is made once per item type, not once per call (SQLAlchemy adapts each new type object to the dialect
+    again)."""
+    item = column.type if item_type is None else item_type
+    array = _ARRAY_TYPES.get(item)
+    if array is None:
+        array = _ARRAY_TYPES.setdefault(item, ARRAY(item))
+    return column == any_(bindparam(None, list(values), type_=array))
 
 
 def rowcount(result: Result[Any]) -> int:

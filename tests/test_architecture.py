@@ -241,3 +241,31 @@ def test_the_multi_values_finder_sees_lists_comprehensions_and_list_calls() -> N
     source = ("insert(t).values([{'a': 1}])\ninsert(t).values([r for r in rows])\ninsert(t).values(list(rows))\n"
               "insert(t).values(a=1)\ninsert(t).values({'a': 1})\nd.values()\n")
     assert list(_multi_values_calls(ast.parse(source))) == [1, 2, 3]
+
+
+def _in_list_calls(tree: ast.AST) -> Iterator[int]:
+    """Lines of `column.in_(values)` whose argument is not a subquery (`.scalar_subquery()`, `select(...)`)."""
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "in_"
+                and len(node.args) == 1):
+            arg = node.args[0]
+            subquery = isinstance(arg, ast.Call) and (
+                (isinstance(arg.func, ast.Attribute) and arg.func.attr in {"scalar_subquery", "subquery"})
+                or (isinstance(arg.func, ast.Name) and arg.func.id == "select"))
+            if not subquery:
+                yield node.lineno
+
+
+def test_a_list_of_values_travels_as_one_array_parameter() -> None:
+    """`column.in_(values)` renders one statement text per number of values, so the driver prepares it again for
+    each length, and SQLAlchemy expands its parameters on every execution (measured: ~10% of the workers' SQLAlchemy
+    samples). `kernel.db.any_of(column, values)` sends `= ANY(:array)`, one text for any length."""
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in project_modules().values()
+             for line in _in_list_calls(ast.parse(path.read_text()))]
+    assert not found, f".in_(values) (use kernel.db.any_of(column, values)): {found}"
+
+
+def test_the_in_list_finder_leaves_subqueries_alone() -> None:
+    source = ("t.c.id.in_(ids)\nt.c.id.in_([1, 2])\nt.c.id.in_(list(ids))\nt.c.id.in_(q.scalar_subquery())\n"
+              "t.c.id.in_(select(u.c.id))\n")
+    assert list(_in_list_calls(ast.parse(source))) == [1, 2, 3]

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, select, text, 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import any_of
 from subgraphs.catalog.models import CategoryRow, ProductRow, VariantRow
 
 # ---- categories -------------------------------------------------------------------------------------------
@@ -34,7 +35,8 @@ async def category_lineage(session: AsyncSession, category_id: int) -> list[tupl
     if category is None:
         return []
     slugs = category.path.split("/")
-    rows = (await session.execute(select(CategoryRow.slug, CategoryRow.name).where(CategoryRow.slug.in_(slugs)))).all()
+    stmt = select(CategoryRow.slug, CategoryRow.name).where(any_of(CategoryRow.slug, slugs))
+    rows = (await session.execute(stmt)).all()
     names = {slug: name for slug, name in rows}
     return [(slug, names[slug]) for slug in reversed(slugs) if slug in names]
 
@@ -91,7 +93,7 @@ async def product_documents(session: AsyncSession, ids: Sequence[int]) -> dict[i
 
 
 async def product_ids_by_variant_ids(session: AsyncSession, variant_ids: Sequence[int]) -> dict[int, int]:
-    stmt = select(VariantRow.id, VariantRow.product_id).where(VariantRow.id.in_(variant_ids))
+    stmt = select(VariantRow.id, VariantRow.product_id).where(any_of(VariantRow.id, variant_ids))
     return {variant_id: product_id for variant_id, product_id in (await session.execute(stmt)).all()}
 
 
@@ -112,7 +114,7 @@ async def variants_of(session: AsyncSession, product_id: int) -> list[VariantRow
 
 
 async def taken_skus(session: AsyncSession, skus: Sequence[str], *, except_product_id: int | None = None) -> list[str]:
-    stmt = select(VariantRow.sku).where(VariantRow.sku.in_(skus))
+    stmt = select(VariantRow.sku).where(any_of(VariantRow.sku, skus))
     if except_product_id is not None:
         stmt = stmt.where(VariantRow.product_id != except_product_id)
     return list((await session.execute(stmt)).scalars())
@@ -144,7 +146,7 @@ async def insert_variants_if_skus_free(session: AsyncSession, rows: list[dict[st
 
 async def delete_variants(session: AsyncSession, variant_ids: Sequence[int]) -> None:
     if variant_ids:
-        await session.execute(delete(VariantRow).where(VariantRow.id.in_(variant_ids)))
+        await session.execute(delete(VariantRow).where(any_of(VariantRow.id, variant_ids)))
 
 
 async def update_variant(session: AsyncSession, variant_id: int, values: dict[str, Any]) -> None:
@@ -185,7 +187,7 @@ def _filters(*, category_ids: Sequence[int] | None, brand: str | None, price_min
              price_max: Decimal | None) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = [ProductRow.deleted_at.is_(None)]
     if category_ids is not None:
-        clauses.append(ProductRow.category_id.in_(category_ids))
+        clauses.append(any_of(ProductRow.category_id, category_ids))
     if brand is not None:
         clauses.append(func.lower(ProductRow.brand) == brand.lower())
     if price_min is not None or price_max is not None:

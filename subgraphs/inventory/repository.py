@@ -87,7 +87,7 @@ async def warehouse_by_code(session: AsyncSession, code: str) -> WarehouseRow | 
 
 
 async def warehouses_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[WarehouseRow]:
-    return list((await session.execute(select(WarehouseRow).where(WarehouseRow.id.in_(ids)))).scalars())
+    return list((await session.execute(select(WarehouseRow).where(any_of(WarehouseRow.id, ids)))).scalars())
 
 
 # ---- variants ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import any_of
 from subgraphs.payments.models import (
     OPEN_STATUSES,
     SCHEMA,
@@ -59,7 +60,7 @@ async def get_payment_by_order(session: AsyncSession, order_id: int) -> PaymentR
 
 
 async def payments_by_order_ids(session: AsyncSession, order_ids: Sequence[int]) -> list[PaymentRow]:
-    return list((await session.execute(select(PaymentRow).where(PaymentRow.order_id.in_(order_ids)))).scalars())
+    return list((await session.execute(select(PaymentRow).where(any_of(PaymentRow.order_id, order_ids)))).scalars())
 
 
 async def update_payment(session: AsyncSession, payment_id: int, values: dict[str, Any]) -> PaymentRow:
@@ -73,7 +74,7 @@ async def lock_open_payment_to_reconcile(session: AsyncSession, *, idle_for: tim
     been idle for `idle_for`. SKIP LOCKED: a payment being charged right now (its charger holds the lock), or
     reconciled by another worker, is not this one's business."""
     stmt = (select(PaymentRow)
-            .where(PaymentRow.status.in_([s.value for s in OPEN_STATUSES]),
+            .where(any_of(PaymentRow.status, [s.value for s in OPEN_STATUSES]),
                    PaymentRow.updated_at < func.now() - idle_for)
             .order_by(PaymentRow.updated_at).limit(1).with_for_update(skip_locked=True)
             .execution_options(populate_existing=True))
@@ -144,7 +145,7 @@ async def lock_pending_refund_to_reconcile(session: AsyncSession, *, idle_for: t
 
 
 async def refunds_by_payment_ids(session: AsyncSession, payment_ids: Sequence[int]) -> list[RefundRow]:
-    stmt = select(RefundRow).where(RefundRow.payment_id.in_(payment_ids)).order_by(RefundRow.id)
+    stmt = select(RefundRow).where(any_of(RefundRow.payment_id, payment_ids)).order_by(RefundRow.id)
     return list((await session.execute(stmt)).scalars())
 
 

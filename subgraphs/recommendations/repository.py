@@ -9,6 +9,7 @@ from sqlalchemy import Text, and_, cast, exists, func, literal, or_, select, tex
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import any_of
 from subgraphs.recommendations.models import (
     SCHEMA,
     ExperimentRecord,
@@ -84,13 +85,13 @@ async def set_variant_stock(session: AsyncSession, variant_id: int, in_stock: bo
 async def refresh_in_stock(session: AsyncSession, product_ids: Sequence[int]) -> None:
     """A product is in stock while any of its variants is."""
     any_in_stock = exists().where(variants.c.product_id == products.c.product_id, variants.c.in_stock.is_(True))
-    await session.execute(update(products).where(products.c.product_id.in_(product_ids))
+    await session.execute(update(products).where(any_of(products.c.product_id, product_ids))
                           .values(in_stock=any_in_stock))
 
 
 async def products_of_variants(session: AsyncSession, variant_ids: Sequence[int]) -> list[int]:
     rows = await session.execute(select(variants.c.product_id).distinct()
-                                 .where(variants.c.variant_id.in_(variant_ids), variants.c.product_id.is_not(None)))
+                                 .where(any_of(variants.c.variant_id, variant_ids), variants.c.product_id.is_not(None)))
     return sorted(r.product_id for r in rows)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import any_of
 from subgraphs.reviews.models import (
     ProductRecord,
     RatingRecord,
@@ -68,7 +69,7 @@ async def get_review(session: AsyncSession, review_id: int, *, lock: bool = Fals
 
 
 async def reviews_by_ids(session: AsyncSession, review_ids: Sequence[int]) -> list[ReviewRecord]:
-    rows = await session.execute(select(*_REVIEW_COLUMNS).where(reviews.c.id.in_(review_ids)))
+    rows = await session.execute(select(*_REVIEW_COLUMNS).where(any_of(reviews.c.id, review_ids)))
     return [_review(r) for r in rows]
 
 
@@ -142,7 +143,7 @@ async def change_rating(session: AsyncSession, product_id: int, rating: int, del
 async def ratings_by_product_ids(session: AsyncSession, product_ids: Sequence[int]) -> list[RatingRecord]:
     t = product_ratings
     rows = await session.execute(select(t.c.product_id, t.c.count, t.c.rating_sum, *(t.c[s] for s in _STARS))
-                                 .where(t.c.product_id.in_(product_ids)))
+                                 .where(any_of(t.c.product_id, product_ids)))
     # Row.count is the tuple method: read the columns by name.
     return [RatingRecord(product_id=m["product_id"], count=m["count"], rating_sum=m["rating_sum"],
                          stars=(m["stars_1"], m["stars_2"], m["stars_3"], m["stars_4"], m["stars_5"]))
@@ -169,7 +170,7 @@ async def review_pages(session: AsyncSession, product_ids: Sequence[int], *, sor
     """Up to `limit` visible reviews of each product, in `sort` order, after the keyset position `after`
     ((sort key, id); the key is None for NEWEST): ONE query for all products, numbering each product's rows."""
     column_name, descending = SORT_KEYS[sort]
-    conditions = [reviews.c.product_id.in_(product_ids), _visible(viewer_id)]
+    conditions = [any_of(reviews.c.product_id, product_ids), _visible(viewer_id)]
     if rating is not None:
         conditions.append(reviews.c.rating == rating)
     if after is not None:
@@ -198,7 +199,7 @@ async def review_pages(session: AsyncSession, product_ids: Sequence[int], *, sor
 
 async def count_visible(session: AsyncSession, product_ids: Sequence[int], *, rating: int | None,
                         viewer_id: int | None) -> dict[int, int]:
-    conditions = [reviews.c.product_id.in_(product_ids), _visible(viewer_id)]
+    conditions = [any_of(reviews.c.product_id, product_ids), _visible(viewer_id)]
     if rating is not None:
         conditions.append(reviews.c.rating == rating)
     rows = await session.execute(select(reviews.c.product_id, func.count()).where(*conditions)
@@ -300,7 +301,7 @@ async def has_purchased(session: AsyncSession, user_id: int, product_id: int) ->
 async def mark_verified(session: AsyncSession, *, user_id: int, product_ids: Sequence[int]) -> list[int]:
     """The user's reviews of these products become verified purchases; returns the ids that changed."""
     rows = await session.execute(
-        update(reviews).where(reviews.c.author_id == user_id, reviews.c.product_id.in_(product_ids),
+        update(reviews).where(reviews.c.author_id == user_id, any_of(reviews.c.product_id, product_ids),
                               reviews.c.verified_purchase.is_(False))
         .values(verified_purchase=True).returning(reviews.c.id))
     return [r.id for r in rows]

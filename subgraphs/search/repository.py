@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, all_, and_, any_, bindparam, delete, func, se
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import rowcount
+from kernel.db import any_of, rowcount
 from subgraphs.search.models import ClickRow, DocumentRow, QueryLogRow, SynonymGroupRow, VariantRow, VocabularyRow
 
 # ---- documents ---------------------------------------------------------------------------------------------
@@ -24,7 +24,8 @@ async def document_version(session: AsyncSession, product_id: int) -> datetime |
 
 
 async def document_versions(session: AsyncSession, product_ids: Sequence[int]) -> dict[int, datetime]:
-    stmt = select(DocumentRow.product_id, DocumentRow.source_updated_at).where(DocumentRow.product_id.in_(product_ids))
+    stmt = (select(DocumentRow.product_id, DocumentRow.source_updated_at)
+            .where(any_of(DocumentRow.product_id, product_ids)))
     return {product_id: version for product_id, version in (await session.execute(stmt)).all()}
 
 
@@ -55,7 +56,7 @@ async def delete_documents(session: AsyncSession, product_ids: Sequence[int]) ->
 
 
 async def documents(session: AsyncSession, product_ids: Sequence[int]) -> list[DocumentRow]:
-    stmt = select(DocumentRow).where(DocumentRow.product_id.in_(product_ids))
+    stmt = select(DocumentRow).where(any_of(DocumentRow.product_id, product_ids))
     return list((await session.execute(stmt)).scalars())
 
 
@@ -81,7 +82,7 @@ async def attach_variants(session: AsyncSession, product_id: int, variant_ids: S
 async def attach_variants_of(session: AsyncSession, variants_by_product: dict[int, Sequence[int]]) -> None:
     """Each product's variants are exactly these: new ones join (stock seen earlier is kept), gone ones leave."""
     pairs = [(v, p) for p, variant_ids in variants_by_product.items() for v in variant_ids]
-    await session.execute(delete(VariantRow).where(VariantRow.product_id.in_(list(variants_by_product)),
+    await session.execute(delete(VariantRow).where(any_of(VariantRow.product_id, list(variants_by_product)),
                                                    VariantRow.variant_id.not_in([v for v, _ in pairs])))
     if pairs:
         stmt = insert(VariantRow)
@@ -106,7 +107,7 @@ async def refresh_in_stock_of(session: AsyncSession, product_ids: Sequence[int])
     row version each) and the GIN index entries a search walks."""
     any_in_stock = (select(func.coalesce(func.bool_or(VariantRow.in_stock), False))
                     .where(VariantRow.product_id == DocumentRow.product_id).scalar_subquery())
-    await session.execute(update(DocumentRow).where(DocumentRow.product_id.in_(product_ids),
+    await session.execute(update(DocumentRow).where(any_of(DocumentRow.product_id, product_ids),
                                                     DocumentRow.in_stock.is_distinct_from(any_in_stock))
                           .values(in_stock=any_in_stock))
 

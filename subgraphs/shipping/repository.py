@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import any_of
 from subgraphs.shipping.models import (
     MethodRecord,
     OrderFact,
@@ -142,7 +143,7 @@ async def methods_of_zones(session: AsyncSession, zone_ids: Sequence[int]) -> li
     """The live (not deleted) methods of these zones, oldest first."""
     if not zone_ids:
         return []
-    rows = await session.execute(select(*_METHOD_COLUMNS).where(methods.c.zone_id.in_(zone_ids),
+    rows = await session.execute(select(*_METHOD_COLUMNS).where(any_of(methods.c.zone_id, zone_ids),
                                                                 methods.c.deleted.is_(False))
                                  .order_by(methods.c.id))
     return [_method(r) for r in rows]
@@ -179,7 +180,7 @@ async def weights(session: AsyncSession, variant_ids: Sequence[int]) -> dict[int
     if not variant_ids:
         return {}
     rows = await session.execute(select(variants.c.variant_id, variants.c.weight_grams)
-                                 .where(variants.c.variant_id.in_(variant_ids)))
+                                 .where(any_of(variants.c.variant_id, variant_ids)))
     return {r.variant_id: r.weight_grams for r in rows}
 
 
@@ -187,7 +188,7 @@ async def sellers(session: AsyncSession, product_ids: Sequence[int]) -> dict[int
     if not product_ids:
         return {}
     rows = await session.execute(select(products.c.product_id, products.c.seller_id)
-                                 .where(products.c.product_id.in_(product_ids)))
+                                 .where(any_of(products.c.product_id, product_ids)))
     return {r.product_id: r.seller_id for r in rows}
 
 
@@ -205,7 +206,7 @@ async def record_order(session: AsyncSession, *, order_id: int, user_id: int, st
         index_elements=[orders.c.order_id],
         set_={"status": stmt.excluded.status, "number": func.coalesce(stmt.excluded.number, orders.c.number),
               "updated_at": func.now()},
-        where=orders.c.status.in_(allowed)))
+        where=any_of(orders.c.status, allowed)))
 
 
 async def record_order_lines(session: AsyncSession, lines: Sequence[dict[str, Any]]) -> None:
@@ -224,7 +225,7 @@ async def order_facts(session: AsyncSession, order_ids: Sequence[int]) -> dict[i
     if not order_ids:
         return {}
     rows = await session.execute(select(orders.c.order_id, orders.c.user_id, orders.c.status)
-                                 .where(orders.c.order_id.in_(order_ids)))
+                                 .where(any_of(orders.c.order_id, order_ids)))
     return {r.order_id: OrderFact(order_id=r.order_id, user_id=r.user_id, status=OrderFactStatus(r.status))
             for r in rows}
 
@@ -257,7 +258,7 @@ async def insert_shipment(session: AsyncSession, values: dict[str, Any],
 async def _lines_by_shipment(session: AsyncSession, shipment_ids: Sequence[int]) -> dict[int, list[ShipmentLineRecord]]:
     found: dict[int, list[ShipmentLineRecord]] = defaultdict(list)
     if shipment_ids:
-        rows = await session.execute(select(shipment_lines).where(shipment_lines.c.shipment_id.in_(shipment_ids))
+        rows = await session.execute(select(shipment_lines).where(any_of(shipment_lines.c.shipment_id, shipment_ids))
                                      .order_by(shipment_lines.c.shipment_id, shipment_lines.c.item_id))
         for r in rows:
             found[r.shipment_id].append(ShipmentLineRecord(item_id=r.item_id, quantity=r.quantity))
@@ -275,7 +276,7 @@ async def shipments_by_order_ids(session: AsyncSession, order_ids: Sequence[int]
     found: dict[int, list[ShipmentRecord]] = defaultdict(list)
     if not order_ids:
         return found
-    rows = list(await session.execute(select(*_SHIPMENT_COLUMNS).where(shipments.c.order_id.in_(order_ids))
+    rows = list(await session.execute(select(*_SHIPMENT_COLUMNS).where(any_of(shipments.c.order_id, order_ids))
                                       .order_by(shipments.c.order_id, shipments.c.id)))
     lines = await _lines_by_shipment(session, [r.id for r in rows])
     for r in rows:

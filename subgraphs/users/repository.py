@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import rowcount
+from kernel.db import any_of, rowcount
 from subgraphs.users.models import AddressRow, RefreshTokenRow, UserRow
 
 
@@ -33,11 +33,11 @@ async def get_user_by_email(session: AsyncSession, email: str) -> UserRow | None
 
 
 async def users_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[UserRow]:
-    return list((await session.execute(select(UserRow).where(UserRow.id.in_(ids)))).scalars())
+    return list((await session.execute(select(UserRow).where(any_of(UserRow.id, ids)))).scalars())
 
 
 async def addresses_by_user_ids(session: AsyncSession, user_ids: Sequence[int]) -> list[AddressRow]:
-    stmt = select(AddressRow).where(AddressRow.user_id.in_(user_ids)).order_by(AddressRow.id)
+    stmt = select(AddressRow).where(any_of(AddressRow.user_id, user_ids)).order_by(AddressRow.id)
     return list((await session.execute(stmt)).scalars())
 
 
