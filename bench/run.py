@@ -33,6 +33,7 @@ import functools
 import itertools
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -429,12 +430,18 @@ def main(argv: list[str] | None = None) -> int:
                 results += await scale_scenario(platform.subgraph_url("search"), database_url, concurrency, duration)
         return results
 
+    results: list[LoadResult] = []
     try:
         import uvloop
         results = uvloop.run(scenarios())
     finally:
         if platform is not None:
             platform.stop()
+            # ~150 MB of embedded Postgres, Redis and logs per run: kept only when something failed, for its logs.
+            if results and not any(r.errors for r in results):
+                shutil.rmtree(platform.config.data_dir, ignore_errors=True)
+            else:
+                print(f"the platform's data and logs are kept in {platform.config.data_dir}", flush=True)
     print(f"\nNexusCart benchmark ({duration:.0f}s per scenario, {os.cpu_count()} CPUs)")
     for result in results:
         print(result.row())
