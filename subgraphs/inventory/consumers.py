@@ -120,14 +120,18 @@ def stock_variants_of(event: EventPayload) -> list[int]:
 
 
 def decides_on_stock(event: EventPayload, decided: set[int]) -> bool:
-    """Whether applying `event` reads stock under its locks to decide, or records a first decision (orders in
-    `decided` have one already): a reservation for an order placeOrder did not decide, a flash sale's hold, or
-    the cancellation of an order inventory never heard of (its claim must come after the stock locks, as
-    reserve_for_order's does)."""
+    """Whether applying `event` reads stock under its locks to decide, or records a first decision (orders and
+    sales in `decided` have one already): a reservation for an order placeOrder did not decide, a flash sale's
+    hold, or the end of an order or a sale inventory never heard of. Such a first record must come after the
+    stock locks, as reserve_for_order's and hold_for_flash_sale's do: the reservation or hold it races with (its
+    other event, on another topic, maybe in the other worker) holds the stock rows while it waits for that
+    record's row."""
     if isinstance(event, OrderPlaced):
         return event.flash_sale_id is None and event.order_id not in decided
     if isinstance(event, OrderCancelled):
         return event.order_id not in decided
+    if isinstance(event, FlashSaleEnded):
+        return event.sale_id not in decided
     return isinstance(event, FlashSaleScheduled)
 
 
@@ -141,8 +145,9 @@ async def prepare_stock_batch(session: AsyncSession, events: list[EventPayload])
     (variant, warehouse) order, and applies its moves as they come: two workers' batches over the same hot
     variants then queue instead of deadlocking, and its reservations see the rows as they are. Either way a
     transaction takes its stock locks in one ordered statement."""
-    asked = [e.order_id for e in events
-             if isinstance(e, OrderCancelled) or (isinstance(e, OrderPlaced) and e.flash_sale_id is None)]
+    asked = [e.sale_id if isinstance(e, FlashSaleEnded) else e.order_id for e in events
+             if isinstance(e, OrderCancelled | FlashSaleEnded)
+             or (isinstance(e, OrderPlaced) and e.flash_sale_id is None)]
     decided = await repository.decided_orders(session, asked) if asked else set()
     if not any(decides_on_stock(event, decided) for event in events):
         service.defer_stock_moves(session)

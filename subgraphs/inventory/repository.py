@@ -310,7 +310,7 @@ async def order_outcome(session: AsyncSession, order_id: int) -> str | None:
 
 
 async def decided_orders(session: AsyncSession, order_ids: Sequence[int]) -> set[int]:
-    """Those of these orders inventory has recorded a decision about."""
+    """Those of these orders (or flash sales: their holds share the table) inventory has recorded a decision about."""
     result = await session.execute(select(OrderReservationRow.order_id)
                                    .where(any_of(OrderReservationRow.order_id, order_ids, BigInteger)))
     return set(result.scalars())

@@ -250,3 +250,28 @@ async def test_two_workers_batches_of_paid_orders_over_the_same_variants_commit_
     assert applied_together == [True, True]
     assert await stock.row(first, warehouse) == (98, 0)
     assert await stock.row(second, warehouse) == (98, 0)
+
+
+def test_a_batch_locks_up_front_only_for_events_that_decide_or_record_a_first_decision() -> None:
+    """What makes prepare_stock_batch lock every stock row up front rather than gather the batch's moves: an
+    event that reserves, holds, or records the first decision about an order or a sale (an end that overtook
+    its start). Everything else only moves stock that a recorded decision set aside."""
+    from subgraphs.inventory.consumers import decides_on_stock
+    from subgraphs.orders.events import OrderCancelled, OrderPaid, OrderPlaced
+    from subgraphs.promotions.events import FlashSaleEnded, FlashSaleScheduled
+    from tests.inventory.test_flash_sale_holds import ended, flash_sale_order, scheduled
+    decided_order, new_order, decided_sale, new_sale, variant = 1, 2, 3, 4, 5
+    decided = {decided_order, decided_sale}
+
+    def decides(payload_type: Any, payload: dict[str, Any]) -> bool:
+        return decides_on_stock(payload_type.from_payload(payload), decided)
+
+    assert decides(OrderPlaced, order_placed(new_order, (variant, 1)))
+    assert not decides(OrderPlaced, order_placed(decided_order, (variant, 1)))
+    assert not decides(OrderPlaced, flash_sale_order(new_order, decided_sale, variant, 1))  # the hold covers it
+    assert not decides(OrderPaid, order_paid(new_order, (variant, 1)))
+    assert decides(OrderCancelled, order_cancelled(new_order, (variant, 1), previous_status="PENDING"))
+    assert not decides(OrderCancelled, order_cancelled(decided_order, (variant, 1), previous_status="PAID"))
+    assert decides(FlashSaleScheduled, scheduled(decided_sale, variant, 5))
+    assert decides(FlashSaleEnded, ended(new_sale, variant, 0))
+    assert not decides(FlashSaleEnded, ended(decided_sale, variant, 2))

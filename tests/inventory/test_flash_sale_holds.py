@@ -15,6 +15,7 @@ from kernel.ids import next_id
 from kernel.uow import unit_of_work
 from subgraphs.inventory import cache, service
 from subgraphs.inventory.consumers import consumer_specs
+from tests.event_driver import apply_as_one_batch
 from tests.inventory.conftest import Stock
 from tests.inventory.test_events import order_placed
 
@@ -161,6 +162,31 @@ async def test_settling_ships_what_sold_and_returns_the_rest(deliver, stock: Sto
     assert [(e["event_type"], e["key"], e["payload"]) for e in events] == [
         ("inventory.stock_changed", str(variant),
          {"variant_id": str(variant), "on_hand": 9, "reserved": 0, "available": 9, "in_stock": True})]
+
+
+async def test_a_batch_settles_a_sale_and_pays_an_order_of_the_same_variant_at_its_end(deliver, stock: Stock,
+                                                                                          sessions) -> None:
+    # given a sale holding 6 of 10 units and an order reserving 2 more (both decided: the batch locks nothing
+    # up front and moves the stock just before it commits)
+    warehouse = await stock.warehouse()
+    variant = await stock.variant({warehouse: 10}, threshold=0)
+    sale_id, order_id = next_id(), next_id()
+    await deliver("flashsale.scheduled", scheduled(sale_id, variant, 6))
+    await deliver("order.placed", order_placed(order_id, (variant, 2)))
+    assert await stock.row(variant, warehouse) == (10, 8)
+    [spec] = consumer_specs(WorkerResources(settings=None, session_factory=sessions, redis=None))
+
+    # when one batch ends the sale having sold 4 and pays the order
+    committed_whole = await apply_as_one_batch(spec, sessions, [
+        EventEnvelope.new("flashsale.ended", ended(sale_id, variant, 4)),
+        EventEnvelope.new("order.paid", {"order_id": str(order_id), "user_id": "9",
+                                         "items": [{"variant_id": str(variant), "quantity": 2}]})])
+
+    # then 4 + 2 units left stock, the sale's 2 unsold came back, and nothing stays reserved
+    assert committed_whole
+    assert await stock.row(variant, warehouse) == (4, 0)
+    assert await stock.reservations(sale_id) == [(variant, warehouse, 4, "COMMITTED")]
+    assert await stock.reservations(order_id) == [(variant, warehouse, 2, "COMMITTED")]
 
 
 async def test_settling_twice_is_settling_once(deliver, stock: Stock, sessions) -> None:
