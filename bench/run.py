@@ -177,8 +177,10 @@ class StatementCount:
         calls = sum(r["calls"] for r in rows)
         commits = sum(r["calls"] for r in rows if r["query"].strip().upper() == "COMMIT")
         opened = await self._sessions() - self.sessions_at_start - 2  # less the two this report opened
+        executing = sum(r["total_exec_time"] for r in rows)
         lines = [f"Postgres sessions opened meanwhile: {opened} ({opened / count:.2f} per {unit})",
-                 f"Postgres statements per {unit}: {calls / count:.1f} ({commits / count:.1f} transactions); "
+                 f"Postgres statements per {unit}: {calls / count:.1f} ({commits / count:.1f} transactions), "
+                 f"{executing / count:.2f} ms executing them (lock waits included); "
                  f"the most frequent (calls per {unit}, execution ms per {unit}):"]
         for r in rows[:top]:
             lines.append(f"  {r['calls'] / count:6.2f} {r['total_exec_time'] / count:7.2f}  "
