@@ -169,12 +169,12 @@ class PromptFirst:
     """One per worker process: the consumer groups a shopper waits for (ConsumerSpec.prompt: the order saga,
     payments, inventory, the cart) apply their batches first. The others (notifications, search, shipping's and
     reviews' projections...) apply a batch they fetched only once no prompt group has had work for
-    `quiet_seconds`, or once they have waited `max_defer_seconds`, so under a burst they lag behind but are
-    never starved. One event loop carries every group of the process: without this, a paid order waited behind
-    each projection's batch of its own events (13 groups act on an order's events; 4 of them are on the way
-    to PAID)."""
+    `quiet_seconds`, or once they have waited `max_defer_seconds` (the worker's
+    WORKER_BACKGROUND_MAX_DEFER_SECONDS), so under a burst they lag behind but are never starved. One event loop
+    carries every group of the process: without this, a paid order waited behind each projection's batch of its
+    own events (13 groups act on an order's events; 4 of them are on the way to PAID)."""
 
-    def __init__(self, *, quiet_seconds: float = 0.05, max_defer_seconds: float = 2.0) -> None:
+    def __init__(self, *, max_defer_seconds: float, quiet_seconds: float = 0.05) -> None:
         self.quiet_seconds = quiet_seconds
         self.max_defer_seconds = max_defer_seconds
         self._busy = 0

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     db_pool_size: int = 20
     db_max_overflow: int = 5
 
+    # Worker: how long a background consumer group (notifications, search, shipping's and reviews' projections...)
+    # may hold a fetched batch while the groups a shopper waits for keep the process busy (kernel/consumer.py
+    # PromptFirst). Longer lets the order saga keep more of a burst's CPU, at the price of projections lagging by
+    # up to about this much per turn during it: at 10 against 2 s, placeOrder -> PAID under the checkout bench's
+    # load read p99 4.1-10.0 s against 13.6-17.8 s (README: Performance).
+    worker_background_max_defer_seconds: float = 10.0
+
     # Outbox relay.
     outbox_batch_size: int = 1000  # rows per relay round; bench/relay_bench.py measured 200 slower
     outbox_idle_poll_seconds: float = 1.0

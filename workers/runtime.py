@@ -122,7 +122,9 @@ class Worker:
         self.trackers: dict[str, AssignmentTracker] = {}  # consumer group -> what this process owns of it
         self.consumers: dict[str, tuple[AIOKafkaConsumer, tuple[str, ...]]] = {}  # group -> its consumer, topics
         self.started_at = time.time()
-        self.priority = PromptFirst()  # the groups a shopper waits for go first (kernel/consumer.py)
+        # The groups a shopper waits for go first (kernel/consumer.py); the others wait for a quiet moment, or
+        # for this long at most.
+        self.priority = PromptFirst(max_defer_seconds=settings.worker_background_max_defer_seconds)
 
     def health(self) -> HealthCheck:
         """Liveness: every consumer and periodic job is still running."""
