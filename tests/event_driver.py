@@ -99,10 +99,7 @@ async def apply_interleaved(spec: ConsumerSpec, session_factory: async_sessionma
                                   session_factory=session_factory, handler=handle, prepare_batch=prepare,
                                   max_attempts=1)
 
-    def records(name: str) -> list[Any]:
-        return [SimpleNamespace(topic=e.event_type, key=None, value=e.to_json()) for e in batches[name]]
-
-    return list(await asyncio.gather(*(worker(name)._apply_together(records(name)) for name in batches)))
+    return list(await asyncio.gather(*(worker(name)._apply_together(as_records(batches[name])) for name in batches)))
 
 
 async def apply_as_one_batch(spec: ConsumerSpec, session_factory: async_sessionmaker[AsyncSession],
@@ -122,5 +119,9 @@ async def apply_as_one_batch(spec: ConsumerSpec, session_factory: async_sessionm
     consumer = IdempotentConsumer(name=spec.name, schema=spec.schema, consumer=None, dlq_producer=None,
                                   session_factory=session_factory, handler=handle,
                                   prepare_batch=spec.prepare_batch, max_attempts=1)
-    return await consumer._apply_together([SimpleNamespace(topic=e.event_type, key=None, value=e.to_json())
-                                           for e in envelopes])
+    return await consumer._apply_together(as_records(envelopes))
+
+
+def as_records(envelopes: list[EventEnvelope]) -> list[Any]:
+    """The envelopes as the broker hands them to a consumer (topic, key, value)."""
+    return [SimpleNamespace(topic=e.event_type, key=None, value=e.to_json()) for e in envelopes]

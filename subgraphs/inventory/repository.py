@@ -167,18 +167,18 @@ class StockMove:
     reserved: int = 0
 
 
-async def move_stock(session: AsyncSession, moves: Sequence[StockMove]) -> int:
+async def move_stock(session: AsyncSession, moves: Sequence[StockMove]) -> bool:
     """Apply every move in ONE statement (moves of the same row are summed); the caller holds the rows' locks
     (lock_stock). A row whose result would break an invariant (on_hand or reserved below zero, reserved above
-    on_hand, on_hand above INT_MAX) is left alone: returns how many distinct rows changed, for the caller to
-    compare with how many it moved."""
+    on_hand, on_hand above INT_MAX), or that does not exist, is left alone: returns whether every moved row
+    took its moves."""
     summed: dict[tuple[int, int], list[int]] = {}
     for move in moves:
         totals = summed.setdefault((move.variant_id, move.warehouse_id), [0, 0])
         totals[0] += move.on_hand
         totals[1] += move.reserved
     if not summed:
-        return 0
+        return True
     keys = sorted(summed)
     # text(): an unnest bulk update whose WHERE carries the invariants, on the reservation path (hot path).
     result = await session.execute(text("""
@@ -191,7 +191,7 @@ async def move_stock(session: AsyncSession, moves: Sequence[StockMove]) -> int:
           AND s.reserved::bigint + m.reserved <= s.on_hand::bigint + m.on_hand"""),
         {"v": [v for v, _ in keys], "w": [w for _, w in keys], "o": [summed[k][0] for k in keys],
          "r": [summed[k][1] for k in keys], "max": INT_MAX})
-    return rowcount(result)
+    return rowcount(result) == len(keys)
 
 
 async def ensure_stock_row(session: AsyncSession, variant_id: int, warehouse_id: int) -> None:

@@ -326,9 +326,8 @@ async def _apply_moves(session: AsyncSession, moves: list[StockMove]) -> None:
         return
     variant_ids = sorted({move.variant_id for move in moves})
     locked = await repository.lock_stock(session, variant_ids)
-    rows = {(move.variant_id, move.warehouse_id) for move in moves}
-    if await repository.move_stock(session, moves) != len(rows):
-        raise RuntimeError(f"stock moves over {sorted(rows)} exceed what those stock rows hold")
+    if not await repository.move_stock(session, moves):
+        raise RuntimeError(f"stock moves of variants {variant_ids} exceed what their stock rows hold")
     await _emit_stock_changes(session, _totals_of(locked), variant_ids)
 
 

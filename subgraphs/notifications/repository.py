@@ -66,7 +66,7 @@ async def upsert_recipient(session: AsyncSession, user_id: int, email: str, role
 
 async def emails_of(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, str]:
     rows = await session.execute(select(recipients.c.user_id, recipients.c.email)
-                                 .where(any_of(recipients.c.user_id, list(user_ids))))
+                                 .where(any_of(recipients.c.user_id, user_ids)))
     return {r.user_id: r.email for r in rows}
 
 
@@ -144,7 +144,7 @@ async def mark_all_read(session: AsyncSession, user_id: int, now: datetime) -> i
 
 async def delivery_statuses(session: AsyncSession, notification_ids: Sequence[int]) -> dict[int, dict[str, str]]:
     rows = await session.execute(select(deliveries.c.notification_id, deliveries.c.channel, deliveries.c.status)
-                                 .where(any_of(deliveries.c.notification_id, list(notification_ids))))
+                                 .where(any_of(deliveries.c.notification_id, notification_ids)))
     found: dict[int, dict[str, str]] = {}
     for r in rows:
         found.setdefault(r.notification_id, {})[r.channel] = r.status
@@ -162,7 +162,7 @@ async def claim_deliveries(session: AsyncSession, *, now: datetime, lease: timed
     them until then, so a row is never sent by two at once; a sender that dies loses its lease."""
     query = select(deliveries.c.id).where(_claimable(now))
     if ids is not None:
-        query = query.where(any_of(deliveries.c.id, list(ids)))
+        query = query.where(any_of(deliveries.c.id, ids))
     else:
         query = query.where(deliveries.c.next_attempt_at <= now)
     query = query.order_by(deliveries.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
@@ -187,7 +187,7 @@ async def finish_delivery(session: AsyncSession, delivery_id: int, *, status: st
 # ---- preferences ----------------------------------------------------------------------------------------------
 
 async def preferences_of(session: AsyncSession, user_ids: Sequence[int]) -> dict[tuple[int, str, str], bool]:
-    rows = await session.execute(select(preferences).where(any_of(preferences.c.user_id, list(user_ids))))
+    rows = await session.execute(select(preferences).where(any_of(preferences.c.user_id, user_ids)))
     return {(r.user_id, r.category, r.channel): r.enabled for r in rows}
 
 
@@ -256,7 +256,7 @@ async def subscriptions_for(session: AsyncSession, event_type: str) -> list[Webh
 
 async def get_webhook_subscriptions(session: AsyncSession,
                                     ids: Sequence[int]) -> dict[int, WebhookSubscriptionRecord]:
-    rows = await session.execute(select(webhook_subscriptions).where(any_of(webhook_subscriptions.c.id, list(ids))))
+    rows = await session.execute(select(webhook_subscriptions).where(any_of(webhook_subscriptions.c.id, ids)))
     return {r.id: WebhookSubscriptionRecord(**dict(r._mapping)) for r in rows}
 
 
@@ -275,7 +275,7 @@ async def claim_webhook_deliveries(session: AsyncSession, *, now: datetime, leas
         webhook_deliveries.c.status == WebhookStatus.PENDING.value,
         or_(webhook_deliveries.c.claimed_until.is_(None), webhook_deliveries.c.claimed_until < now))
     if ids is not None:
-        query = query.where(any_of(webhook_deliveries.c.id, list(ids)))
+        query = query.where(any_of(webhook_deliveries.c.id, ids))
     else:
         query = query.where(webhook_deliveries.c.next_attempt_at <= now)
     query = query.order_by(webhook_deliveries.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)

@@ -82,7 +82,7 @@ async def attach_variants(session: AsyncSession, product_id: int, variant_ids: S
 async def attach_variants_of(session: AsyncSession, variants_by_product: dict[int, Sequence[int]]) -> None:
     """Each product's variants are exactly these: new ones join (stock seen earlier is kept), gone ones leave."""
     pairs = [(v, p) for p, variant_ids in variants_by_product.items() for v in variant_ids]
-    await session.execute(delete(VariantRow).where(any_of(VariantRow.product_id, list(variants_by_product)),
+    await session.execute(delete(VariantRow).where(any_of(VariantRow.product_id, variants_by_product),
                                                    VariantRow.variant_id.not_in([v for v, _ in pairs])))
     if pairs:
         stmt = insert(VariantRow)
