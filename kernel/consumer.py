@@ -169,8 +169,10 @@ class PromptFirst:
     """One per worker process: the consumer groups a shopper waits for (ConsumerSpec.prompt: the order saga,
     payments, inventory, the cart) apply their batches first. The others (notifications, search, shipping's and
     reviews' projections...) apply a batch they fetched only once no prompt group has had work for
-    `quiet_seconds`, or once they have waited `max_defer_seconds` (the worker's
-    WORKER_BACKGROUND_MAX_DEFER_SECONDS), so under a burst they lag behind but are never starved. One event loop
+    `quiet_seconds`, or once its oldest event is `max_defer_seconds` old (the worker's
+    WORKER_BACKGROUND_MAX_DEFER_SECONDS), so under a burst they lag behind, by about that much at most, and are
+    never starved. The bound is the events' age, not the time each batch waited: a backlog of batches would
+    otherwise wait that long once per batch (a CI run saw an ORDER_PAID notification late by over 30 s). One event loop
     carries every group of the process: without this, a paid order waited behind each projection's batch of its
     own events (13 groups act on an order's events; 4 of them are on the way to PAID)."""
 
@@ -195,9 +197,15 @@ class PromptFirst:
             if self._busy == 0:
                 self._idle.set()
 
-    async def background_turn(self) -> None:
-        """Returns when a background group may apply the batch it holds (see the class)."""
-        deadline = time.monotonic() + self.max_defer_seconds
+    async def background_turn(self, oldest_produced_ms: int | None = None) -> None:
+        """Returns when a background group may apply the batch it holds (see the class). `oldest_produced_ms`:
+        when its oldest event was produced (the broker record's timestamp, Unix ms); None counts from now."""
+        wait_limit = self.max_defer_seconds
+        if oldest_produced_ms is not None:
+            # Wall clocks of the producer and this process: a record that seems to come from the future waits
+            # the full limit, never longer.
+            wait_limit -= max(0.0, time.time() - oldest_produced_ms / 1000)
+        deadline = time.monotonic() + wait_limit
         while (now := time.monotonic()) < deadline:
             if self._busy:
                 with contextlib.suppress(TimeoutError):
@@ -268,15 +276,19 @@ class IdempotentConsumer:
     async def _apply_batches(self, batches: Mapping[Any, list[ConsumerRecord]]) -> None:
         # Partitions are independent streams (one aggregate always lands on one partition), so they are
         # applied concurrently; within a partition, strictly in order.
-        applying = asyncio.gather(*(self._apply_partition(records) for records in batches.values()))
+        # A function, not one gather made up front: gather starts its tasks at the next await, so a background
+        # group's batch would run during its own deferral (that bug only delayed its next fetch).
+        def apply() -> Awaitable[list[None]]:
+            return asyncio.gather(*(self._apply_partition(records) for records in batches.values()))
+
         if self.priority is None:
-            await applying
+            await apply()
         elif self.prompt:
             with self.priority.prompt_work():
-                await applying
+                await apply()
         else:
-            await self.priority.background_turn()
-            await applying
+            await self.priority.background_turn(min(records[0].timestamp for records in batches.values()))
+            await apply()
 
     async def _apply_partition(self, records: list[ConsumerRecord]) -> None:
         if self.transaction_batch == 1 and self.key_concurrency > 1:

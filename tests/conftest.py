@@ -70,13 +70,17 @@ async def _reset(stack: Infrastructure) -> None:
         if tables:
             statement = "TRUNCATE " + ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables) + " CASCADE"
             await conn.execute("SET lock_timeout = '20s'")
+            # The e2e platform keeps running between tests (workers, reconciler), and this TRUNCATE's table
+            # locks, taken one table at a time, can cross their transactions' locks. Postgres aborts the backend
+            # whose deadlock check finds the cycle, and each checks after its deadlock_timeout: a long one here
+            # makes the worker's transaction the victim (its consumer applies the event again), not the reset.
+            await conn.execute("SET deadlock_timeout = '10s'")
             for attempt in range(5):
                 try:
                     await conn.execute(statement)
                     break
                 except asyncpg.DeadlockDetectedError:
-                    # The e2e platform keeps running between tests (workers, reconciler); its transactions
-                    # and this TRUNCATE's table locks can cross. Postgres picked us as the victim: again.
+                    # Two resets' cycles or a platform transaction with a longer deadlock_timeout: again.
                     if attempt == 4:
                         raise
                 except asyncpg.LockNotAvailableError:
