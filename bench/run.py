@@ -258,6 +258,7 @@ async def checkout_scenarios(router_url: str, concurrency: int, duration: float,
         if statements:
             saga.details += await statements.per(len(placed_ids), "order")
         results.append(saga)
+        results.append(await notification_lag(database_url, placed_ids))
         results.append(await paid_latency_one_at_a_time(router_url, database_url, place, carts))
     return results
 
@@ -322,6 +323,32 @@ async def saga_latency(database_url: str, order_ids: list[int], started: float, 
                         [float(r["ms"]) for r in rows], errors=len(order_ids) - len(rows))
     if result.errors:
         result.sample_error = f"{result.errors} of {len(order_ids)} orders not PAID"
+    return result
+
+
+async def notification_lag(database_url: str, order_ids: list[int]) -> LoadResult:
+    """A background projection's lag under the same load: from an order's PAID to its ORDER_PAID notification
+    (the notifications group applies its batches after the saga's, WORKER_BACKGROUND_MAX_DEFER_SECONDS)."""
+    import asyncpg
+
+    from kernel.db import asyncpg_dsn
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    query = ("SELECT extract(epoch FROM (n.created_at - h.at)) * 1000 AS ms FROM orders.order_status_history h "
+             "JOIN notifications.notifications n ON n.order_id = h.order_id AND n.kind = 'ORDER_PAID' "
+             "WHERE h.order_id = ANY($1::bigint[]) AND h.to_status = 'PAID'")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            rows = await conn.fetch(query, order_ids)
+            if len(rows) == len(order_ids) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)  # poll until the projection has caught up
+    finally:
+        await conn.close()
+    result = LoadResult("order PAID -> its ORDER_PAID notification (same run)", 0, 0.0,
+                        [float(r["ms"]) for r in rows], errors=len(order_ids) - len(rows))
+    if result.errors:
+        result.sample_error = f"{result.errors} of {len(order_ids)} orders without an ORDER_PAID notification"
     return result
 
 

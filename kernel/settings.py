@@ -44,11 +44,10 @@ class Settings(BaseSettings):
     db_pool_size: int = 20
     db_max_overflow: int = 5
 
-    # Worker: how long a background consumer group (notifications, search, shipping's and reviews' projections...)
-    # may hold a fetched batch while the groups a shopper waits for keep the process busy (kernel/consumer.py
-    # PromptFirst). Longer lets the order saga keep more of a burst's CPU, at the price of projections lagging by
-    # up to about this much per turn during it: at 10 against 2 s, placeOrder -> PAID under the checkout bench's
-    # load read p99 4.1-10.0 s against 13.6-17.8 s (README: Performance).
+    # Worker: how old a fetched event may grow in a background consumer group (notifications, search, shipping's
+    # and reviews' projections...) before the group applies it even though the groups a shopper waits for keep
+    # the process busy (kernel/consumer.py PromptFirst). Longer gives more of a burst's CPU to the order saga; the
+    # projections lag by about this much at most during it (README: Performance).
     worker_background_max_defer_seconds: float = 10.0
 
     # Outbox relay.
