@@ -53,18 +53,50 @@ def smtp_available(settings: Settings) -> bool:
     return bool(settings.smtp_url)
 
 
-async def send_email(settings: Settings, message: EmailMessage) -> None:
-    url = urllib.parse.urlsplit(settings.smtp_url)
-    if url.scheme not in ("smtp", "smtps") or not url.hostname:
-        raise SendFailed("SMTP_URL must be smtp://host:port or smtps://host:port")
-    try:
-        await aiosmtplib.send(message, hostname=url.hostname, port=url.port or (465 if url.scheme == "smtps" else 25),
-                              username=urllib.parse.unquote(url.username) if url.username else None,
-                              password=urllib.parse.unquote(url.password) if url.password else None,
-                              use_tls=url.scheme == "smtps", start_tls=None if url.scheme == "smtp" else False,
-                              timeout=settings.smtp_timeout_seconds)
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise SendFailed(f"SMTP: {type(exc).__name__}") from exc
+class SmtpSession:
+    """Several emails over one SMTP connection (a consumer batch's sends, a retry run's): opened with the first
+    message. A message that fails drops the connection and the next one opens a new one, so a refused message or
+    a connection the server closed costs that message alone (it is retried later), never the rest."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+
+    async def __aenter__(self) -> SmtpSession:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def _connection(self) -> aiosmtplib.SMTP:
+        url = urllib.parse.urlsplit(self.settings.smtp_url)
+        if url.scheme not in ("smtp", "smtps") or not url.hostname:
+            raise SendFailed("SMTP_URL must be smtp://host:port or smtps://host:port")
+        return aiosmtplib.SMTP(hostname=url.hostname, port=url.port or (465 if url.scheme == "smtps" else 25),
+                               username=urllib.parse.unquote(url.username) if url.username else None,
+                               password=urllib.parse.unquote(url.password) if url.password else None,
+                               use_tls=url.scheme == "smtps", start_tls=None if url.scheme == "smtp" else False,
+                               timeout=self.settings.smtp_timeout_seconds)
+
+    async def send(self, message: EmailMessage) -> None:
+        try:
+            if self._client is None:
+                client = self._connection()
+                await client.connect()  # and EHLO, STARTTLS when offered, and login with the URL's credentials
+                self._client = client
+            await self._client.send_message(message)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await self.close()
+            raise SendFailed(f"SMTP: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()  # the server is gone or rude: the socket is closed all the same
 
 
 class MessageProvider(Protocol):

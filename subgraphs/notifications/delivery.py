@@ -1,6 +1,7 @@
 """Sending what the ledger holds: email, SMS and push rows of `deliveries`, and partner webhook deliveries.
 
-Each send is three steps: lease the row (one short transaction), send, record the outcome (another). The lease
+Each send is three steps: lease the rows (one short transaction for up to ten), send, record the outcomes
+(another). The lease
 keeps two senders (the after-commit send and the retry job, or two workers) from sending one row at once; a
 sender that dies mid-send loses its lease and the retry job sends the row again. So a row is sent once unless a
 process dies after the provider accepted it and before the outcome is recorded: at-least-once at the transport,
@@ -22,12 +23,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kernel.settings import Settings
 from kernel.uow import unit_of_work
 from subgraphs.notifications import channels, keys, repository
-from subgraphs.notifications.models import Category, Channel, DeliveryRecord, DeliveryStatus, WebhookStatus
+from subgraphs.notifications.models import (
+    Category,
+    Channel,
+    DeliveryOutcome,
+    DeliveryRecord,
+    DeliveryStatus,
+    WebhookStatus,
+)
 
 log = logging.getLogger("nexuscart.notifications")
 
 SIGNATURE_HEADER = "NexusCart-Signature"
 _BACKOFF_CAP = timedelta(hours=6)
+# Ledger rows leased at a time: the lease (NOTIFICATIONS_SEND_LEASE_SECONDS) must outlast sending them one after
+# another, each within SMTP_TIMEOUT.
+SEND_LEASE_ROWS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +63,12 @@ def unsubscribe_url(settings: Settings, key: bytes, user_id: int) -> str:
     return f"{settings.notifications_public_url.rstrip('/')}/unsubscribe?token={token}"
 
 
-async def _send_one(deps: Deps, delivery: DeliveryRecord) -> None:
+async def _send_one(deps: Deps, smtp: channels.SmtpSession, delivery: DeliveryRecord) -> None:
     settings = deps.settings
     if delivery.channel == Channel.EMAIL.value:
         link = (unsubscribe_url(settings, await keys.secret_key(deps.redis, settings), delivery.recipient)
                 if delivery.marketing else None)
-        await channels.send_email(settings, channels.build_email(settings, delivery, unsubscribe_url=link))
+        await smtp.send(channels.build_email(settings, delivery, unsubscribe_url=link))
         return
     provider = channels.provider_for(settings, Channel(delivery.channel))
     if provider is None:
@@ -68,36 +79,47 @@ async def _send_one(deps: Deps, delivery: DeliveryRecord) -> None:
 
 
 async def send_deliveries(deps: Deps, ids: Sequence[int] | None = None) -> int:
-    """Send the given PENDING ledger rows (after the commit that wrote them), or every due one (the retry job).
-    Returns how many were sent."""
+    """Send the given PENDING ledger rows (after the commit that wrote them), or the due ones (the retry job: one
+    lease's worth per run). Emails share one SMTP connection. Returns how many were sent."""
     settings = deps.settings
     lease = timedelta(seconds=settings.notifications_send_lease_seconds)
-    async with unit_of_work(deps.session_factory) as session:
-        # Few at a time: the lease must outlast sending them all one after another (each within SMTP_TIMEOUT).
-        claimed = await repository.claim_deliveries(session, now=utc_now(), lease=lease, ids=ids, limit=10)
+    remaining = list(ids) if ids is not None else None
     sent = 0
-    for delivery in claimed:
-        error: str | None = None
-        try:
-            await _send_one(deps, delivery)
-        except channels.SendFailed as exc:
-            error = str(exc)[:500]
-        attempts = delivery.attempts + 1
-        now = utc_now()
-        if error is None:
-            status, retry_at = DeliveryStatus.SENT.value, None
-            sent += 1
-        elif attempts >= settings.notifications_send_max_attempts:
-            status, retry_at = DeliveryStatus.FAILED.value, None
-            log.error("notification send failed; parked", extra={"delivery_id": delivery.id, "error": error})
-        else:
-            status = DeliveryStatus.PENDING.value
-            retry_at = now + backoff(settings.notifications_retry_interval_seconds, attempts)
-            log.warning("notification send failed; will retry", extra={"delivery_id": delivery.id, "error": error})
-        async with unit_of_work(deps.session_factory) as session:
-            await repository.finish_delivery(session, delivery.id, status=status, now=now, error=error,
-                                             next_attempt_at=retry_at)
+    async with channels.SmtpSession(settings) as smtp:
+        while remaining is None or remaining:
+            chunk = None if remaining is None else remaining[:SEND_LEASE_ROWS]
+            async with unit_of_work(deps.session_factory) as session:
+                claimed = await repository.claim_deliveries(session, now=utc_now(), lease=lease, ids=chunk,
+                                                            limit=SEND_LEASE_ROWS)
+            outcomes: list[DeliveryOutcome] = []
+            for delivery in claimed:
+                error: str | None = None
+                try:
+                    await _send_one(deps, smtp, delivery)
+                except channels.SendFailed as exc:
+                    error = str(exc)[:500]
+                outcomes.append(_outcome(settings, delivery, error))
+                sent += error is None
+            if outcomes:
+                async with unit_of_work(deps.session_factory) as session:
+                    await repository.finish_deliveries(session, outcomes)
+            if remaining is None:
+                break
+            remaining = remaining[SEND_LEASE_ROWS:]
     return sent
+
+
+def _outcome(settings: Settings, delivery: DeliveryRecord, error: str | None) -> DeliveryOutcome:
+    attempts = delivery.attempts + 1
+    now = utc_now()
+    if error is None:
+        return DeliveryOutcome(delivery.id, DeliveryStatus.SENT.value, now, None, None)
+    if attempts >= settings.notifications_send_max_attempts:
+        log.error("notification send failed; parked", extra={"delivery_id": delivery.id, "error": error})
+        return DeliveryOutcome(delivery.id, DeliveryStatus.FAILED.value, now, error, None)
+    log.warning("notification send failed; will retry", extra={"delivery_id": delivery.id, "error": error})
+    return DeliveryOutcome(delivery.id, DeliveryStatus.PENDING.value, now, error,
+                                      now + backoff(settings.notifications_retry_interval_seconds, attempts))
 
 
 async def deliver_webhooks(deps: Deps, ids: Sequence[int] | None = None) -> int:

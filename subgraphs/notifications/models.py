@@ -206,6 +206,16 @@ class DeliveryRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """How a leased ledger row's send ended."""
+    delivery_id: int
+    status: str  # SENT, FAILED (parked), or PENDING again from next_attempt_at
+    at: datetime
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class WebhookSubscriptionRecord:
     id: int
     url: str

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db import any_of
 from subgraphs.notifications.models import (
+    DeliveryOutcome,
     DeliveryRecord,
     DeliveryStatus,
     NotificationRecord,
@@ -171,17 +172,19 @@ async def claim_deliveries(session: AsyncSession, *, now: datetime, lease: timed
     return [_delivery(r) for r in rows]
 
 
-async def finish_delivery(session: AsyncSession, delivery_id: int, *, status: str, now: datetime,
-                          error: str | None, next_attempt_at: datetime | None) -> None:
-    values: dict[str, Any] = {"status": status, "attempts": deliveries.c.attempts + 1, "claimed_until": None,
-                              "last_error": error}
-    if status == DeliveryStatus.SENT.value:
-        values["sent_at"] = now
-    if next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
-    await session.execute(update(deliveries).where(deliveries.c.id == delivery_id,
-                                                   deliveries.c.status == DeliveryStatus.PENDING.value)
-                          .values(**values))
+async def finish_deliveries(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
+    """Record the outcome of each leased row's send; a row no longer PENDING (finished by someone else) is left
+    as it is."""
+    for outcome in outcomes:
+        values: dict[str, Any] = {"status": outcome.status, "attempts": deliveries.c.attempts + 1,
+                                  "claimed_until": None, "last_error": outcome.error}
+        if outcome.status == DeliveryStatus.SENT.value:
+            values["sent_at"] = outcome.at
+        if outcome.next_attempt_at is not None:
+            values["next_attempt_at"] = outcome.next_attempt_at
+        await session.execute(update(deliveries).where(deliveries.c.id == outcome.delivery_id,
+                                                       deliveries.c.status == DeliveryStatus.PENDING.value)
+                              .values(**values))
 
 
 # ---- preferences ----------------------------------------------------------------------------------------------

@@ -157,14 +157,41 @@ async def notify(deps: Deps, session: AsyncSession, *, event_id: str, user_ids: 
         if in_app:
             written.append(row)
 
-    async def publish_and_send() -> None:
-        for row in written:
-            await deps.redis.publish(channel_name(row.user_id), notification_message(row))
-        if pending:
-            await delivery.send_deliveries(deps, pending)
-
-    after_commit(session, publish_and_send)
+    outgoing = _outgoing(deps, session)
+    outgoing.rows += written
+    outgoing.deliveries += pending
     return written
+
+
+@dataclasses.dataclass(slots=True)
+class _Outgoing:
+    """What a transaction's notifications push and send once it has committed, gathered over every event it
+    applied: a consumer batch of twenty paid orders makes one Redis round trip for the live pushes and one send
+    run (a lease per ten rows, one SMTP connection), not twenty of each."""
+    rows: list[NotificationRecord] = dataclasses.field(default_factory=list)
+    deliveries: list[int] = dataclasses.field(default_factory=list)
+
+
+_OUTGOING = "notifications_outgoing"
+
+
+def _outgoing(deps: Deps, session: AsyncSession) -> _Outgoing:
+    outgoing: _Outgoing | None = session.info.get(_OUTGOING)
+    if outgoing is None:
+        outgoing = session.info[_OUTGOING] = _Outgoing()
+        gathered = outgoing
+
+        async def push_and_send() -> None:
+            if gathered.rows:
+                async with deps.redis.pipeline(transaction=False) as pipe:
+                    for row in gathered.rows:
+                        pipe.publish(channel_name(row.user_id), notification_message(row))
+                    await pipe.execute()
+            if gathered.deliveries:
+                await delivery.send_deliveries(deps, gathered.deliveries)
+
+        after_commit(session, push_and_send)
+    return outgoing
 
 
 def notification_message(row: NotificationRecord) -> bytes:

@@ -2,12 +2,21 @@
 an in-app notification; once per event and recipient, whatever is redelivered or crashes in between."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from kernel.events import EventEnvelope
 from kernel.uow import unit_of_work
-from subgraphs.notifications import channels, delivery
-from tests.notifications.conftest import consumer_for, next_id, order_event, order_placed, shopper
+from nexuscart.infra import free_port
+from nexuscart.smtp_sink import FileSink
+from subgraphs.notifications import channels, delivery, service
+from tests.event_driver import apply_as_one_batch
+from tests.notifications.conftest import MailBox, consumer_for, next_id, order_event, order_placed, shopper
 
 NOTIFICATIONS = """query($first: Int, $after: String, $unread: Boolean) {
   notifications(first: $first, after: $after, unreadOnly: $unread) {
@@ -197,3 +206,57 @@ async def test_an_old_event_about_an_order_never_placed_here_is_skipped(consumer
     assert await consumer.deliver("order.paid", envelope.payload, envelope=envelope) == "applied"
     assert mailbox.messages(to=address) == []
     assert (await api.ok(NOTIFICATIONS, {}, token_for(user_id=user_id)))["notifications"]["totalCount"] == 0
+
+
+class SessionCountingSink(FileSink):
+    """The file sink, also remembering the SMTP session each message came in on."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.sessions: list[Any] = []  # held, so no two sessions ever share an id()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.sessions.append(session)
+        return await super().handle_DATA(server, session, envelope)
+
+    def connections(self) -> int:
+        return len({id(s) for s in self.sessions})
+
+
+async def test_a_batch_of_paid_orders_pushes_each_live_and_sends_its_emails_over_one_smtp_connection(
+        notifications_settings, service_engine, redis, tmp_path) -> None:
+    sink = SessionCountingSink(tmp_path / "mail")
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        consumer = consumer_for(notifications_settings.model_copy(
+            update={"smtp_url": f"smtp://127.0.0.1:{controller.port}"}), service_engine, redis)
+        user_id, address = await shopper(consumer)
+        orders = [next_id() for _ in range(delivery.SEND_LEASE_ROWS + 3)]  # more than one lease's worth
+        for order_id in orders:
+            await consumer.deliver("order.placed", order_placed(order_id, user_id, number=f"NC-{order_id}"))
+        connections_before = sink.connections()
+        live = redis.pubsub()
+        await live.subscribe(service.channel_name(user_id))
+        line = [{"variant_id": str(next_id()), "quantity": 1}]
+        paid = [EventEnvelope.new("order.paid", order_event("order.paid", order_id, user_id, items=line))
+                for order_id in orders]
+
+        assert await apply_as_one_batch(consumer.spec, consumer.resources.session_factory, paid)
+
+        mailbox = MailBox(tmp_path / "mail", "unused")
+        subjects = sorted(m["Subject"] for m in mailbox.messages(to=address) if m["Subject"].startswith("Payment"))
+        assert subjects == sorted(f"Payment received for order NC-{order_id}" for order_id in orders)
+        assert sink.connections() - connections_before == 1
+        pushed: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while len(pushed) < len(orders):
+            assert time.monotonic() < deadline, f"only {len(pushed)} of {len(orders)} live pushes arrived"
+            message = await live.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:  # None: a subscribe confirmation, or nothing within the second
+                pushed.append(orjson.loads(message["data"]))
+        assert sorted(p["order_id"] for p in pushed) == sorted(str(order_id) for order_id in orders)
+        assert {p["kind"] for p in pushed} == {"ORDER_PAID"}
+        await live.aclose()
+    finally:
+        controller.stop()
