@@ -35,12 +35,3 @@ class FlashSaleAlreadyStarted(NotificationError):
 
     def __init__(self) -> None:
         super().__init__("This flash sale has already started", field="saleId")
-
-
-class OrderNotKnownYet(NotificationError):
-    """An event about an order whose order.placed has not been applied here yet: the consumer retries it."""
-
-    code = ErrorCode.CONFLICT
-
-    def __init__(self, order_id: int) -> None:
-        super().__init__(f"order {order_id} is not known yet", subject=order_id)

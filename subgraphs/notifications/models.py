@@ -44,6 +44,15 @@ order_facts = Table(
     Column("placed_at", DateTime(timezone=True), nullable=False),
 )
 
+# Events about an order that came before its order.placed (migration 0002).
+early_order_events = Table(
+    "early_order_events", metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("order_id", BigInteger, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
 notifications = Table(
     "notifications", metadata,
     Column("id", BigInteger, primary_key=True),

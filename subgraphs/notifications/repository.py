@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, any_, func, literal, or_, select, update
+from sqlalchemy import and_, any_, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import any_of
+from kernel.db import any_of, rowcount
 from subgraphs.notifications.models import (
     DeliveryOutcome,
     DeliveryRecord,
@@ -20,6 +20,7 @@ from subgraphs.notifications.models import (
     WebhookStatus,
     WebhookSubscriptionRecord,
     deliveries,
+    early_order_events,
     flash_sale_reminders,
     flash_sales,
     notifications,
@@ -84,6 +85,30 @@ async def insert_order_facts(session: AsyncSession, values: dict[str, Any]) -> N
 async def get_order_facts(session: AsyncSession, order_id: int) -> dict[str, Any] | None:
     row = (await session.execute(select(order_facts).where(order_facts.c.order_id == order_id))).first()
     return dict(row._mapping) if row is not None else None
+
+
+async def hold_early_event(session: AsyncSession, *, event_id: uuid.UUID, order_id: int, envelope: bytes,
+                           now: datetime) -> None:
+    await session.execute(insert(early_order_events).values(
+        event_id=event_id, order_id=order_id, envelope=envelope, received_at=now).on_conflict_do_nothing())
+
+
+async def take_early_events(session: AsyncSession, order_ids: Sequence[int] | None = None) -> list[bytes]:
+    """Removes and returns (oldest first) the held events whose order is known now: of these orders, or of any.
+    Two transactions never both take one (the second waits on the first's delete, then finds nothing)."""
+    statement = (delete(early_order_events)
+                 .where(early_order_events.c.order_id == order_facts.c.order_id)
+                 .returning(early_order_events.c.envelope, early_order_events.c.received_at))
+    if order_ids is not None:
+        statement = statement.where(any_of(early_order_events.c.order_id, order_ids))
+    rows = (await session.execute(statement)).all()
+    return [row.envelope for row in sorted(rows, key=lambda row: row.received_at)]
+
+
+async def drop_early_events(session: AsyncSession, *, received_before: datetime) -> int:
+    """Held events whose order.placed never came: nobody is told of them."""
+    return rowcount(await session.execute(
+        delete(early_order_events).where(early_order_events.c.received_at < received_before)))
 
 
 # ---- notifications and the send ledger ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import urllib.parse
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,7 +36,6 @@ from subgraphs.notifications.errors import (
     FlashSaleNotFound,
     InvalidNotificationInput,
     NotificationNotFound,
-    OrderNotKnownYet,
 )
 from subgraphs.notifications.models import (
     Category,
@@ -62,7 +61,8 @@ from subgraphs.users.events import UserRegistered
 log = logging.getLogger("nexuscart.notifications")
 
 ADMIN = "ADMIN"
-# An event about an order this domain has no order.placed for is retried while younger than this, then skipped.
+# An event about an order this domain has no order.placed for is held this long (notified once it comes),
+# then dropped.
 ORDER_FACTS_WAIT = timedelta(minutes=10)
 MAX_PAGE_SIZE = 100
 # What a user gets without having chosen: SMS and push stay off until asked for (they cost and interrupt).
@@ -228,22 +228,43 @@ def _order_context(settings: Settings, facts: dict[str, Any]) -> dict[str, Any]:
             "total": format_money(Decimal(facts["total"])), "order_url": _order_url(settings, facts["order_id"])}
 
 
-async def _facts_or_retry(session: AsyncSession, envelope: EventEnvelope, order_id: int) -> dict[str, Any] | None:
-    """What order.placed said about the order. Unknown: for a recent event, OrderNotKnownYet (the consumer retries:
-    order.placed travels on another topic and may be applied after this one); for an old one (its order.placed
-    is older than anything this domain was given, e.g. on the first start), None: nobody is told."""
+async def _facts_or_hold(session: AsyncSession, envelope: EventEnvelope, order_id: int) -> dict[str, Any] | None:
+    """What order.placed said about the order. Unknown (order.placed travels on another topic and may be applied
+    after this event): a recent event is held until it is (`notify_early_events`), an old one (its order.placed
+    is older than anything this domain was given, e.g. on the first start) is dropped: nobody is told. Held, not
+    retried: retries spent the consumer's attempts in seconds and parked the event on the DLQ, and held up every
+    event behind it, while a backlog kept order.placed minutes away."""
     facts = await repository.get_order_facts(session, order_id)
     if facts is None:
         if utc_now() - datetime.fromisoformat(envelope.timestamp) < ORDER_FACTS_WAIT:
-            raise OrderNotKnownYet(order_id)
-        log.warning("event about an order never placed here; not notified",
-                    extra={"event_id": envelope.event_id, "event_type": envelope.event_type})
+            await repository.hold_early_event(session, event_id=uuid.UUID(envelope.event_id), order_id=order_id,
+                                              envelope=envelope.to_json(), now=utc_now())
+        else:
+            log.warning("event about an order never placed here; not notified",
+                        extra={"event_id": envelope.event_id, "event_type": envelope.event_type})
     return facts
+
+
+Replay = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+
+async def notify_early_events(session: AsyncSession, replay: Replay, order_ids: Sequence[int] | None = None) -> int:
+    """Notify the held events whose order is known now (of `order_ids`, or all of them), each through `replay`
+    (its own handler), in the order they came; and drop those held longer than the wait. order.placed's handler
+    calls it for its order; the retry job for all, which also catches an event held by a transaction that
+    committed after order.placed's had looked. Returns how many were notified."""
+    held = await repository.take_early_events(session, order_ids)
+    for raw in held:
+        await replay(session, EventEnvelope.from_json(raw))
+    if order_ids is None and (dropped := await repository.drop_early_events(
+            session, received_before=utc_now() - ORDER_FACTS_WAIT)):
+        log.warning("events about orders never placed here; not notified", extra={"count": dropped})
+    return len(held)
 
 
 async def _notify_order(deps: Deps, session: AsyncSession, envelope: EventEnvelope, order_id: int, kind: Kind,
                         **extra: Any) -> None:
-    facts = await _facts_or_retry(session, envelope, order_id)
+    facts = await _facts_or_hold(session, envelope, order_id)
     if facts is None:
         return
     context = {**_order_context(deps.settings, facts), **extra}

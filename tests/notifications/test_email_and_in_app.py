@@ -3,6 +3,7 @@ an in-app notification; once per event and recipient, whatever is redelivered or
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,64 @@ async def test_every_order_event_reaches_its_owner_and_low_stock_reaches_admins(
                      "PAYMENT_FAILED", "ORDER_PAID", "ORDER_PLACED"]
 
 
-async def test_an_event_about_an_order_not_known_yet_is_retried_not_dropped(consumer, mailbox) -> None:
+async def test_an_event_that_overtakes_its_order_placed_is_held_then_notified_when_the_order_comes(
+        consumer, mailbox) -> None:
     user_id, address = await shopper(consumer)
     order_id = next_id()
-    paid = order_event("order.paid", order_id, user_id, items=[])
-    assert await consumer.deliver("order.paid", paid) == "dead-lettered"  # max_attempts=1 here: no retries left
+    line = [{"variant_id": str(next_id()), "quantity": 1}]
+    assert await consumer.deliver("order.paid", order_event("order.paid", order_id, user_id, items=line)) == "applied"
+    assert await consumer.deliver("order.cancelled", order_event(
+        "order.cancelled", order_id, user_id, reason="CUSTOMER_CANCELLED", previous_status="PAID",
+        items=line)) == "applied"
+    assert mailbox.messages(to=address) == [] and consumer.dead_letters == []
+
+    assert await consumer.deliver("order.placed", order_placed(order_id, user_id, number="NC-77")) == "applied"
+
+    assert [m["Subject"] for m in mailbox.messages(to=address)] == [
+        "We received your order NC-77", "Payment received for order NC-77", "Your order NC-77 was cancelled"]
+
+
+async def test_an_event_held_while_its_order_placed_was_being_applied_is_notified_by_the_retry_job(
+        consumer, mailbox, session) -> None:
+    from subgraphs.notifications import repository
+    from subgraphs.notifications.consumers import periodic_tasks
+    user_id, address = await shopper(consumer)
+    order_id = next_id()
+    assert await consumer.deliver("order.paid", order_event("order.paid", order_id, user_id, items=[])) == "applied"
+    # order.placed's transaction looked for held events before this one committed: its facts, and no replay.
+    await repository.insert_order_facts(session, {
+        "order_id": order_id, "user_id": user_id, "number": "NC-88", "currency": "USD", "subtotal": 1, "discount": 0,
+        "total": 1, "placed_at": datetime.now(UTC), "lines": []})
+    await session.commit()
     assert mailbox.messages(to=address) == []
+
+    retry = next(t for t in periodic_tasks(consumer.resources) if t.name == "notifications-retry")
+    await retry.run()
+
+    assert [m["Subject"] for m in mailbox.messages(to=address)] == ["Payment received for order NC-88"]
+    await retry.run()
+    assert len(mailbox.messages(to=address)) == 1  # taken once
+
+
+async def test_an_event_held_longer_than_the_wait_is_dropped_by_the_retry_job(consumer, mailbox, session) -> None:
+    from subgraphs.notifications.consumers import periodic_tasks
+    from subgraphs.notifications.service import ORDER_FACTS_WAIT
+    user_id, address = await shopper(consumer)
+    order_id = next_id()
+    assert await consumer.deliver("order.paid", order_event("order.paid", order_id, user_id, items=[])) == "applied"
+    await session.execute(text("UPDATE notifications.early_order_events "
+                               "SET received_at = received_at - CAST(:wait AS interval) WHERE order_id = :order"),
+                          {"wait": ORDER_FACTS_WAIT, "order": order_id})
+    await session.commit()
+
+    retry = next(t for t in periodic_tasks(consumer.resources) if t.name == "notifications-retry")
+    await retry.run()
+
+    held = await session.execute(text("SELECT count(*) FROM notifications.early_order_events WHERE order_id = :order"),
+                                 {"order": order_id})
+    assert held.scalar_one() == 0
     await consumer.deliver("order.placed", order_placed(order_id, user_id))
-    assert await consumer.deliver("order.paid", paid) == "applied"
-    assert len(mailbox.messages(to=address)) == 2
+    assert [m["Subject"] for m in mailbox.messages(to=address)] == ["We received your order NC-1001"]
 
 
 async def test_a_redelivered_event_sends_nothing_twice(consumer, mailbox, api, token_for, session) -> None:
