@@ -3,6 +3,7 @@ DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS are set), clean tables and Re
 in-process subgraph clients, user/token factories, and the full platform behind the router for e2e."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -61,6 +62,28 @@ async def redis(infra: Infrastructure) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+async def _truncate_waiting(conn: asyncpg.Connection, statement: str) -> None:
+    """The fallback when the tables never were all free at once (15 s): wait for the locks."""
+    await conn.execute("SET lock_timeout = '20s'")
+    for attempt in range(5):
+        try:
+            await conn.execute(statement)
+            return
+        except asyncpg.DeadlockDetectedError:
+            # Postgres picked this reset as the victim of a cycle with a platform transaction: again.
+            if attempt == 4:
+                raise
+        except asyncpg.LockNotAvailableError:
+            # A test that failed mid-request can leave an in-process app's transaction open (its task
+            # abandoned), holding its locks for as long as the session lasts: without this every later
+            # test would wait on this TRUNCATE for ever. End such transactions, then again.
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'idle in transaction' AND now() - state_change > interval '10 seconds'")
+            if attempt == 4:
+                raise
+
+
 async def _reset(stack: Infrastructure) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(stack.database_url))
     try:
@@ -68,30 +91,21 @@ async def _reset(stack: Infrastructure) -> None:
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[]) "
             "AND tablename <> 'schema_migrations'", [s.name for s in SUBGRAPHS])
         if tables:
-            statement = "TRUNCATE " + ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables) + " CASCADE"
-            await conn.execute("SET lock_timeout = '20s'")
-            # The e2e platform keeps running between tests (workers, reconciler), and this TRUNCATE's table
-            # locks, taken one table at a time, can cross their transactions' locks. Postgres aborts the backend
-            # whose deadlock check finds the cycle, and each checks after its deadlock_timeout: a long one here
-            # makes the worker's transaction the victim (its consumer applies the event again), not the reset.
-            await conn.execute("SET deadlock_timeout = '10s'")
-            for attempt in range(5):
+            names = ", ".join(f'{t["schemaname"]}."{t["tablename"]}"' for t in tables)
+            # The e2e platform keeps running between tests (workers, reconciler), and a TRUNCATE that waits for
+            # one table while holding others can close a cycle with their transactions (a deadlock whose victim
+            # was often this reset). So first: take every lock without waiting, all or none, and try again a
+            # moment later while any table is in use; nothing is held while waiting, so no cycle can form.
+            for _ in range(300):
                 try:
-                    await conn.execute(statement)
+                    async with conn.transaction():
+                        await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                        await conn.execute(f"TRUNCATE {names} CASCADE")
                     break
-                except asyncpg.DeadlockDetectedError:
-                    # Two resets' cycles or a platform transaction with a longer deadlock_timeout: again.
-                    if attempt == 4:
-                        raise
                 except asyncpg.LockNotAvailableError:
-                    # A test that failed mid-request can leave an in-process app's transaction open (its task
-                    # abandoned), holding its locks for as long as the session lasts: without this every later
-                    # test would wait on this TRUNCATE for ever. End such transactions, then again.
-                    await conn.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND state = 'idle in transaction' AND now() - state_change > interval '10 seconds'")
-                    if attempt == 4:
-                        raise
+                    await asyncio.sleep(0.05)  # a platform transaction holds a table: it ends within moments
+            else:
+                await _truncate_waiting(conn, f"TRUNCATE {names} CASCADE")
     finally:
         await conn.close()
     client = Redis.from_url(stack.redis_url)
