@@ -1,12 +1,11 @@
 """Sending what the ledger holds: email, SMS and push rows of `deliveries`, and partner webhook deliveries.
 
 Each send is three steps: lease the rows (one short transaction for up to ten), send, record the outcomes
-(another). The lease
-keeps two senders (the after-commit send and the retry job, or two workers) from sending one row at once; a
-sender that dies mid-send loses its lease and the retry job sends the row again. So a row is sent once unless a
-process dies after the provider accepted it and before the outcome is recorded: at-least-once at the transport,
-with a Message-ID (email) or Idempotency-Key (SMS, push) derived from the ledger key so the receiver can drop
-that duplicate. Failures are retried with exponential backoff, then parked (FAILED / PARKED)."""
+(another). The lease keeps two senders (the after-commit send and the retry job, or two workers) from sending
+one row at once; a sender that dies mid-send loses its lease and the retry job sends the row again. So a row is
+sent once unless a process dies after the provider accepted it and before the outcome is recorded: at-least-once
+at the transport, with a Message-ID (email) or Idempotency-Key (SMS, push) derived from the ledger key so the
+receiver can drop that duplicate. Failures are retried with exponential backoff, then parked (FAILED / PARKED)."""
 from __future__ import annotations
 
 import dataclasses
@@ -83,11 +82,12 @@ async def send_deliveries(deps: Deps, ids: Sequence[int] | None = None) -> int:
     lease's worth per run). Emails share one SMTP connection. Returns how many were sent."""
     settings = deps.settings
     lease = timedelta(seconds=settings.notifications_send_lease_seconds)
-    remaining = list(ids) if ids is not None else None
+    # The given rows a lease's worth at a time; the retry job: one lease of whatever is due (None).
+    chunks: list[Sequence[int] | None] = ([None] if ids is None else
+                                          [ids[i:i + SEND_LEASE_ROWS] for i in range(0, len(ids), SEND_LEASE_ROWS)])
     sent = 0
     async with channels.SmtpSession(settings) as smtp:
-        while remaining is None or remaining:
-            chunk = None if remaining is None else remaining[:SEND_LEASE_ROWS]
+        for chunk in chunks:
             async with unit_of_work(deps.session_factory) as session:
                 claimed = await repository.claim_deliveries(session, now=utc_now(), lease=lease, ids=chunk,
                                                             limit=SEND_LEASE_ROWS)
@@ -103,9 +103,6 @@ async def send_deliveries(deps: Deps, ids: Sequence[int] | None = None) -> int:
             if outcomes:
                 async with unit_of_work(deps.session_factory) as session:
                     await repository.finish_deliveries(session, outcomes)
-            if remaining is None:
-                break
-            remaining = remaining[SEND_LEASE_ROWS:]
     return sent
 
 
@@ -119,7 +116,7 @@ def _outcome(settings: Settings, delivery: DeliveryRecord, error: str | None) ->
         return DeliveryOutcome(delivery.id, DeliveryStatus.FAILED.value, now, error, None)
     log.warning("notification send failed; will retry", extra={"delivery_id": delivery.id, "error": error})
     return DeliveryOutcome(delivery.id, DeliveryStatus.PENDING.value, now, error,
-                                      now + backoff(settings.notifications_retry_interval_seconds, attempts))
+                           now + backoff(settings.notifications_retry_interval_seconds, attempts))
 
 
 async def deliver_webhooks(deps: Deps, ids: Sequence[int] | None = None) -> int:
